@@ -12,13 +12,33 @@ class NodeSpec:
     name: str  # ROS node name (SPEC §5), also the params.yaml section
     module: str  # python module with main(), for starting without a ROS distro
     role: str
+    follows_sim_time: bool = True  # False for the node that publishes /clock itself
 
 
 NODES: tuple[NodeSpec, ...] = (
     NodeSpec("pendulum_sim", "pendulum_sim", "syrenets_ros.sim_node",
-             "PyBullet double pendulum: excitation, PD + feed-forward control"),
+             "PyBullet double pendulum: excitation, PD + feed-forward control",
+             follows_sim_time=False),
     NodeSpec("learner", "syrenets_learner", "syrenets_ros.learner_node",
              "trains SyReNet on /joint_states, publishes model snapshots"),
     NodeSpec("predictor", "syrenets_predictor", "syrenets_ros.predictor_node",
              "serves feed-forward torques and forecasts from the newest snapshot"),
 )
+
+
+def ros_arguments(node: NodeSpec, params_file: str, use_sim_time: bool,
+                  overrides: dict[str, object] | None = None) -> list[str]:
+    """The ``--ros-args`` a process of this node is started with (outside ros2 launch)."""
+    args = ["--ros-args", "-r", f"__node:={node.name}", "--params-file", params_file]
+    values = {"use_sim_time": use_sim_time and node.follows_sim_time, **(overrides or {})}
+    for key, value in values.items():
+        args += ["-p", f"{key}:={_param_literal(value)}"]
+    return args
+
+
+def _param_literal(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_param_literal(v) for v in value) + "]"
+    return str(value)

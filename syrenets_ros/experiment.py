@@ -1,0 +1,372 @@
+"""The online experiment behind `make demo`, `syrenets-ros bench online` and the end-to-end
+test: bring the graph up as separate processes, run PD only, switch the learned feed-forward
+on, swap link 2 mid-run through the parameter service, and measure what happens.
+
+A monitor node in this process pairs each reference point with the joint state at the time
+it applies to (tracking error) and with the feed-forward torque served for it (torque error
+against the true inverse dynamics of the parameters in force at that moment).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import rclpy
+import torch
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import String
+from trajectory_msgs.msg import JointTrajectory
+
+from syrenets_ros import physics
+from syrenets_ros import ros_common as rc
+from syrenets_ros.bringup import Graph
+from syrenets_ros.graph import NODES, NodeSpec
+from syrenets_ros.param_cli import set_parameters
+
+SIM = "pendulum_sim"
+
+
+@dataclass
+class Timeline:
+    """Phase lengths in sim seconds."""
+
+    pd_only: float = 5.0
+    learned_before_swap: float = 15.0
+    after_swap: float = 15.0
+    swap: dict[str, float] = field(default_factory=lambda: {"link2_mass": 2.0, "link2_length": 1.2})
+    window: float = 3.0  # the "before swap" and "after adapting" averages use the last `window` s
+    right_after: float = 1.0  # "right after the swap" averages over this long
+
+
+def _key(seconds: float) -> int:
+    """Stamps as integer microseconds, so sums of floats pair up exactly."""
+    return int(round(seconds * 1e6))
+
+
+class Monitor(Node):
+    """Observes the running graph; all bookkeeping is O(1) per message."""
+
+    def __init__(self, params_before: physics.PendulumParams) -> None:
+        super().__init__("syrenets_monitor")
+        self.params = params_before
+        self.sim_time = 0.0
+        self.desired: dict[int, tuple[list[float], list[float], list[float]]] = {}
+        self.reference_wall: dict[int, float] = {}
+        self.tracking: list[tuple[float, float]] = []  # (t, |q - q_d|)
+        self.torque_error: list[tuple[float, float]] = []  # (t, |τ_ff - τ_true|)
+        self.latency_ms: list[float] = []
+        self.states: list[tuple[float, list[float]]] = []  # subsampled q for plotting forecasts
+        self.equations: list[tuple[float, str]] = []
+        self.forecasts: list[tuple[float, list[float], list[list[float]]]] = []
+        self.diagnostics: dict[str, dict[str, str]] = {}
+        self.create_subscription(JointTrajectory, rc.REFERENCE, self.on_reference, rc.STREAM_QOS)
+        self.create_subscription(JointState, rc.JOINT_STATES, self.on_state, rc.STREAM_QOS)
+        self.create_subscription(JointState, rc.PREDICTED_TORQUE, self.on_torque, rc.STREAM_QOS)
+        self.create_subscription(String, rc.EQUATION, self.on_equation, rc.LATCHED_QOS)
+        self.create_subscription(JointTrajectory, rc.FORECAST, self.on_forecast, 10)
+        self.create_subscription(DiagnosticArray, rc.DIAGNOSTICS, self.on_diagnostics, 50)
+
+    def on_reference(self, msg: JointTrajectory) -> None:
+        if list(msg.joint_names) != list(physics.JOINT_NAMES) or not msg.points:
+            return
+        point = msg.points[0]
+        key = _key(rc.stamp_to_seconds(msg.header.stamp) + rc.stamp_to_seconds(point.time_from_start))
+        self.desired[key] = (list(point.positions), list(point.velocities), list(point.accelerations))
+        self.reference_wall[key] = time.perf_counter()
+
+    def on_state(self, msg: JointState) -> None:
+        if list(msg.name) != list(physics.JOINT_NAMES) or len(msg.position) != 2:
+            return
+        t = rc.stamp_to_seconds(msg.header.stamp)
+        if not all(math.isfinite(v) for v in msg.position):
+            return
+        self.sim_time = max(self.sim_time, t)
+        desired = self.desired.pop(_key(t), None)
+        if desired is not None:
+            self.tracking.append((t, math.dist(msg.position, desired[0])))
+        if len(self.states) == 0 or t - self.states[-1][0] >= 0.01:
+            self.states.append((t, list(msg.position)))
+
+    def on_torque(self, msg: JointState) -> None:
+        key = _key(rc.stamp_to_seconds(msg.header.stamp))
+        sent = self.reference_wall.pop(key, None)
+        if sent is not None:
+            self.latency_ms.append((time.perf_counter() - sent) * 1e3)
+        desired = self.desired.get(key)
+        if desired is None or len(msg.effort) != 2 or list(msg.name) != list(physics.JOINT_NAMES):
+            return
+        t = key * 1e-6
+        q, qd, qdd = (torch.tensor([v], dtype=torch.float64) for v in desired)
+        truth = physics.inverse_dynamics(q, qd, qdd, self.params)[0].tolist()
+        self.torque_error.append((t, math.dist(msg.effort, truth)))
+
+    def on_equation(self, msg: String) -> None:
+        self.equations.append((self.sim_time, msg.data))
+
+    def on_forecast(self, msg: JointTrajectory) -> None:
+        if msg.points:
+            start = self.sim_time
+            self.forecasts.append((start, [rc.stamp_to_seconds(p.time_from_start) for p in msg.points],
+                                   [list(p.positions) for p in msg.points]))
+            del self.forecasts[:-20]
+
+    def on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            self.diagnostics[status.name] = {kv.key: kv.value for kv in status.values}
+
+    def trim(self, before: float) -> None:
+        """Drop reference points nobody answered, so the dicts stay bounded."""
+        cutoff = _key(before)
+        for table in (self.desired, self.reference_wall):
+            for key in [k for k in table if k < cutoff]:
+                del table[key]
+
+
+def _rms(series: list[tuple[float, float]], start: float, end: float) -> float:
+    values = [v for t, v in series if start <= t < end]
+    return math.sqrt(sum(v * v for v in values) / len(values)) if values else math.nan
+
+
+def _rolling_rms(series: list[tuple[float, float]], width: float) -> list[tuple[float, float]]:
+    """RMS over consecutive windows of `width` sim seconds: (window centre, rms)."""
+    buckets: dict[int, list[float]] = {}
+    for t, v in series:
+        buckets.setdefault(int(t // width), []).append(v * v)
+    return [((b + 0.5) * width, math.sqrt(sum(vs) / len(vs))) for b, vs in sorted(buckets.items())]
+
+
+@dataclass
+class ExperimentResult:
+    timeline: dict
+    params_before: dict
+    params_after: dict
+    t_feedforward_on: float
+    t_swap: float
+    tracking_rms: dict[str, float]
+    torque_rmse: dict[str, float]
+    adaptation_time: float
+    learner_change_stamps: list[str]
+    latency_ms: dict[str, float]
+    equation: str
+    true_equation: str
+    node_exit_codes: dict[str, int]
+    nodes_died: list[str]
+    diagnostics: dict[str, dict[str, str]]
+    plot: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, default=str)
+
+
+def true_equation(p: physics.PendulumParams, digits: int = 4) -> str:
+    """The true Lagrangian (SPEC §2) written out in the learned equations' variables."""
+    import sympy
+
+    q1, q2, qd1, qd2 = sympy.symbols("q1 q2 qd1 qd2")
+    a, b, c = p.inertia_coefficients
+    d, e = p.gravity_coefficients
+    expr = (sympy.Float(a / 2 + b / 2) * qd1**2 + sympy.Float(b) * qd1 * qd2 + sympy.Float(b / 2) * qd2**2
+            + sympy.Float(c) * (qd1**2 + qd1 * qd2) * sympy.cos(q2)
+            + sympy.Float(d) * sympy.cos(q1) + sympy.Float(e) * sympy.cos(q1 + q2))
+    return str(sympy.expand(expr).evalf(digits))
+
+
+def run_experiment(timeline: Timeline, run_dir: Path, *, real_time_factor: float = 1.0,
+                   overrides: dict[str, dict[str, object]] | None = None,
+                   progress: Callable[[str], None] = print,
+                   hooks: dict[str, Callable[[Monitor], None]] | None = None,
+                   nodes: Sequence[NodeSpec] = NODES, startup_timeout: float = 90.0) -> ExperimentResult:
+    """Run the timeline against freshly started node processes; logs go to run_dir/logs.
+    `hooks` are called with the monitor at "started" and "feedforward_on"."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    hooks = hooks or {}
+    params_before = physics.PendulumParams()
+    params_after = params_before.with_changes(m2=timeline.swap.get("link2_mass", params_before.m2),
+                                              l2=timeline.swap.get("link2_length", params_before.l2))
+    node_overrides = {name: dict(values) for name, values in (overrides or {}).items()}
+    node_overrides.setdefault(SIM, {}).update(feedforward_enabled=False, real_time_factor=real_time_factor)
+
+    context_owner = not rclpy.ok()
+    if context_owner:
+        rclpy.init()
+    monitor = Monitor(params_before)
+    executor = SingleThreadedExecutor()
+    executor.add_node(monitor)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    graph = Graph(overrides=node_overrides, nodes=nodes, log_dir=run_dir / "logs", echo=False)
+    died: list[str] = []
+    last_print = 0.0
+
+    def wait_until(sim_deadline: float, phase: str) -> None:
+        nonlocal last_print
+        wall_deadline = time.monotonic() + startup_timeout + (sim_deadline - monitor.sim_time) / \
+            max(real_time_factor, 0.05) * 4
+        while monitor.sim_time < sim_deadline:
+            for name, code in graph.newly_exited().items():
+                died.append(name)
+                progress(f"!! node {name} exited with code {code} (log: {run_dir / 'logs' / (name + '.log')})")
+            if died or time.monotonic() > wall_deadline:
+                raise RuntimeError(f"experiment stopped in phase {phase!r}: "
+                                   f"{'nodes died: ' + ', '.join(died) if died else 'the simulation is not advancing'}"
+                                   f"; see {run_dir / 'logs'}")
+            if time.monotonic() - last_print > 2.0:
+                last_print = time.monotonic()
+                progress(_progress_line(monitor, phase))
+                monitor.trim(monitor.sim_time - 1.0)
+            time.sleep(0.05)
+
+    try:
+        progress(f"starting {', '.join(n.name for n in nodes)} (logs in {run_dir / 'logs'})")
+        graph.start()
+        if "started" in hooks:
+            hooks["started"](monitor)
+        wait_until(0.05, "startup")
+        wait_until(timeline.pd_only, "PD only")
+        results = set_parameters(monitor, SIM, {"feedforward_enabled": True})
+        t_ff = monitor.sim_time
+        progress(f"t={t_ff:.1f}s  feed-forward ON ({results})")
+        if "feedforward_on" in hooks:
+            hooks["feedforward_on"](monitor)
+        wait_until(timeline.pd_only + timeline.learned_before_swap, "learned feed-forward")
+        t_swap = monitor.sim_time
+        if timeline.swap:
+            results = set_parameters(monitor, SIM, timeline.swap)
+            monitor.params = params_after
+            t_swap = monitor.sim_time
+            progress(f"t={t_swap:.1f}s  SWAP {timeline.swap} via the parameter service: {results}")
+        wait_until(t_swap + timeline.after_swap, "after swap")
+    finally:
+        exit_codes = graph.stop()
+        executor.shutdown()
+        monitor.destroy_node()
+        spinner.join(timeout=5.0)
+        if context_owner:
+            rclpy.try_shutdown()
+
+    end = monitor.sim_time
+    w = timeline.window
+    phases = {
+        "pd_only": (1.0, t_ff),
+        "learned_before_swap": (t_swap - w, t_swap),
+        "right_after_swap": (t_swap, t_swap + timeline.right_after),
+        "after_adapting": (end - w, end),
+    }
+    tracking = {k: _rms(monitor.tracking, *v) for k, v in phases.items()}
+    torque = {k: _rms(monitor.torque_error, *v) for k, v in phases.items() if k != "pd_only"}
+    latencies = sorted(monitor.latency_ms)
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] if latencies else math.nan
+
+    result = ExperimentResult(
+        timeline=asdict(timeline), params_before=asdict(params_before), params_after=asdict(params_after),
+        t_feedforward_on=t_ff, t_swap=t_swap, tracking_rms=tracking, torque_rmse=torque,
+        adaptation_time=_adaptation_time(monitor.torque_error, t_swap, torque["learned_before_swap"]),
+        learner_change_stamps=[monitor.diagnostics.get("syrenets_learner", {}).get("last_change_stamp", "none")],
+        latency_ms={"p50": pct(0.5), "p99": pct(0.99), "count": float(len(latencies))},
+        equation=monitor.equations[-1][1] if monitor.equations else "",
+        true_equation=true_equation(params_after), node_exit_codes=exit_codes, nodes_died=died,
+        diagnostics=monitor.diagnostics)
+    result.plot = str(_plot(monitor, result, run_dir / "online.png"))
+    (run_dir / "result.json").write_text(result.to_json())
+    return result
+
+
+def _adaptation_time(torque_error: list[tuple[float, float]], t_swap: float, pre_swap: float,
+                     window: float = 0.25) -> float:
+    """Sim seconds after the swap until the windowed FF torque RMSE is back within 1.5× the
+    pre-swap level and stays there."""
+    if not math.isfinite(pre_swap):
+        return math.nan
+    after = [(t, v) for t, v in torque_error if t >= t_swap]
+    windows = _rolling_rms([(t - t_swap, v) for t, v in after], window)
+    recovered = math.nan
+    for centre, value in windows:
+        if value <= 1.5 * max(pre_swap, 1e-9):
+            if math.isnan(recovered):
+                recovered = centre - window / 2
+        else:
+            recovered = math.nan
+    return recovered
+
+
+def _progress_line(monitor: Monitor, phase: str) -> str:
+    learner = monitor.diagnostics.get("syrenets_learner", {})
+    sim = monitor.diagnostics.get(SIM, {})
+    t = monitor.sim_time
+    track = _rms(monitor.tracking, t - 1.0, t + 1.0)
+    ff = _rms(monitor.torque_error, t - 1.0, t + 1.0)
+    equation = monitor.equations[-1][1] if monitor.equations else "(none yet)"
+    if len(equation) > 90:
+        equation = equation[:87] + "..."
+    return (f"t={t:6.1f}s [{phase}] samples={learner.get('samples_accepted', 0)} "
+            f"loss={learner.get('loss', 'n/a')} heldout-RMSE={learner.get('holdout_torque_rmse', 'n/a')} "
+            f"FF-torque-err={ff:.3g} track={track:.3g} rad ff={sim.get('feedforward_in_use', 'n/a')} "
+            f"v{learner.get('model_version', 0)}({learner.get('served_source', '-')})\n"
+            f"          L = {equation}")
+
+
+def _plot(monitor: Monitor, result: ExperimentResult, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(3, 1, figsize=(10, 10))
+    for ax, series, label in ((axes[0], monitor.tracking, "tracking error |q − q_d| [rad]"),
+                              (axes[1], monitor.torque_error, "feed-forward torque error [N·m]")):
+        points = _rolling_rms(series, 0.1)
+        ax.semilogy([t for t, _ in points], [max(v, 1e-12) for _, v in points])
+        ax.set_ylabel(label)
+        ax.axvline(result.t_feedforward_on, color="green", linestyle="--", label="feed-forward on")
+        ax.axvline(result.t_swap, color="red", linestyle="--", label="link 2 swapped")
+        ax.legend(loc="upper right")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[1].set_xlabel("sim time [s]")
+    ax = axes[2]
+    if monitor.forecasts:
+        start, offsets, positions = monitor.forecasts[len(monitor.forecasts) // 2]
+        times = [start + o for o in offsets]
+        actual = [(t, q) for t, q in monitor.states if times[0] <= t <= times[-1]]
+        for j in range(2):
+            ax.plot(times, [p[j] for p in positions], "--", label=f"forecast q{j + 1} (variational)")
+            ax.plot([t for t, _ in actual], [q[j] for _, q in actual], label=f"actual q{j + 1} (driven)")
+        ax.set_title("passive-motion forecast from the learned Lagrangian vs the driven pendulum")
+        ax.legend(loc="upper right", fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no forecast received", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("sim time [s]")
+    ax.set_ylabel("q [rad]")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def summary_table(result: ExperimentResult) -> str:
+    rows = [("PD only", "pd_only"), ("learned FF, before swap", "learned_before_swap"),
+            ("right after swap", "right_after_swap"), ("learned FF, after adapting", "after_adapting")]
+    lines = [f"{'phase':<28} {'tracking RMS [rad]':>20} {'FF torque RMSE [N·m]':>22}"]
+    for label, key in rows:
+        torque = result.torque_rmse.get(key, math.nan)
+        lines.append(f"{label:<28} {result.tracking_rms[key]:>20.3e} {torque:>22.3e}")
+    lines += [
+        f"adaptation time after swap: {result.adaptation_time:.2f} s sim "
+        f"(FF torque RMSE back within 1.5x its pre-swap level)",
+        f"predictor end-to-end latency: p50 {result.latency_ms['p50']:.2f} ms, "
+        f"p99 {result.latency_ms['p99']:.2f} ms over {int(result.latency_ms['count'])} answers",
+        f"learned  L = {result.equation}",
+        f"true     L = {result.true_equation}",
+        f"nodes died: {', '.join(result.nodes_died) or 'none'}; plot: {result.plot}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,238 @@
+"""The online learning loop, with no ROS import.
+
+Division of labour (SPEC §3): the SyReNet keeps training on the stream and *proposes*
+structure; symbolic distillation refits the coefficients of the proposed terms exactly;
+recursive least squares tracks those coefficients sample by sample. Whichever model predicts
+held-out recent torques best is served. A detected change (the served model's residual jumps
+and stays up) drops pre-change data and resets the coefficient tracker; when tracking does not
+explain the new data, the next refit searches the full library again.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from syrenets_ros.distill import RecursiveLeastSquares, TermLibrary, fit_terms, rank_terms_by_network
+from syrenets_ros.online import Batch, ChangeDetector, ReplayBuffer
+from syrenets_ros.snapshot import encode_model, load_newest_checkpoint, save_checkpoint
+from syrenets_ros.syrenet import SyReNet, SyReNetConfig
+from syrenets_ros.training import Trainer, select_device
+
+
+@dataclass
+class LearnerConfig:
+    joint_names: Sequence[str] = ("joint1", "joint2")
+    device: str = "auto"
+    batch_size: int = 64
+    buffer_capacity: int = 200_000
+    recent_fraction: float = 0.5
+    recent_window: int = 5_000
+    holdout: int = 1_000
+    fit_samples: int = 8_000
+    min_fit_samples: int = 500
+    snapshot_period: float = 1.0  # wall seconds between model selections / publications
+    network_enabled: bool = True
+    max_train_rate: float = 50.0  # training steps per wall second at most (leaves CPU to the sim)
+    change_window: int = 100
+    change_ratio: float = 10.0
+    change_floor: float = 1e-4
+    rls_forgetting: float = 1.0
+    rls_covariance: float = 1e4
+    checkpoint_dir: str = ""
+    checkpoint_period: float = 10.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Publication:
+    """What the node publishes after a selection: the snapshot text and the equation."""
+
+    payload: str
+    equation: str
+    version: int
+    source: str  # "tracked", "library", "network", "network_guided" or "checkpoint"
+    holdout_rmse: float
+
+
+@dataclass
+class Stats:
+    training_steps: int = 0
+    dropped_steps: int = 0
+    loss: float = math.nan
+    holdout_rmse: float = math.nan
+    served_source: str = "none"
+    change_detections: int = 0
+    change_stamps: list[float] = field(default_factory=list)
+    dropped_after_change: int = 0
+    wins: dict[str, int] = field(default_factory=dict)  # selections won, by candidate source
+    checkpoints_written: int = 0
+    checkpoints_skipped: list[str] = field(default_factory=list)
+
+
+def _rmse(model, batch: Batch) -> float:
+    if len(batch) == 0:
+        return math.inf
+    with torch.no_grad():
+        error = model.torque(batch.q, batch.qd, batch.qdd) - batch.tau
+    value = float(error.square().mean().sqrt())
+    return value if math.isfinite(value) else math.inf
+
+
+class OnlineLearner:
+    def __init__(self, config: LearnerConfig, log: Callable[[str], None] = print) -> None:
+        self.config = config
+        self.log = log
+        self.device = select_device(config.device)
+        n = len(config.joint_names)
+        self.buffer = ReplayBuffer(config.buffer_capacity, n)
+        self.detector = ChangeDetector(window=config.change_window, ratio=config.change_ratio,
+                                       floor=config.change_floor)
+        self.library = TermLibrary(n)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        torch.manual_seed(config.seed)
+        self.network = SyReNet(SyReNetConfig(n_joints=n)).to(self.device)
+        self.trainer = Trainer(self.network)
+        self.stats = Stats()
+        self.version = 0
+        self.served = None  # the model object last published
+        self.tracker: RecursiveLeastSquares | None = None
+        self._recent_residual: deque[float] = deque(maxlen=2_000)
+        self._last_selection = -math.inf
+        self._last_checkpoint = time.monotonic()
+        self._last_train = -math.inf
+
+    # -- stream ---------------------------------------------------------------------------
+    def observe(self) -> int:
+        """Move new samples into the buffer; feed the change detector and the tracker."""
+        new = self.buffer.ingest()
+        if new is None:
+            return 0
+        if self.served is not None:
+            with torch.no_grad():
+                residual = (self.served.torque(new.q, new.qd, new.qdd) - new.tau).square().mean(-1)
+            self._recent_residual.extend(residual.tolist())
+            change = self.detector.update(new.stamp, residual)
+            if change is not None:
+                self._on_change(change)
+        if self.tracker is not None:
+            self.tracker.update(new.q, new.qd, new.qdd, new.tau)
+        return len(new)
+
+    def _on_change(self, stamp: float) -> None:
+        dropped = self.buffer.drop_before(stamp)
+        self.stats.change_detections += 1
+        self.stats.change_stamps.append(stamp)
+        self.stats.dropped_after_change += dropped
+        if self.tracker is not None:
+            self.tracker.reset(self.config.rls_covariance)
+        self._last_selection = -math.inf  # select again as soon as there is post-change data
+        self.log(f"system change detected at t={stamp:.3f} s: torque residual jumped; "
+                 f"dropped {dropped} pre-change samples, coefficient tracking reset")
+
+    # -- training -------------------------------------------------------------------------
+    def train_step(self) -> bool:
+        """One network step on a recent-favouring minibatch, rate-limited."""
+        config = self.config
+        now = time.monotonic()
+        if not config.network_enabled or now - self._last_train < 1.0 / config.max_train_rate:
+            return False
+        if len(self.buffer) - config.holdout < config.batch_size:
+            return False
+        self._last_train = now
+        batch = self.buffer.sample(config.batch_size, self.generator, config.recent_fraction,
+                                   config.recent_window, exclude_newest=config.holdout).to(self.device)
+        result = self.trainer.step(batch.q, batch.qd, batch.qdd, batch.tau)
+        if result.applied:
+            self.stats.training_steps += 1
+            self.stats.loss = result.loss
+        else:
+            self.stats.dropped_steps += 1
+        return True
+
+    # -- selection ------------------------------------------------------------------------
+    def maybe_select(self) -> Publication | None:
+        """Every snapshot period: build candidates, serve the best on held-out recent data."""
+        now = time.monotonic()
+        if now - self._last_selection < self.config.snapshot_period:
+            return None
+        available = len(self.buffer)
+        if available < self.config.min_fit_samples:
+            return None
+        self._last_selection = now
+        holdout_size = min(self.config.holdout, available // 4)
+        holdout = self.buffer.newest(holdout_size)
+        fit = self.buffer.newest(self.config.fit_samples, skip_newest=holdout_size)
+        candidates = self._candidates(fit)
+        scored = sorted(((_rmse(model, holdout), source, model) for source, model in candidates),
+                        key=lambda item: item[0])
+        rmse, source, model = scored[0]
+        if not math.isfinite(rmse):
+            return None
+        self.stats.wins[source] = self.stats.wins.get(source, 0) + 1
+        if source in ("library", "network_guided"):
+            self.tracker = RecursiveLeastSquares(model, forgetting=self.config.rls_forgetting,
+                                                 covariance=self.config.rls_covariance)
+        return self._publish(model, source, rmse)
+
+    def _candidates(self, fit: Batch) -> list[tuple[str, object]]:
+        """Tracked coefficients, the raw network, and two exact refits: on the whole term
+        library, and on the terms the network proposes."""
+        candidates: list[tuple[str, object]] = []
+        if self.tracker is not None:
+            candidates.append(("tracked", self.tracker.model()))
+        candidates.append(("library", fit_terms(self.library, fit.q, fit.qd, fit.qdd, fit.tau)))
+        if self.config.network_enabled and self.stats.training_steps > 0:
+            reference = fit.to(self.device)
+            frozen = self.network.freeze(reference.q[-256:], reference.qd[-256:]).to(torch.device("cpu"))
+            candidates.append(("network", frozen))
+            proposed = rank_terms_by_network(frozen.lagrangian_fn(), self.library, fit.q, fit.qd, fit.qdd)
+            candidates.append(("network_guided", fit_terms(self.library, fit.q, fit.qd, fit.qdd, fit.tau,
+                                                           candidates=proposed)))
+        return candidates
+
+    def _publish(self, model, source: str, rmse: float) -> Publication:
+        self.version += 1
+        self.served = model
+        self.detector.reset()
+        self.stats.holdout_rmse = rmse
+        self.stats.served_source = source
+        payload = encode_model(model, model_version=self.version, joint_names=list(self.config.joint_names),
+                               metrics={"holdout_rmse": rmse, "source": source,
+                                        "training_steps": self.stats.training_steps})
+        return Publication(payload, model.equation(), self.version, source, rmse)
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def maybe_checkpoint(self, publication: Publication | None) -> None:
+        directory = self.config.checkpoint_dir
+        if not directory or publication is None:
+            return
+        now = time.monotonic()
+        if now - self._last_checkpoint < self.config.checkpoint_period:
+            return
+        self._last_checkpoint = now
+        save_checkpoint(Path(directory), f"model-{publication.version:08d}.json", publication.payload)
+        self.stats.checkpoints_written += 1
+
+    def resume(self) -> Publication | None:
+        """Serve the newest valid checkpoint at once; corrupt ones are reported and skipped."""
+        if not self.config.checkpoint_dir:
+            return None
+        decoded, skipped = load_newest_checkpoint(Path(self.config.checkpoint_dir))
+        for path, reason in skipped:
+            self.stats.checkpoints_skipped.append(f"{Path(path).name}: {reason}")
+            self.log(f"skipped corrupt checkpoint {path}: {reason}")
+        if decoded is None:
+            return None
+        self.version = decoded.model_version
+        if decoded.model.kind == "terms":
+            self.tracker = RecursiveLeastSquares(decoded.model, forgetting=self.config.rls_forgetting,
+                                                 covariance=self.config.rls_covariance)
+        self.log(f"resumed from checkpoint model v{decoded.model_version} ({decoded.model.kind})")
+        return self._publish(decoded.model, "checkpoint", math.nan)

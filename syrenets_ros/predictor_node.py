@@ -1,0 +1,176 @@
+"""ROS node `syrenets_predictor`: serves inverse-dynamics torques of the newest learned model
+as feed-forward commands, and forecasts passive motion with the variational integrator."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import String
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from syrenets_ros import ros_common as rc
+from syrenets_ros.serving import ModelServer
+
+
+def _range(low: float, high: float) -> list[FloatingPointRange]:
+    return [FloatingPointRange(from_value=low, to_value=high, step=0.0)]
+
+
+class PredictorNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("syrenets_predictor", **kwargs)
+        self.declare_parameter("joint_names", ["joint1", "joint2"], ParameterDescriptor(
+            description="joints served, in this order; snapshots for other joints are refused", read_only=True))
+        self.declare_parameter("forecast_rate", 2.0, ParameterDescriptor(
+            description="forecasts per second (0 = off)", floating_point_range=_range(0.0, 50.0)))
+        self.declare_parameter("forecast_horizon", 2.0, ParameterDescriptor(
+            description="seconds of passive motion forecast", floating_point_range=_range(0.05, 20.0)))
+        self.declare_parameter("forecast_step", 0.01, ParameterDescriptor(
+            description="variational integrator time step [s]", floating_point_range=_range(0.0005, 0.1)))
+        self.declare_parameter("max_payload_bytes", 8_000_000, ParameterDescriptor(
+            description="larger model payloads are refused", read_only=True,
+            integer_range=[IntegerRange(from_value=1024, to_value=64_000_000, step=1)]))
+        names = list(self.get_parameter("joint_names").value)
+        self.server = ModelServer(names, self.get_parameter("max_payload_bytes").value)
+        self.served = 0
+        self.bad_references = 0
+        self.forecasts = 0
+        self.forecast_note = ""
+        self.latency_ms: list[float] = []
+        self._latest_state: tuple[list[float], list[float]] | None = None
+
+        self.torque_pub = self.create_publisher(JointState, rc.PREDICTED_TORQUE, rc.STREAM_QOS)
+        self.forecast_pub = self.create_publisher(JointTrajectory, rc.FORECAST, 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, rc.DIAGNOSTICS, 10)
+        self.create_subscription(String, rc.MODEL, self.on_model, rc.LATCHED_QOS)
+        self.create_subscription(JointTrajectory, rc.REFERENCE, self.on_reference, rc.STREAM_QOS)
+        self.create_subscription(JointState, rc.JOINT_STATES, self.on_joint_state, rc.STREAM_QOS)
+        # Forecasts take long; their own group keeps torque answers flowing meanwhile.
+        self._forecast_group = MutuallyExclusiveCallbackGroup()
+        self._forecast_timer = None
+        self._schedule_forecasts()
+        self.add_post_set_parameters_callback(lambda _params: self._schedule_forecasts())
+        self.create_timer(1.0, self.publish_diagnostics)
+
+    def _schedule_forecasts(self) -> None:
+        if self._forecast_timer is not None:
+            self.destroy_timer(self._forecast_timer)
+            self._forecast_timer = None
+        rate = self.get_parameter("forecast_rate").value
+        if rate > 0:
+            self._forecast_timer = self.create_timer(1.0 / rate, self.publish_forecast,
+                                                     callback_group=self._forecast_group)
+
+    def on_model(self, msg: String) -> None:
+        accepted, reason = self.server.offer(msg.data)
+        if accepted:
+            self.get_logger().info(f"serving {reason}")
+        else:
+            self.get_logger().warning(f"refused model snapshot: {reason}")
+
+    def on_reference(self, msg: JointTrajectory) -> None:
+        started = time.perf_counter()
+        names = list(msg.joint_names)
+        if sorted(names) != sorted(self.server.joint_names) or len(set(names)) != len(names):
+            self.bad_references += 1
+            return
+        order = [names.index(n) for n in self.server.joint_names]
+        base = rc.stamp_to_seconds(msg.header.stamp)
+        for point in msg.points:
+            fields = (point.positions, point.velocities, point.accelerations)
+            if any(len(f) != len(names) for f in fields) or not all(math.isfinite(v) for f in fields for v in f):
+                self.bad_references += 1
+                continue
+            effort = self.server.torque(*([f[i] for i in order] for f in fields))
+            if effort is None:
+                return
+            if not all(math.isfinite(e) for e in effort):
+                self.bad_references += 1
+                continue
+            reply = JointState(name=list(self.server.joint_names), effort=effort)
+            reply.header.stamp = rc.seconds_to_stamp(base + rc.stamp_to_seconds(point.time_from_start))
+            self.torque_pub.publish(reply)
+            self.served += 1
+        self.latency_ms.append((time.perf_counter() - started) * 1e3)
+        del self.latency_ms[:-2000]
+
+    def on_joint_state(self, msg: JointState) -> None:
+        names = list(msg.name)
+        if sorted(names) != sorted(self.server.joint_names) or len(msg.position) != len(names) \
+                or len(msg.velocity) != len(names):
+            return
+        order = [names.index(n) for n in self.server.joint_names]
+        q, qd = [msg.position[i] for i in order], [msg.velocity[i] for i in order]
+        if all(math.isfinite(v) for v in q + qd):
+            self._latest_state = (q, qd)
+
+    def publish_forecast(self) -> None:
+        state = self._latest_state
+        if state is None:
+            return
+        forecast = self.server.forecast(*state, self.get_parameter("forecast_horizon").value,
+                                        self.get_parameter("forecast_step").value)
+        if forecast is None:
+            return
+        if forecast.reason and forecast.reason != self.forecast_note:
+            self.get_logger().warning(f"forecast ended early: {forecast.reason}")
+        self.forecast_note = forecast.reason
+        msg = JointTrajectory(joint_names=list(self.server.joint_names))
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.points = [JointTrajectoryPoint(positions=q, velocities=qd,
+                                           time_from_start=rc.seconds_to_stamp(t))
+                      for t, q, qd in zip(forecast.times, forecast.q, forecast.qd)]
+        self.forecast_pub.publish(msg)
+        self.forecasts += 1
+
+    def publish_diagnostics(self) -> None:
+        current = self.server.current
+        latencies = sorted(self.latency_ms)
+
+        def pct(p: float) -> str:
+            return f"{latencies[min(len(latencies) - 1, int(p * len(latencies)))]:.3f}" if latencies else "n/a"
+
+        values = {
+            "model_version": current.model_version if current else "none",
+            "model_kind": current.model.kind if current else "none",
+            "snapshots_accepted": self.server.accepted,
+            "snapshots_refused": sum(self.server.refused.values()),
+            **{f"refused[{k}]": v for k, v in self.server.refused.items()},
+            "torques_served": self.served,
+            "bad_reference_points": self.bad_references,
+            "compute_latency_p50_ms": pct(0.5),
+            "compute_latency_p99_ms": pct(0.99),
+            "forecasts_published": self.forecasts,
+            "forecast_note": self.forecast_note or "ok",
+        }
+        level = DiagnosticStatus.OK if current else DiagnosticStatus.WARN
+        rc.publish_diagnostics(self, self.diag_pub, "syrenets_predictor", level,
+                               "serving" if current else "waiting for a model", values)
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    node = PredictorNode()
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

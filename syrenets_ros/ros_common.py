@@ -1,0 +1,62 @@
+"""Small ROS helpers shared by the nodes: topic names and QoS of SPEC §5, stamps, diagnostics."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from builtin_interfaces.msg import Duration, Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+JOINT_STATES = "/joint_states"
+REFERENCE = "/pendulum/reference"
+PREDICTED_TORQUE = "/syrenets/predicted_torque"
+MODEL = "/syrenets/model"
+EQUATION = "/syrenets/equation"
+FORECAST = "/syrenets/forecast"
+DIAGNOSTICS = "/diagnostics"
+
+# Late joiners get the newest snapshot / equation at once.
+LATCHED_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# The 1 kHz streams: deep enough that a busy subscriber does not drop a state (a dropped
+# state is a gap, i.e. a lost sample).
+STREAM_QOS = QoSProfile(depth=200, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                        durability=DurabilityPolicy.VOLATILE)
+
+
+def stamp_to_seconds(stamp: Time | Duration) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def seconds_to_stamp(seconds: float) -> Time:
+    nanoseconds = int(round(seconds * 1e9))
+    return Time(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
+
+
+def publish_diagnostics(node: Node, publisher, name: str, level: int, message: str,
+                        values: Mapping[str, object]) -> None:
+    """One DiagnosticStatus (hardware_id = node name) with key/values as strings."""
+    status = DiagnosticStatus(level=bytes([level]), name=name, message=message,
+                              hardware_id=node.get_name(),
+                              values=[KeyValue(key=str(k), value=str(v)) for k, v in values.items()])
+    array = DiagnosticArray(status=[status])
+    array.header.stamp = node.get_clock().now().to_msg()
+    publisher.publish(array)
+
+
+def declare(node: Node, name: str, default: object, description: str, *,
+            low: float | None = None, high: float | None = None, read_only: bool = False) -> object:
+    """Declare a parameter with a description and, for numbers, a range; returns its value."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+    descriptor = ParameterDescriptor(description=description, read_only=read_only)
+    if low is not None and high is not None:
+        if isinstance(default, bool):
+            raise TypeError("booleans take no range")
+        if isinstance(default, int):
+            descriptor.integer_range = [IntegerRange(from_value=int(low), to_value=int(high), step=1)]
+        else:
+            descriptor.floating_point_range = [FloatingPointRange(from_value=float(low), to_value=float(high))]
+    return node.declare_parameter(name, default, descriptor).value
