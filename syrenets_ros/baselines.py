@@ -6,22 +6,21 @@
   from a constant input (1 hidden layer of 64 softplus), as the paper does; torque through the
   Euler–Lagrange operator, L directly in direct mode.
 
-Every model exposes ``loss(q, qd, qdd, tau)`` and ``torque(...)`` (or ``direct_loss(q, qd, L)``
-and ``lagrangian(...)``); :func:`train` runs the paper's minibatch Adam with plateau decay.
+Every model exposes ``loss(q, qd, qdd, tau)`` and ``torque(...)`` (and ``direct_loss(q, qd, L)``
+and ``lagrangian(...)``); :func:`train_baseline` runs the paper's minibatch Adam with plateau
+decay through the same :class:`~syrenets_ros.training.Trainer` as SyReNet.
 """
 
 from __future__ import annotations
 
-import copy
-import math
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import nn
 
 from syrenets_ros import euler_lagrange, physics
+from syrenets_ros.training import TorqueData, Trainer
 
 
 def _mlp(inputs: int, outputs: int, hidden: int, layers: int) -> nn.Sequential:
@@ -34,7 +33,28 @@ def _mlp(inputs: int, outputs: int, hidden: int, layers: int) -> nn.Sequential:
     return nn.Sequential(*modules)
 
 
-class TorqueNN(nn.Module):
+class _Baseline(nn.Module):
+    """Losses shared by the baselines; subclasses provide ``torque`` and ``lagrangian``."""
+
+    def torque(self, q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def lagrangian(self, q: torch.Tensor, qd: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(self, q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor,
+             tau: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """Torque MSE, as (total, parts) like SyReNet.loss so the shared Trainer drives it."""
+        mse = (self.torque(q, qd, qdd) - tau).square().mean()
+        return mse, {"torque_mse": float(mse.detach())}
+
+    def direct_loss(self, q: torch.Tensor, qd: torch.Tensor,
+                    lagrangian: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        mse = (self.lagrangian(q, qd) - lagrangian).square().mean()
+        return mse, {"lagrangian_mse": float(mse.detach())}
+
+
+class TorqueNN(_Baseline):
     """The paper's NN baseline. ``direct=False``: τ = f(q, q̇, q̈); ``direct=True``: L = f(q, q̇)."""
 
     def __init__(self, n_joints: int = 2, *, direct: bool = False, hidden: int = 300, layers: int = 5) -> None:
@@ -52,14 +72,8 @@ class TorqueNN(nn.Module):
             raise ValueError("an inverse-dynamics NN has no Lagrangian")
         return self.net(torch.cat((q, qd), -1))[..., 0]
 
-    def loss(self, q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
-        return (self.torque(q, qd, qdd) - tau).square().mean()
 
-    def direct_loss(self, q: torch.Tensor, qd: torch.Tensor, lagrangian: torch.Tensor) -> torch.Tensor:
-        return (self.lagrangian(q, qd) - lagrangian).square().mean()
-
-
-class SysId(nn.Module):
+class SysId(_Baseline):
     """Known structure, unknown (m1, l1, m2, l2) = net(1); g stays 9.81 (the paper's setup)."""
 
     def __init__(self, hidden: int = 64, g: float = 9.81) -> None:
@@ -80,78 +94,54 @@ class SysId(nn.Module):
         params = self.params()
         return euler_lagrange.torque(lambda a, b: physics.lagrangian(a, b, params), q, qd, qdd)
 
-    def loss(self, q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
-        return (self.torque(q, qd, qdd) - tau).square().mean()
-
-    def direct_loss(self, q: torch.Tensor, qd: torch.Tensor, lagrangian: torch.Tensor) -> torch.Tensor:
-        return (self.lagrangian(q, qd) - lagrangian).square().mean()
-
     @torch.no_grad()
     def estimate(self) -> dict[str, float]:
         p = self.params()
         return {name: float(getattr(p, name)) for name in ("m1", "l1", "m2", "l2")}
 
 
-@dataclass
-class TrainSettings:
-    """The paper's optimiser: Adam, lr ÷10 after ``patience`` non-improving steps, floor 1e-5."""
+def train_baseline(model: nn.Module, train_data: TorqueData, budget_s: float, seed: int = 0, *,
+                   target: str = "torque", patience: int | None = 2000, lr: float = 1e-3,
+                   batch_size: int = 32, validation_size: int = 1000, validate_every: int = 250,
+                   max_steps: int | None = None,
+                   progress_cb: Callable[[dict], None] | None = None) -> list[dict]:
+    """Minibatch Adam (the shared :class:`Trainer`) for ``budget_s`` seconds or ``max_steps``.
 
-    lr: float = 1e-3
-    batch_size: int = 32
-    patience: int | None = 2000  # None: constant learning rate (the paper's SysId)
-    min_lr: float = 1e-5
-    eval_every: int = 500
-    eval_samples: int = 2000
-
-
-def train(model: nn.Module, loss_fn: Callable[..., torch.Tensor], data: tuple[torch.Tensor, ...],
-          budget_s: float, *, seed: int = 0, settings: TrainSettings = TrainSettings(),
-          max_steps: int | None = None,
-          progress_cb: Callable[[dict], None] | None = None) -> list[dict]:
-    """Minibatch training for ``budget_s`` seconds (or ``max_steps``), keeping the best state.
-
-    The plateau counter follows the smoothed training loss; the kept state is the one with the
-    lowest loss on a fixed slice of the training data, evaluated every ``eval_every`` steps.
-    Returns the evaluation history.
+    ``patience=None`` keeps the learning rate constant (the paper's SysId); otherwise it is
+    divided by 10 after ``patience`` steps without validation improvement, down to 1e-5. The
+    best state on a validation split carved from ``train_data`` is restored at the end.
+    Returns the validation history.
     """
+    if target not in ("torque", "lagrangian"):
+        raise ValueError(f"target must be 'torque' or 'lagrangian', got {target!r}")
+    parameter = next(model.parameters())
+    data = train_data.to(parameter.device).to(parameter.dtype)
     generator = torch.Generator().manual_seed(seed)
-    n = data[0].shape[0]
-    evaluation = tuple(t[: settings.eval_samples] for t in data)
-    optimiser = torch.optim.Adam(model.parameters(), lr=settings.lr, betas=(0.9, 0.999))
-    best_state, best_eval = copy.deepcopy(model.state_dict()), math.inf
-    smoothed, best_smoothed, since_best = math.nan, math.inf, 0
+    order = torch.randperm(len(data), generator=generator).to(parameter.device)
+    held_out = min(validation_size, len(data) // 5)  # small data sets still keep most for training
+    validation, train = data.subset(order[:held_out]), data.subset(order[held_out:])
+    if target == "torque":
+        loss_fn = model.loss
+        batch_of = lambda d: (d.q, d.qd, d.qdd, d.tau)  # noqa: E731
+    else:
+        loss_fn = model.direct_loss
+        batch_of = lambda d: (d.q, d.qd, d.lagrangian)  # noqa: E731
+    trainer = Trainer(model, lr=lr, patience=patience or 1, min_lr=1e-5 if patience else lr, loss_fn=loss_fn)
     history: list[dict] = []
-    start, step = time.monotonic(), 0
-    while time.monotonic() - start < budget_s and (max_steps is None or step < max_steps):
-        index = torch.randint(n, (settings.batch_size,), generator=generator)
-        loss = loss_fn(*(t[index] for t in data))
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        step += 1
-        value = float(loss.detach())
-        smoothed = value if math.isnan(smoothed) else 0.99 * smoothed + 0.01 * value
-        if smoothed < best_smoothed:
-            best_smoothed, since_best = smoothed, 0
-        else:
-            since_best += 1
-        if settings.patience is not None and since_best >= settings.patience:
-            for group in optimiser.param_groups:
-                group["lr"] = max(group["lr"] / 10.0, settings.min_lr)
-            since_best, best_smoothed = 0, smoothed
-        if step % settings.eval_every == 0:
-            with torch.no_grad():  # torch.func transforms still differentiate inside
-                current = float(loss_fn(*evaluation))
-            if math.isfinite(current) and current < best_eval:
-                best_eval, best_state = current, copy.deepcopy(model.state_dict())
-            record = {"step": step, "time_s": time.monotonic() - start, "eval_loss": current,
-                      "lr": optimiser.param_groups[0]["lr"]}
-            history.append(record)
+    start = time.perf_counter()
+    while True:
+        elapsed = time.perf_counter() - start
+        done = elapsed >= budget_s or (max_steps is not None and trainer.steps >= max_steps)
+        if trainer.steps % validate_every == 0 or done:
+            with torch.no_grad():  # torch.func transforms inside still differentiate
+                metric = float(loss_fn(*batch_of(validation))[0])
+            trainer.validate(metric)
+            history.append({"step": trainer.steps, "time_s": elapsed, "lr": trainer.lr, "val_mse": metric})
             if progress_cb is not None:
-                progress_cb(record)
-    with torch.no_grad():
-        final = float(loss_fn(*evaluation))
-    if math.isfinite(final) and final < best_eval:
-        best_state = copy.deepcopy(model.state_dict())
-    model.load_state_dict(best_state)
+                progress_cb(history[-1])
+        if done:
+            break
+        index = torch.randint(len(train), (batch_size,), generator=generator).to(parameter.device)
+        trainer.step(*batch_of(train.subset(index)))
+    trainer.restore_best()
     return history

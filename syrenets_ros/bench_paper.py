@@ -15,18 +15,18 @@ import math
 import statistics
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
 from syrenets_ros import baselines, distill, physics
+from syrenets_ros.training import TorqueData, select_device, train_syrenet, uniform_dataset
 
 METHODS: dict[str, str] = {
-    "library": "library LS",
-    "distilled": "SyReNet distilled",
     "syrenet": "SyReNet raw",
+    "distilled": "SyReNet distilled",
+    "library": "library LS",
     "nn": "NN",
     "sysid": "SysId",
 }
@@ -64,31 +64,6 @@ TABLE_TITLES = {1: "Table 1 — MSE of the Lagrangian learned directly",
                 2: "Table 2 — MSE of torque, Lagrangian learned from torque"}
 
 
-@dataclass
-class Split:
-    """One data split, float64 on the CPU: states, accelerations and both targets."""
-
-    q: torch.Tensor
-    qd: torch.Tensor
-    qdd: torch.Tensor
-    tau: torch.Tensor
-    lagrangian: torch.Tensor
-
-    def to(self, device: str | torch.device, dtype: torch.dtype) -> "Split":
-        return Split(*(t.to(device=device, dtype=dtype) for t in
-                       (self.q, self.qd, self.qdd, self.tau, self.lagrangian)))
-
-    def head(self, count: int) -> "Split":
-        return Split(*(t[:count] for t in (self.q, self.qd, self.qdd, self.tau, self.lagrangian)))
-
-
-def make_split(count: int, generator: torch.Generator, params: physics.PendulumParams) -> Split:
-    """q, q̇, q̈ ~ U(−π/2, π/2) and the exact targets (SPEC §7)."""
-    q, qd, qdd = ((torch.rand(count, 2, generator=generator, dtype=torch.float64) * 2 - 1) * (math.pi / 2)
-                  for _ in range(3))
-    return Split(q, qd, qdd, physics.inverse_dynamics(q, qd, qdd, params), physics.lagrangian(q, qd, params))
-
-
 def _chunked(fn: Callable[..., torch.Tensor], *tensors: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
     return torch.cat([fn(*(t[i:i + chunk] for t in tensors)) for i in range(0, tensors[0].shape[0], chunk)])
 
@@ -97,7 +72,7 @@ def _mse(prediction: torch.Tensor, target: torch.Tensor) -> float:
     return float((prediction.detach().to(torch.float64).cpu() - target.cpu()).square().mean())
 
 
-def _errors(model: Any, split: Split, table: int) -> float:
+def _errors(model: Any, split: TorqueData, table: int) -> float:
     """The table's metric on one split: L MSE (Table 1) or torque MSE (Table 2)."""
     with torch.no_grad():
         if table == 1:
@@ -129,58 +104,64 @@ class _Progress:
             print(f"    {self.prefix}: {text}", flush=True)
 
 
-def _train_syrenet(train: Split, test: Split, table: int, budget_s: float, seed: int,
+def _train_syrenet(train: TorqueData, table: int, budget_s: float, seed: int,
                    device: torch.device, progress: _Progress) -> tuple[Any, dict[str, Any]]:
-    """Train with the model helper's harness; returns the frozen model and run details."""
-    from syrenets_ros.syrenet import train_syrenet
-
-    data = [(s.q, s.qd, s.qdd, s.lagrangian if table == 1 else s.tau) for s in (train, test)]
-    _, frozen, history = train_syrenet(data[0], data[1], budget_s, seed, device, progress,
-                                       **({"direct": True} if table == 1 else {}))
-    frozen = frozen.to(torch.float64).to("cpu")
-    return frozen, {"steps": history[-1]["step"] if history else 0}
+    """The model helper's recipe; the test set stays out of training (evaluated afterwards)."""
+    _, frozen, history = train_syrenet(train, None, budget_s, seed, device, progress,
+                                       target="lagrangian" if table == 1 else "torque")
+    return frozen.to(torch.float64).to("cpu"), {"steps": history[-1]["step"],
+                                                "best_val_mse": history[-1]["best_val_mse"]}
 
 
-def _train_baseline(method: str, train: Split, table: int, budget_s: float, seed: int,
+def _train_baseline(method: str, train: TorqueData, table: int, budget_s: float, seed: int,
                     device: torch.device, progress: _Progress) -> tuple[Any, dict[str, Any]]:
     torch.manual_seed(seed)
     if method == "nn":
         # NN in float32 (its error floor is far above float32 precision); paper's decay schedule.
-        model: torch.nn.Module = baselines.TorqueNN(direct=table == 1)
-        dtype, settings = torch.float32, baselines.TrainSettings(patience=2000)
+        model: baselines.TorqueNN | baselines.SysId = baselines.TorqueNN(direct=table == 1)
+        dtype, patience = torch.float32, 2000
     else:
-        # SysId in float64: the paper's best seeds reach 1e-27, below float32 resolution.
-        model, dtype, settings = baselines.SysId(), torch.float64, baselines.TrainSettings(patience=None)
+        # SysId in float64 (the paper's best seeds reach 1e-27) with a constant learning rate.
+        model, dtype, patience = baselines.SysId(), torch.float64, None
     model.to(device=device, dtype=dtype)
-    data = train.to(device, dtype)
-    if table == 1:
-        loss_fn, tensors = model.direct_loss, (data.q, data.qd, data.lagrangian)
-    else:
-        loss_fn, tensors = model.loss, (data.q, data.qd, data.qdd, data.tau)
-    history = baselines.train(model, loss_fn, tensors, budget_s, seed=seed, settings=settings, progress_cb=progress)
+    history = baselines.train_baseline(model, train, budget_s, seed, patience=patience, progress_cb=progress,
+                                       target="lagrangian" if table == 1 else "torque")
     model.to(device="cpu", dtype=torch.float64)
-    details: dict[str, Any] = {"steps": history[-1]["step"] if history else 0}
-    if method == "sysid":
+    details: dict[str, Any] = {"steps": history[-1]["step"]}
+    if isinstance(model, baselines.SysId):
         details["estimate"] = model.estimate()
     return model, details
 
 
-def _distill(frozen: Any, library: distill.TermLibrary, train: Split, table: int,
-             rank_samples: int) -> tuple[distill.TermModel, dict[str, Any]]:
-    """Network-guided refit: the network proposes terms, least squares on data makes them exact."""
-    probe = train.head(rank_samples)
+def _distill(frozen: Any, library: distill.TermLibrary, train: TorqueData, table: int, rank_samples: int,
+             truth: distill.TermModel) -> tuple[distill.TermModel, dict[str, Any]]:
+    """Network-guided refit: the network ranks the library, least squares on data cuts and makes
+    it exact. Also records what the network alone proposed (its sparse projection)."""
+    probe = train.subset(slice(0, rank_samples))
     ranking = distill.rank_terms_by_network(frozen.lagrangian_fn(), library, probe.q, probe.qd, probe.qdd,
                                             target="lagrangian" if table == 1 else "torque")
     if table == 1:
-        model = distill.fit_lagrangian(library, train.q, train.qd, train.lagrangian, candidates=ranking.proposed)
+        def fit(candidates: list[distill.Term]) -> distill.TermModel:
+            return distill.fit_lagrangian(library, train.q, train.qd, train.lagrangian, candidates=candidates)
+        power = float(train.lagrangian.square().mean())
     else:
-        model = distill.fit_terms(library, train.q, train.qd, train.qdd, train.tau, candidates=ranking.proposed)
-    details = {"proposed": [t.name for t in ranking.proposed], "network_explained_by_library": ranking.explained,
-               "top_ranked": [t.name for t, _ in ranking.ranked[:10]], "equation": model.equation()}
+        def fit(candidates: list[distill.Term]) -> distill.TermModel:
+            return distill.fit_terms(library, train.q, train.qd, train.qdd, train.tau, candidates=candidates)
+        power = float(train.tau.square().mean())
+    proposal_only = fit(ranking.proposed)
+    model = distill.refit_by_rank(ranking, fit, power)
+    order = [t for t, _ in ranking.ranked]
+    details = {"network_explained_by_library": ranking.explained,
+               "proposed": [t.name for t in ranking.proposed],
+               "proposal_true_terms": sum(t in ranking.proposed for t in truth.terms),
+               "proposal_only_recovery": recovery(proposal_only, truth),
+               "true_term_ranks": {t.name: order.index(t) + 1 if t in order else None for t in truth.terms},
+               "searched": model.fit_report["searched"], "ranked": model.fit_report["ranked"],
+               "equation": model.equation()}
     return model, details
 
 
-def _library_fit(library: distill.TermLibrary, train: Split, table: int) -> tuple[distill.TermModel, dict[str, Any]]:
+def _library_fit(library: distill.TermLibrary, train: TorqueData, table: int) -> tuple[distill.TermModel, dict[str, Any]]:
     if table == 1:
         model = distill.fit_lagrangian(library, train.q, train.qd, train.lagrangian)
     else:
@@ -188,45 +169,46 @@ def _library_fit(library: distill.TermLibrary, train: Split, table: int) -> tupl
     return model, {"candidates": len(library), "equation": model.equation()}
 
 
+def _run_method(method: str, table: int, seed: int, train: TorqueData, library: distill.TermLibrary,
+                args: argparse.Namespace, device: torch.device,
+                trained: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """Fit one method; ``trained`` shares the SyReNet between the raw and distilled rows."""
+    if method in ("syrenet", "distilled") and "syrenet" not in trained:
+        progress = _Progress(f"table {table} seed {seed} syrenet training")
+        trained["syrenet"] = _train_syrenet(train, table, args.budget, seed, device, progress)
+    if method == "syrenet":
+        return trained["syrenet"]
+    if method == "distilled":
+        return _distill(trained["syrenet"][0], library, train, table, args.rank_samples,
+                        distill.true_pendulum_terms(physics.PendulumParams()))
+    if method == "library":
+        return _library_fit(library, train, table)
+    return _train_baseline(method, train, table, args.budget, seed, device,
+                           _Progress(f"table {table} seed {seed} {method} training"))
+
+
 def run_seed(table: int, seed: int, methods: list[str], args: argparse.Namespace,
              device: torch.device) -> dict[str, dict[str, Any]]:
     """All requested methods on one seed's data; returns per-method results."""
     params = physics.PendulumParams()
-    generator = torch.Generator().manual_seed(1000 * table + seed)
-    train, test = make_split(args.train, generator, params), make_split(args.test, generator, params)
+    train = uniform_dataset(args.train, 2 * (1000 * table + seed), params)
+    test = uniform_dataset(args.test, 2 * (1000 * table + seed) + 1, params)
     truth = distill.true_pendulum_terms(params)
     library = distill.TermLibrary.grammar(2)
     results: dict[str, dict[str, Any]] = {}
-    frozen = None
-    order = [m for m in ("syrenet", "distilled", "library", "nn", "sysid") if m in methods]
-    for method in order:
-        prefix = f"table {table} seed {seed} {method}"
+    trained: dict[str, Any] = {}
+    for method in methods:
         start = time.monotonic()
-        try:
-            if method == "syrenet" or (method == "distilled" and frozen is None):
-                frozen, details = _train_syrenet(train, test, table, args.budget, seed, device, _Progress(prefix))
-                if method == "syrenet":
-                    model = frozen
-            if method == "distilled":
-                model, details = _distill(frozen, library, train, table, args.rank_samples)
-            elif method == "library":
-                model, details = _library_fit(library, train, table)
-            elif method in ("nn", "sysid"):
-                model, details = _train_baseline(method, train, table, args.budget, seed, device, _Progress(prefix))
-            result = {"train_mse": _errors(model, train, table), "test_mse": _errors(model, test, table),
-                      "time_s": time.monotonic() - start, **details}
-            if isinstance(model, distill.TermModel):
-                result["recovery"] = recovery(model, truth)
-        except ImportError as exc:
-            result = {"error": f"unavailable: {exc}", "time_s": time.monotonic() - start}
-        results[method] = result
-        summary = (f"train {result['train_mse']:.3e} test {result['test_mse']:.3e}" if "train_mse" in result
-                   else result["error"])
-        if "recovery" in result:
-            rec = result["recovery"]
+        model, details = _run_method(method, table, seed, train, library, args, device, trained)
+        result = {"train_mse": _errors(model, train, table), "test_mse": _errors(model, test, table),
+                  "time_s": time.monotonic() - start, **details}
+        summary = f"train {result['train_mse']:.3e} test {result['test_mse']:.3e}"
+        if isinstance(model, distill.TermModel):
+            rec = result["recovery"] = recovery(model, truth)
             summary += (f" | all true terms: {rec['all_true_terms']}, extra: {len(rec['extra'])}, "
                         f"max rel coef err {rec['max_rel_coef_error']:.2e}")
-        print(f"  {prefix}: {summary} ({result['time_s']:.1f} s)", flush=True)
+        results[method] = result
+        print(f"  table {table} seed {seed} {method}: {summary} ({result['time_s']:.1f} s)", flush=True)
     return results
 
 
@@ -290,16 +272,21 @@ def _paper_cell(table: int, method: str, row: str, part: str) -> str:
 
 
 def format_recovery(summary: dict[str, Any]) -> str:
-    """Per-seed exact-recovery lines for the term models (library LS and distilled)."""
+    """Per-seed exact-recovery lines for the term models, and what the network contributed."""
     lines = []
     for method in ("library", "distilled"):
         for run in summary.get(method, {}).get("runs", []):
-            rec = run.get("recovery")
-            if rec is None:
-                continue
-            lines.append(f"  {METHODS[method]:<18} seed {run['seed']}: all 7 true terms {'yes' if rec['all_true_terms'] else 'NO'}"
-                         f" (missing {rec['missing'] or '-'}), extra terms {len(rec['extra'])},"
-                         f" max rel coef error {rec['max_rel_coef_error']:.2e}, exact {rec['exact']}")
+            rec = run["recovery"]
+            line = (f"  {METHODS[method]:<18} seed {run['seed']}: all 7 true terms {'yes' if rec['all_true_terms'] else 'NO'}"
+                    f" (missing {rec['missing'] or '-'}), extra terms {len(rec['extra'])},"
+                    f" max rel coef error {rec['max_rel_coef_error']:.2e}, exact {rec['exact']}")
+            if method == "distilled":
+                alone = run["proposal_only_recovery"]
+                line += (f"\n    network: library explains {run['network_explained_by_library']:.4f} of its output;"
+                         f" its sparse proposal has {len(run['proposed'])} terms with {run['proposal_true_terms']}/7 true"
+                         f" (proposal-only refit exact: {alone['exact']}); ranked cut searched {run['searched']}"
+                         f" of {run['ranked']} terms; true-term ranks {sorted(r for r in run['true_term_ranks'].values() if r)}")
+            lines.append(line)
     return "\n".join(lines)
 
 
@@ -314,7 +301,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training samples on which the network's terms are ranked")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads; 1 avoids OpenMP stalls on a shared CPU, 0 = torch default")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available, else CPU), cpu or cuda[:N]")
     parser.add_argument("--json", type=Path, default=Path("runs/bench_paper.json"))
 
 
@@ -324,7 +311,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        device = select_device(args.device)
+    except ValueError as exc:
+        print(f"bench paper: {exc}", file=sys.stderr)
+        return 2
     methods = [m for m in METHODS if m in args.methods]
     print(f"bench paper: tables {args.tables}, {args.seeds} seeds, {args.budget:g} s per trained run, "
           f"{args.train} train / {args.test} test samples, device {device}, methods {methods}", flush=True)

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Sequence
 
 import sympy as sp
 import torch
@@ -420,7 +420,6 @@ class NetworkRanking:
     ranked: list[tuple[Term, float]]
     proposed: list[Term]
     explained: float  # R² of the network's torques (or L) by the whole library
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def rank_terms_by_network(lagrangian_fn: LagrangianFn, library: TermLibrary, q: torch.Tensor,
@@ -454,6 +453,24 @@ def rank_terms_by_network(lagrangian_fn: LagrangianFn, library: TermLibrary, q: 
     active, _ = _stlsq(matrix, y, threshold, 25)
     proposed = [t for t, a in zip(base.terms, active.tolist()) if a and not (target == "lagrangian" and t.degree == 0 and t.function == "one")]
     return NetworkRanking([(base.terms[i], float(score[i])) for i in order], proposed, explained)
+
+
+def refit_by_rank(ranking: NetworkRanking, fit: Callable[[list[Term]], TermModel], target_power: float, *,
+                  rel_tol: float = 1e-12, growth: float = 1.5) -> TermModel:
+    """The network ranks, the data cuts: refit on the proposal, then on ever longer prefixes
+    of the network's ranking, until the refit explains the data to ``rel_tol`` × mean(target²)
+    (or the whole ranked library was tried). ``fit(candidates)`` is e.g. a :func:`fit_terms`
+    closure; the report records how much of the ranking had to be searched.
+    """
+    ordered = [t for t, _ in ranking.ranked]
+    size = max(1, len(ranking.proposed))
+    while True:
+        candidates = list(dict.fromkeys(ranking.proposed + ordered[:size]))
+        model = fit(candidates)
+        if model.fit_report["mse"] <= rel_tol * target_power or size >= len(ordered):
+            model.fit_report.update(searched=len(candidates), ranked=len(ordered))
+            return model
+        size = min(len(ordered), math.ceil(size * growth))
 
 
 class RecursiveLeastSquares:

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from syrenets_ros import baselines, physics
+from syrenets_ros.training import TorqueData, uniform_dataset
 
 PARAMS = physics.PendulumParams()
 
@@ -16,22 +17,22 @@ def _data(count: int, seed: int, dtype=torch.float64):
     return q, qd, qdd, physics.inverse_dynamics(q, qd, qdd, PARAMS), physics.lagrangian(q, qd, PARAMS)
 
 
-def _loss(fn, *tensors) -> float:
+def _loss_on(model, data: TorqueData, direct: bool) -> float:
     with torch.no_grad():
-        return float(fn(*tensors))
+        loss, _ = model.direct_loss(data.q, data.qd, data.lagrangian) if direct else model.loss(*data[:4])
+    return float(loss)
 
 
 @pytest.mark.parametrize("direct", [False, True])
 def test_nn_short_training_lowers_loss(direct):
     torch.manual_seed(0)
-    q, qd, qdd, tau, lagrangian = _data(1000, 0, torch.float32)
+    data = uniform_dataset(1000, seed=0, dtype=torch.float32)
     model = baselines.TorqueNN(direct=direct)
-    loss_fn, data = (model.direct_loss, (q, qd, lagrangian)) if direct else (model.loss, (q, qd, qdd, tau))
-    before = _loss(loss_fn, *data)
-    history = baselines.train(model, loss_fn, data, budget_s=math.inf, max_steps=300,
-                              settings=baselines.TrainSettings(eval_every=100))
-    assert [h["step"] for h in history] == [100, 200, 300]
-    assert _loss(loss_fn, *data) < 0.5 * before
+    before = _loss_on(model, data, direct)
+    history = baselines.train_baseline(model, data, budget_s=math.inf, max_steps=300, validate_every=100,
+                                       target="lagrangian" if direct else "torque")
+    assert [h["step"] for h in history] == [0, 100, 200, 300]
+    assert _loss_on(model, data, direct) < 0.5 * before
 
 
 def test_nn_direct_mode_gives_torque_through_euler_lagrange():
@@ -54,12 +55,12 @@ def test_sysid_with_true_parameters_reproduces_the_physics():
 
 
 @pytest.mark.parametrize("direct", [False, True])
-def test_sysid_short_training_lowers_loss(direct):
+def test_sysid_short_training_lowers_loss_at_constant_lr(direct):
     torch.manual_seed(0)
-    q, qd, qdd, tau, lagrangian = _data(1000, 3)
+    data = uniform_dataset(1000, seed=3)
     model = baselines.SysId().double()
-    loss_fn, data = (model.direct_loss, (q, qd, lagrangian)) if direct else (model.loss, (q, qd, qdd, tau))
-    before = _loss(loss_fn, *data)
-    baselines.train(model, loss_fn, data, budget_s=math.inf, max_steps=300,
-                    settings=baselines.TrainSettings(patience=None, eval_every=100))
-    assert _loss(loss_fn, *data) < 0.5 * before
+    before = _loss_on(model, data, direct)
+    history = baselines.train_baseline(model, data, budget_s=math.inf, max_steps=300, patience=None,
+                                       validate_every=50, target="lagrangian" if direct else "torque")
+    assert {h["lr"] for h in history} == {1e-3}
+    assert _loss_on(model, data, direct) < 0.5 * before
