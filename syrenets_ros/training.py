@@ -203,7 +203,7 @@ def train_syrenet(train_data: TorqueData, test_data: TorqueData | None, budget_s
     history: list[dict] = []
     best_frozen = model.freeze(reference.q, reference.qd)
     start = time.perf_counter()
-    smoothed = math.nan
+    smoothed: dict[str, float] = {}
     next_validation = 0
     while True:
         elapsed = time.perf_counter() - start
@@ -214,7 +214,7 @@ def train_syrenet(train_data: TorqueData, test_data: TorqueData | None, budget_s
             val = frozen_mse(frozen, validation, target)
             if trainer.validate(val):
                 best_frozen = frozen
-            entry = {"step": trainer.steps, "time_s": elapsed, "lr": trainer.lr, "train_loss": smoothed,
+            entry = {"step": trainer.steps, "time_s": elapsed, "lr": trainer.lr, **{f"train_{k}": v for k, v in smoothed.items()},
                      "val_mse": val, "best_val_mse": trainer.best_metric, "dropped": trainer.dropped}
             if test is not None:
                 entry["test_mse"] = frozen_mse(frozen, test, target)
@@ -227,6 +227,7 @@ def train_syrenet(train_data: TorqueData, test_data: TorqueData | None, budget_s
         batch = train.subset(index)
         result = trainer.step(*(batch if target == "lagrangian" else batch[:4]))
         if result.applied:
-            smoothed = result.loss if math.isnan(smoothed) else 0.98 * smoothed + 0.02 * result.loss
+            for key, value in result.parts.items():
+                smoothed[key] = value if key not in smoothed else 0.98 * smoothed[key] + 0.02 * value
     trainer.restore_best()
     return model, best_frozen, history
