@@ -15,7 +15,7 @@ def share_dir() -> Path:
 
         try:
             return Path(get_package_share_directory(PACKAGE))
-        except (PackageNotFoundError, KeyError, LookupError):
+        except (PackageNotFoundError, KeyError, LookupError, OSError):  # OSError: no AMENT_PREFIX_PATH
             pass
     except ImportError:
         pass

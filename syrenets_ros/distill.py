@@ -1,0 +1,527 @@
+"""Symbolic distillation (SPEC §3): exact, sparse Lagrangians from torque data.
+
+Euler–Lagrange is linear in L, so with L = Σ c_m φ_m(q, q̇) the torque is τ = Σ c_m EL(φ_m)
+and the coefficients follow from linear least squares. The basis comes from the SyReNet
+grammar (products of + × sin cos of the inputs) in a *non-redundant* form — velocity monomials
+× {1, cos, sin of integer combinations of q} — because naive products of trig functions are
+rank-deficient through trig identities. Terms whose EL image is zero or collinear with simpler
+terms (constants, total time derivatives) are removed by a rank check on data, as in classical
+base-parameter identification. A term is structured data (exponents, an allow-listed function
+name, integer frequencies), never code, so a fitted model can travel as a safe payload.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Sequence
+
+import sympy as sp
+import torch
+
+from syrenets_ros import euler_lagrange
+from syrenets_ros.euler_lagrange import LagrangianFn
+from syrenets_ros.physics import PendulumParams
+from syrenets_ros.snapshot import SnapshotError, tensor_from_json, tensor_to_json
+
+FUNCTIONS: tuple[str, ...] = ("one", "cos", "sin")
+MAX_JOINTS = 8
+MAX_VELOCITY_DEGREE = 4
+MAX_FREQUENCY = 8
+MAX_TERMS = 4096
+
+
+@dataclass(frozen=True, order=True)
+class Term:
+    """φ(q, q̇) = Π_i q̇_i^velocity[i] · function(Σ_i angle[i] q_i).
+
+    Canonical form (so that distinct terms are distinct functions): "one" has a zero angle;
+    cos/sin have a non-zero angle whose first non-zero entry is positive.
+    """
+
+    velocity: tuple[int, ...]
+    function: str
+    angle: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        n = len(self.velocity)
+        if not 1 <= n <= MAX_JOINTS or len(self.angle) != n:
+            raise ValueError(f"velocity and angle must both have 1..{MAX_JOINTS} equal lengths")
+        for name, values in (("velocity", self.velocity), ("angle", self.angle)):
+            if not all(type(v) is int for v in values):
+                raise ValueError(f"{name} entries must be integers, got {values!r}")
+        if any(e < 0 for e in self.velocity) or sum(self.velocity) > MAX_VELOCITY_DEGREE:
+            raise ValueError(f"velocity exponents must be >= 0 with total <= {MAX_VELOCITY_DEGREE}")
+        if any(abs(k) > MAX_FREQUENCY for k in self.angle):
+            raise ValueError(f"angle coefficients must be within ±{MAX_FREQUENCY}")
+        if self.function not in FUNCTIONS:
+            raise ValueError(f"function {self.function!r} not in {FUNCTIONS}")
+        nonzero = [k for k in self.angle if k != 0]
+        if self.function == "one" and nonzero:
+            raise ValueError("function 'one' takes a zero angle")
+        if self.function != "one" and (not nonzero or nonzero[0] < 0):
+            raise ValueError("cos/sin need a non-zero angle whose first non-zero entry is positive")
+
+    @property
+    def degree(self) -> int:
+        return sum(self.velocity)
+
+    def to_sympy(self) -> sp.Expr:
+        n = len(self.velocity)
+        q, qd = _symbols(n)
+        monomial = sp.Mul(*(qd[i] ** e for i, e in enumerate(self.velocity)))
+        if self.function == "one":
+            return monomial
+        angle = sp.Add(*(k * q[i] for i, k in enumerate(self.angle)))
+        return monomial * (sp.cos(angle) if self.function == "cos" else sp.sin(angle))
+
+    @property
+    def name(self) -> str:
+        return sp.sstr(self.to_sympy())
+
+    def to_json(self) -> dict[str, Any]:
+        return {"velocity": list(self.velocity), "function": self.function, "angle": list(self.angle)}
+
+    @classmethod
+    def from_json(cls, obj: object, n_joints: int) -> "Term":
+        if not isinstance(obj, dict) or set(obj) != {"velocity", "function", "angle"}:
+            raise ValueError("expected keys velocity, function, angle")
+        velocity, function, angle = obj["velocity"], obj["function"], obj["angle"]
+        if not isinstance(velocity, list) or not isinstance(angle, list) or not isinstance(function, str):
+            raise ValueError("velocity and angle must be lists, function a string")
+        if len(velocity) != n_joints or len(angle) != n_joints:
+            raise ValueError(f"velocity and angle must have {n_joints} entries")
+        return cls(tuple(velocity), function, tuple(angle))
+
+
+def _symbols(n: int) -> tuple[list[sp.Symbol], list[sp.Symbol]]:
+    q = list(sp.symbols(" ".join(f"q{i + 1}" for i in range(n)) + " ", real=True))
+    qd = list(sp.symbols(" ".join(f"qd{i + 1}" for i in range(n)) + " ", real=True))
+    return q, qd
+
+
+def _sort_key(term: Term) -> tuple:
+    """Simpler terms first: the rank check keeps the first of a collinear group."""
+    return (term.degree, FUNCTIONS.index(term.function) > 0, sum(map(abs, term.angle)),
+            [-e for e in term.velocity], FUNCTIONS.index(term.function), [-k for k in term.angle])
+
+
+def grammar_angles(n_joints: int) -> list[tuple[int, ...]]:
+    """Frequencies of the default library: q_i, 2q_i, q_i + q_j, q_i − q_j (i < j)."""
+    unit = [tuple(int(i == j) for j in range(n_joints)) for i in range(n_joints)]
+    angles = list(unit) + [tuple(2 * v for v in u) for u in unit]
+    for i, j in itertools.combinations(range(n_joints), 2):
+        angles.append(tuple(a + b for a, b in zip(unit[i], unit[j])))
+        angles.append(tuple(a - b for a, b in zip(unit[i], unit[j])))
+    return angles
+
+
+def _velocity_exponents(n_joints: int, max_degree: int) -> list[tuple[int, ...]]:
+    exps = []
+    for degree in range(max_degree + 1):
+        for combo in itertools.combinations_with_replacement(range(n_joints), degree):
+            exps.append(tuple(combo.count(i) for i in range(n_joints)))
+    return exps
+
+
+def _monomial_indices(exponent: Sequence[int], width: int) -> list[int]:
+    """Columns of [1, q̇_1..q̇_n] whose product is the monomial, padded with the 1-column."""
+    idx = [i + 1 for i, e in enumerate(exponent) for _ in range(e)]
+    return idx + [0] * (width - len(idx))
+
+
+class TermLibrary:
+    """An ordered set of terms, evaluated vectorised: features and Euler–Lagrange images."""
+
+    def __init__(self, terms: Sequence[Term]) -> None:
+        if not terms:
+            raise ValueError("a term library needs at least one term")
+        n = len(terms[0].velocity)
+        if any(len(t.velocity) != n for t in terms):
+            raise ValueError("all terms must have the same number of joints")
+        if len(set(terms)) != len(terms):
+            raise ValueError("duplicate terms")
+        if len(terms) > MAX_TERMS:
+            raise ValueError(f"{len(terms)} terms exceed the limit {MAX_TERMS}")
+        self.terms: tuple[Term, ...] = tuple(terms)
+        self.n_joints = n
+        width = max(1, max(t.degree for t in terms))
+        eye = [[int(i == k) for i in range(n)] for k in range(n)]
+        idx0, d1_coef, d1_idx, d2_coef, d2_idx = [], [], [], [], []
+        for t in terms:
+            e = list(t.velocity)
+            idx0.append(_monomial_indices(e, width))
+            row_c, row_i, mat_c, mat_i = [], [], [], []
+            for k in range(n):
+                ek = [max(a - b, 0) for a, b in zip(e, eye[k])]
+                row_c.append(e[k])
+                row_i.append(_monomial_indices(ek, width))
+                mat_c.append([e[k] * (ek[i] if e[k] else 0) for i in range(n)])
+                mat_i.append([_monomial_indices([max(a - b, 0) for a, b in zip(ek, eye[i])], width)
+                              for i in range(n)])
+            d1_coef.append(row_c)
+            d1_idx.append(row_i)
+            d2_coef.append(mat_c)
+            d2_idx.append(mat_i)
+        self._idx0 = torch.tensor(idx0)
+        self._d1_coef = torch.tensor(d1_coef, dtype=torch.float64)
+        self._d1_idx = torch.tensor(d1_idx)
+        self._d2_coef = torch.tensor(d2_coef, dtype=torch.float64)
+        self._d2_idx = torch.tensor(d2_idx)
+        self._angles = torch.tensor([t.angle for t in terms], dtype=torch.float64)
+        self._function = torch.tensor([FUNCTIONS.index(t.function) for t in terms])
+
+    @classmethod
+    def grammar(cls, n_joints: int = 2, *, max_velocity_degree: int = 2,
+                extra_angles: Sequence[tuple[int, ...]] = ()) -> "TermLibrary":
+        """Velocity monomials up to ``max_velocity_degree`` × {1, cos, sin of the grammar angles}."""
+        angles = list(dict.fromkeys(list(grammar_angles(n_joints)) + [tuple(a) for a in extra_angles]))
+        terms = []
+        for e in _velocity_exponents(n_joints, max_velocity_degree):
+            terms.append(Term(e, "one", (0,) * n_joints))
+            terms += [Term(e, f, a) for a in angles for f in ("cos", "sin")]
+        return cls(sorted(terms, key=_sort_key))
+
+    def __len__(self) -> int:
+        return len(self.terms)
+
+    @property
+    def names(self) -> list[str]:
+        return [t.name for t in self.terms]
+
+    def index(self, term: Term) -> int:
+        return self.terms.index(term)
+
+    def subset(self, terms: Sequence[Term]) -> "TermLibrary":
+        return TermLibrary(list(terms))
+
+    def to_sympy(self) -> list[sp.Expr]:
+        return [t.to_sympy() for t in self.terms]
+
+    def _trig(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """g(angle), dg/dangle and the (…, p) angles for every term."""
+        angle = q @ self._angles.to(q).T
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        f = self._function.to(q.device)
+        one = torch.ones_like(angle)
+        g = torch.where(f == 1, cos, torch.where(f == 2, sin, one))
+        dg = torch.where(f == 1, -sin, torch.where(f == 2, cos, torch.zeros_like(angle)))
+        return g, dg, angle
+
+    @staticmethod
+    def _monomials(qd: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Products of gathered velocity columns; a gather-product keeps gradients finite at 0."""
+        ext = torch.cat((torch.ones_like(qd[..., :1]), qd), -1)
+        flat = idx.to(qd.device).reshape(-1, idx.shape[-1])
+        out = ext[..., flat[:, 0]]
+        for d in range(1, flat.shape[1]):
+            out = out * ext[..., flat[:, d]]
+        return out.reshape(*qd.shape[:-1], *idx.shape[:-1])
+
+    def features(self, q: torch.Tensor, qd: torch.Tensor) -> torch.Tensor:
+        """φ_m(q, q̇) for inputs (..., n); returns (..., p). Works per sample (n,) too."""
+        g, _, _ = self._trig(q)
+        return self._monomials(qd, self._idx0) * g
+
+    def el_images(self, q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor) -> torch.Tensor:
+        """Euler–Lagrange torque of every term, closed form; inputs (B, n), returns (B, n, p).
+
+        For φ = m(q̇) g(q): τ_k = Σ_i ∂²m/∂q̇_k∂q̇_i q̈_i g + ∂m/∂q̇_k ġ − m ∂g/∂q_k.
+        """
+        g, dg, _ = self._trig(q)
+        m0 = self._monomials(qd, self._idx0)
+        m1 = self._d1_coef.to(qd) * self._monomials(qd, self._d1_idx)
+        m2 = self._d2_coef.to(qd) * self._monomials(qd, self._d2_idx)
+        angles = self._angles.to(q)
+        g_dot = dg * (qd @ angles.T)
+        acc = (m2 * qdd[..., None, None, :]).sum(-1)
+        tau = acc * g[..., None] + m1 * g_dot[..., None] - (m0 * dg)[..., None] * angles
+        return tau.transpose(-1, -2)
+
+    def identifiable(self, q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor, *,
+                     tol: float = 1e-8) -> tuple["TermLibrary", list[str]]:
+        """Keep terms whose EL image is independent of the (simpler) terms before them.
+
+        One unpivoted QR of the column-normalised image matrix: |R_jj| is the sine of the angle
+        between column j and the span of columns < j. Returns the kept library and the names of
+        the dropped terms (zero images: constants, total derivatives; collinear ones).
+        """
+        images = self.el_images(q, qd, qdd).reshape(-1, len(self))
+        return self._independent_columns(images, tol)
+
+    def _independent_columns(self, matrix: torch.Tensor, tol: float) -> tuple["TermLibrary", list[str]]:
+        norms = matrix.norm(dim=0)
+        nonzero = norms > tol * norms.max().clamp_min(torch.finfo(matrix.dtype).tiny)
+        r = torch.linalg.qr(matrix / norms.clamp_min(torch.finfo(matrix.dtype).tiny), mode="r")[1]
+        keep = nonzero & (r.diagonal().abs() > tol)
+        kept = [t for t, k in zip(self.terms, keep.tolist()) if k]
+        dropped = [t.name for t, k in zip(self.terms, keep.tolist()) if not k]
+        if not kept:
+            raise ValueError("no term has an identifiable effect on these data")
+        return TermLibrary(kept), dropped
+
+
+class TermModel:
+    """L = Σ c_m φ_m: the distilled, servable model (Model protocol, kind "terms")."""
+
+    kind: ClassVar[str] = "terms"
+
+    def __init__(self, library: TermLibrary, coefficients: torch.Tensor,
+                 fit_report: dict[str, Any] | None = None) -> None:
+        coefficients = torch.as_tensor(coefficients, dtype=torch.float64).detach().cpu()
+        if coefficients.shape != (len(library),):
+            raise ValueError(f"{len(library)} terms need {len(library)} coefficients, got {tuple(coefficients.shape)}")
+        if not torch.isfinite(coefficients).all():
+            raise ValueError("coefficients must be finite")
+        self.library = library
+        self.coefficients = coefficients
+        self.fit_report: dict[str, Any] = dict(fit_report or {})
+
+    @property
+    def terms(self) -> tuple[Term, ...]:
+        return self.library.terms
+
+    def coefficient_of(self, term: Term) -> float:
+        """The coefficient of ``term`` (0 when the model does not contain it)."""
+        return float(self.coefficients[self.terms.index(term)]) if term in self.terms else 0.0
+
+    def lagrangian(self, q: torch.Tensor, qd: torch.Tensor) -> torch.Tensor:
+        return self.library.features(q, qd) @ self.coefficients.to(q)
+
+    def lagrangian_fn(self) -> LagrangianFn:
+        """Per-sample L(q, q̇) for euler_lagrange and the integrator."""
+        return self.lagrangian
+
+    def torque(self, q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor) -> torch.Tensor:
+        """τ = EL images · c: linear in the coefficients, no autodiff."""
+        return self.library.el_images(q, qd, qdd) @ self.coefficients.to(q)
+
+    def to_sympy(self, digits: int | None = None) -> sp.Expr:
+        """L as a sympy expression; ``digits`` rounds the coefficients (significant digits)."""
+        return sp.Add(*[sp.Float(float(f"{c:.{digits}g}") if digits else c) * t.to_sympy()
+                        for c, t in zip(self.coefficients.tolist(), self.terms)])
+
+    def equation(self, digits: int = 4) -> str:
+        """Readable L in q1.., qd1..: coefficients rounded, grouped by trig factor."""
+        expr = self.to_sympy(digits)
+        trig = sorted(expr.atoms(sp.cos, sp.sin), key=sp.default_sort_key)
+        return "L = " + sp.sstr(sp.collect(expr, trig) if trig else expr)
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"n_joints": self.library.n_joints, "terms": [t.to_json() for t in self.terms],
+                "coefficients": tensor_to_json(self.coefficients)}
+
+    @classmethod
+    def from_payload(cls, payload: dict) -> "TermModel":
+        """Parse against the allow-list; any deviation raises SnapshotError with the reason."""
+        if not isinstance(payload, dict) or set(payload) != {"n_joints", "terms", "coefficients"}:
+            raise SnapshotError("terms model: expected keys n_joints, terms, coefficients")
+        n, terms = payload["n_joints"], payload["terms"]
+        if type(n) is not int or not 1 <= n <= MAX_JOINTS:
+            raise SnapshotError(f"terms model: n_joints must be an integer in 1..{MAX_JOINTS}")
+        if not isinstance(terms, list) or not 1 <= len(terms) <= MAX_TERMS:
+            raise SnapshotError(f"terms model: terms must be a list of 1..{MAX_TERMS} entries")
+        parsed = []
+        for i, obj in enumerate(terms):
+            try:
+                parsed.append(Term.from_json(obj, n))
+            except ValueError as exc:
+                raise SnapshotError(f"terms model: terms[{i}]: {exc}") from exc
+        if len(set(parsed)) != len(parsed):
+            raise SnapshotError("terms model: duplicate terms")
+        coefficients = tensor_from_json(payload["coefficients"], "terms model coefficients")
+        if coefficients.shape != (len(parsed),):
+            raise SnapshotError(f"terms model: coefficients must have shape ({len(parsed)},)")
+        return cls(TermLibrary(parsed), coefficients)
+
+
+def true_pendulum_terms(params: PendulumParams) -> TermModel:
+    """SPEC §2's L expanded in library terms (relative coordinates): the distillation target.
+
+    ½A q̇1² + ½B(q̇1+q̇2)² + C q̇1(q̇1+q̇2) cos q2 + D cos q1 + E cos(q1+q2) has 7 terms.
+    """
+    a, b, c = params.inertia_coefficients
+    d, e = params.gravity_coefficients
+    one, cos = "one", "cos"
+    terms = {
+        Term((2, 0), one, (0, 0)): 0.5 * (a + b), Term((1, 1), one, (0, 0)): b,
+        Term((0, 2), one, (0, 0)): 0.5 * b, Term((2, 0), cos, (0, 1)): c,
+        Term((1, 1), cos, (0, 1)): c, Term((0, 0), cos, (1, 0)): d, Term((0, 0), cos, (1, 1)): e,
+    }
+    return TermModel(TermLibrary(list(terms)), torch.tensor(list(terms.values()), dtype=torch.float64))
+
+
+def _stlsq(matrix: torch.Tensor, target: torch.Tensor, threshold: float,
+           max_iter: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sequentially thresholded least squares on unit-norm columns.
+
+    A term is dropped when its scaled coefficient is below ``threshold`` × the largest one, then
+    the rest is refitted; returns (active mask, coefficients in the unscaled columns).
+    """
+    norms = matrix.norm(dim=0).clamp_min(torch.finfo(matrix.dtype).tiny)
+    scaled = matrix / norms
+    active = torch.ones(matrix.shape[1], dtype=torch.bool)
+    xi = torch.zeros(matrix.shape[1], dtype=matrix.dtype)
+    for _ in range(max_iter):
+        xi = torch.zeros_like(xi)
+        xi[active] = torch.linalg.lstsq(scaled[:, active], target[:, None]).solution[:, 0]
+        small = active & (xi.abs() < threshold * xi.abs().max())
+        if not small.any():
+            break
+        active &= ~small
+    return active, xi / norms
+
+
+def _model_from_fit(library: TermLibrary, active: torch.Tensor, coefficients: torch.Tensor,
+                    report: dict[str, Any]) -> TermModel:
+    kept = [t for t, a in zip(library.terms, active.tolist()) if a]
+    return TermModel(TermLibrary(kept), coefficients[active], report)
+
+
+def fit_terms(library: TermLibrary, q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor,
+              tau: torch.Tensor, *, candidates: Sequence[Term] | None = None,
+              threshold: float = 1e-3, rank_tol: float = 1e-8, max_iter: int = 25) -> TermModel:
+    """Sparse refit of torque on EL images of the (candidate) terms: exact on exact data.
+
+    Unidentifiable terms are removed first (rank check), then STLSQ with column scaling and a
+    threshold relative to the largest scaled coefficient. Float64 throughout.
+    """
+    q, qd, qdd, tau = (t.detach().to(torch.float64).cpu() for t in (q, qd, qdd, tau))
+    lib = library.subset(candidates) if candidates is not None else library
+    images = lib.el_images(q, qd, qdd)
+    base, dropped = lib._independent_columns(images.reshape(-1, len(lib)), rank_tol)
+    keep = [lib.index(t) for t in base.terms]
+    matrix = images[..., keep].reshape(-1, len(base))
+    active, coefs = _stlsq(matrix, tau.reshape(-1), threshold, max_iter)
+    residual = matrix[:, active] @ coefs[active] - tau.reshape(-1)
+    report = {"mse": float(residual.square().mean()), "candidates": len(lib),
+              "identifiable": len(base), "unidentifiable": dropped, "selected": int(active.sum())}
+    return _model_from_fit(base, active, coefs, report)
+
+
+def fit_lagrangian(library: TermLibrary, q: torch.Tensor, qd: torch.Tensor, lagrangian: torch.Tensor, *,
+                   candidates: Sequence[Term] | None = None, threshold: float = 1e-3,
+                   max_iter: int = 25) -> TermModel:
+    """Direct mode (paper Table 1): STLSQ of measured L on the features themselves."""
+    q, qd, lagrangian = (t.detach().to(torch.float64).cpu() for t in (q, qd, lagrangian))
+    lib = library.subset(candidates) if candidates is not None else library
+    matrix = lib.features(q, qd)
+    active, coefs = _stlsq(matrix, lagrangian.reshape(-1), threshold, max_iter)
+    residual = matrix[:, active] @ coefs[active] - lagrangian.reshape(-1)
+    report = {"mse": float(residual.square().mean()), "candidates": len(lib), "selected": int(active.sum())}
+    return _model_from_fit(lib, active, coefs, report)
+
+
+@dataclass
+class NetworkRanking:
+    """The library terms ordered by how much of the network's behaviour they carry."""
+
+    ranked: list[tuple[Term, float]]
+    proposed: list[Term]
+    explained: float  # R² of the network's torques (or L) by the whole library
+
+
+def rank_terms_by_network(lagrangian_fn: LagrangianFn, library: TermLibrary, q: torch.Tensor,
+                          qd: torch.Tensor, qdd: torch.Tensor, *, target: str = "torque",
+                          threshold: float = 1e-2, rank_tol: float = 1e-8) -> NetworkRanking:
+    """Project a trained network onto the library and propose the terms it actually uses.
+
+    ``target="torque"`` fits the network's EL torques on the EL images (gauge-free);
+    ``"lagrangian"`` fits its L values on the features. The sparse projection (STLSQ at the
+    coarse ``threshold``) is the proposal; ``explained`` tells how much of the network the
+    library can express at all — a low value means the network found structure the library
+    lacks. Refit the proposal on measured data with :func:`fit_terms` to make it exact.
+    """
+    q, qd, qdd = (t.detach() for t in (q, qd, qdd))
+    if target == "torque":
+        y = euler_lagrange.torque(lagrangian_fn, q, qd, qdd).detach().to(torch.float64).cpu()
+        q64, qd64, qdd64 = (t.to(torch.float64).cpu() for t in (q, qd, qdd))
+        base, _ = library.identifiable(q64, qd64, qdd64, tol=rank_tol)
+        matrix = base.el_images(q64, qd64, qdd64).reshape(-1, len(base))
+    elif target == "lagrangian":
+        y = torch.func.vmap(lagrangian_fn)(q, qd).detach().to(torch.float64).cpu()
+        base = library
+        matrix = base.features(q.to(torch.float64).cpu(), qd.to(torch.float64).cpu())
+    else:
+        raise ValueError(f"target must be 'torque' or 'lagrangian', got {target!r}")
+    y = y.reshape(-1)
+    dense = torch.linalg.lstsq(matrix, y[:, None]).solution[:, 0]
+    explained = 1.0 - float((matrix @ dense - y).square().sum() / (y - y.mean()).square().sum())
+    score = (dense * matrix.norm(dim=0)).abs()
+    order = torch.argsort(score, descending=True).tolist()
+    active, _ = _stlsq(matrix, y, threshold, 25)
+    proposed = [t for t, a in zip(base.terms, active.tolist()) if a and not (target == "lagrangian" and t.degree == 0 and t.function == "one")]
+    return NetworkRanking([(base.terms[i], float(score[i])) for i in order], proposed, explained)
+
+
+def refit_by_rank(ranking: NetworkRanking, fit: Callable[[list[Term]], TermModel], target_power: float, *,
+                  rel_tol: float = 1e-12, growth: float = 1.5) -> TermModel:
+    """The network ranks, the data cuts: refit on the proposal, then on ever longer prefixes
+    of the network's ranking, until the refit explains the data to ``rel_tol`` × mean(target²)
+    (or the whole ranked library was tried). ``fit(candidates)`` is e.g. a :func:`fit_terms`
+    closure; the report records how much of the ranking had to be searched.
+    """
+    ordered = [t for t, _ in ranking.ranked]
+    size = max(1, len(ranking.proposed))
+    while True:
+        candidates = list(dict.fromkeys(ranking.proposed + ordered[:size]))
+        model = fit(candidates)
+        if model.fit_report["mse"] <= rel_tol * target_power or size >= len(ordered):
+            model.fit_report.update(searched=len(candidates), ranked=len(ordered))
+            return model
+        size = min(len(ordered), math.ceil(size * growth))
+
+
+class RecursiveLeastSquares:
+    """Online coefficient tracking on a fixed term set, O(p²) per sample.
+
+    A batch is one block update equivalent to feeding its samples one by one with forgetting
+    factor λ per sample. After a detected change, :meth:`reset` re-opens the covariance while
+    keeping the current estimate, so the fit re-converges quickly.
+    """
+
+    def __init__(self, library: TermLibrary, *, forgetting: float = 0.999,
+                 covariance_scale: float = 1e6, initial: torch.Tensor | None = None,
+                 residual_smoothing: float = 0.05) -> None:
+        if not 0.0 < forgetting <= 1.0:
+            raise ValueError("forgetting factor must be in (0, 1]")
+        self.library = library
+        self.forgetting = forgetting
+        self.residual_smoothing = residual_smoothing
+        p = len(library)
+        self.theta = (torch.zeros(p, dtype=torch.float64) if initial is None
+                      else torch.as_tensor(initial, dtype=torch.float64).clone())
+        self.covariance = torch.eye(p, dtype=torch.float64) * covariance_scale
+        self.residual_mse = math.nan
+        self.samples = 0
+
+    def reset(self, covariance_scale: float = 1e6) -> None:
+        """Forget the certainty, keep the estimate (used after a detected change)."""
+        self.covariance = torch.eye(len(self.library), dtype=torch.float64) * covariance_scale
+        self.residual_mse = math.nan
+
+    def update(self, q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor, tau: torch.Tensor) -> float:
+        """Absorb a batch (B, n); returns the a-priori (prediction) residual MSE of the batch."""
+        q, qd, qdd, tau = (t.detach().to(torch.float64).cpu().reshape(-1, self.library.n_joints)
+                           for t in (q, qd, qdd, tau))
+        batch = q.shape[0]
+        phi = self.library.el_images(q, qd, qdd).reshape(-1, len(self.library))
+        residual = tau.reshape(-1) - phi @ self.theta
+        lam = self.forgetting
+        # Sample s of B is worth λ^(B−1−s) at the end of the batch; the prior is worth λ^B.
+        ages = torch.arange(batch - 1, -1, -1, dtype=torch.float64).repeat_interleave(self.library.n_joints)
+        prior = self.covariance / lam**batch
+        gain_denominator = torch.diag(lam ** (-ages)) + phi @ prior @ phi.T
+        gain = torch.linalg.solve(gain_denominator, phi @ prior).T
+        self.theta = self.theta + gain @ residual
+        covariance = prior - gain @ phi @ prior
+        self.covariance = 0.5 * (covariance + covariance.T)
+        batch_mse = float(residual.square().mean())
+        a = self.residual_smoothing
+        self.residual_mse = batch_mse if math.isnan(self.residual_mse) else (1 - a) * self.residual_mse + a * batch_mse
+        self.samples += batch
+        return batch_mse
+
+    def model(self) -> TermModel:
+        return TermModel(self.library, self.theta.clone())

@@ -1,0 +1,70 @@
+"""Seeded multi-sine (Fourier) excitation: the desired trajectory the pendulum tracks.
+
+Each joint follows q_d,i(t) = Σ_h a_ih sin(h·ω0·t + φ_ih) for harmonics h = 1..H of the base
+frequency. Several harmonics with random phases make the data rich enough to identify the
+dynamics (positions, velocities and accelerations vary independently), and the amplitudes
+are normalised so Σ_h |a_ih| equals the requested amplitude: |q_d,i| never exceeds it.
+Derivatives are analytic, so q̇_d and q̈_d are exact at any time (no finite differences).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+MAX_AMPLITUDE = math.pi / 2.0
+
+
+@dataclass(frozen=True)
+class MultiSine:
+    """Reference trajectory; ``sample(t)`` gives (q_d, q̇_d, q̈_d) per joint."""
+
+    amplitudes: tuple[tuple[float, ...], ...]  # [joint][harmonic], rad
+    phases: tuple[tuple[float, ...], ...]  # [joint][harmonic], rad
+    base_frequency: float  # Hz
+
+    @classmethod
+    def from_seed(
+        cls,
+        seed: int,
+        amplitude: float = 1.0,
+        base_frequency: float = 0.1,
+        harmonics: int = 5,
+        joints: int = 2,
+    ) -> "MultiSine":
+        """Random phases and 1/h-decaying random weights, reproducible from ``seed``."""
+        if not (math.isfinite(amplitude) and 0.0 <= amplitude <= MAX_AMPLITUDE):
+            raise ValueError(f"amplitude must be in [0, π/2], got {amplitude!r}")
+        if not (math.isfinite(base_frequency) and base_frequency > 0.0):
+            raise ValueError(f"base_frequency must be > 0 Hz, got {base_frequency!r}")
+        if harmonics < 1 or joints < 1:
+            raise ValueError("need at least one harmonic and one joint")
+        rng = np.random.default_rng(seed)
+        weights = rng.uniform(0.5, 1.0, size=(joints, harmonics)) / np.arange(1, harmonics + 1)
+        amplitudes = amplitude * weights / weights.sum(axis=1, keepdims=True)
+        phases = rng.uniform(0.0, 2.0 * math.pi, size=(joints, harmonics))
+        return cls(
+            amplitudes=tuple(tuple(float(a) for a in row) for row in amplitudes),
+            phases=tuple(tuple(float(p) for p in row) for row in phases),
+            base_frequency=float(base_frequency),
+        )
+
+    def sample(self, t: float) -> tuple[list[float], list[float], list[float]]:
+        """(q_d, q̇_d, q̈_d) at time t (s), one value per joint."""
+        omega0 = 2.0 * math.pi * self.base_frequency
+        positions, velocities, accelerations = [], [], []
+        for amplitudes, phases in zip(self.amplitudes, self.phases):
+            q = qd = qdd = 0.0
+            for harmonic, (a, phi) in enumerate(zip(amplitudes, phases), start=1):
+                omega = harmonic * omega0
+                s = math.sin(omega * t + phi)
+                c = math.cos(omega * t + phi)
+                q += a * s
+                qd += a * omega * c
+                qdd -= a * omega * omega * s
+            positions.append(q)
+            velocities.append(qd)
+            accelerations.append(qdd)
+        return positions, velocities, accelerations

@@ -1,0 +1,517 @@
+"""ROS 2 node ``pendulum_sim``: the PyBullet double pendulum as a torque-controlled robot.
+
+A dedicated thread runs the step loop on the monotonic clock (paced by ``real_time_factor``;
+0 = as fast as possible) while the executor thread serves subscriptions and the parameter
+services. Step k, at sim time t_k = k·time_step:
+
+  read (q_k, q̇_k) → τ_k = clamp(τ_ff + Kp(q_d − q) + Kd(q̇_d − q̇)) → publish /clock,
+  /joint_states (q_k, q̇_k, effort τ_k) and /pendulum/reference (desired point at
+  t_k + reference_lead) → apply τ_k for one step.
+
+Feed-forward τ_ff comes from /syrenets/predicted_torque, stamped with the time it applies to:
+the prediction for step k exactly (within half a step), else the newest one at most
+``feedforward_timeout`` older, else none (PD only). Parameter changes are validated in the
+set-parameters callback and applied by the step loop at the next step boundary, so the
+published stream never pauses and a physics swap happens between two steps.
+"""
+
+from __future__ import annotations
+
+import array
+import bisect
+from collections import deque
+import math
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import rclpy
+from builtin_interfaces.msg import Duration, Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                SetParametersResult)
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import JointState
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from syrenets_ros.excitation import MAX_AMPLITUDE, MultiSine
+from syrenets_ros.physics import JOINT_NAMES, PendulumParams
+from syrenets_ros.simulator import Simulator
+
+NODE_NAME = "pendulum_sim"
+NANOSECONDS = 1_000_000_000
+MAX_STORED_PREDICTIONS = 4096
+MAX_PREDICTION_HORIZON_S = 5.0  # a stamp further ahead than this is malformed
+RESYNC_AFTER_S = 0.1  # when this far behind schedule, restart pacing instead of bursting
+DIAGNOSTICS_PERIOD_S = 1.0
+LATENESS_HISTORY = 100_000
+
+PHYSICAL = {"link1_mass": "m1", "link1_length": "l1", "link2_mass": "m2",
+            "link2_length": "l2", "gravity": "g"}
+
+
+@dataclass(frozen=True)
+class SimSettings:
+    """Everything run-time tunable; the step loop swaps in a new one at a step boundary."""
+
+    params: PendulumParams = field(default_factory=PendulumParams)
+    kp: tuple[float, float] = (300.0, 100.0)
+    kd: tuple[float, float] = (60.0, 10.0)
+    torque_limit: float = 500.0
+    real_time_factor: float = 1.0
+    feedforward_enabled: bool = True
+    feedforward_timeout: float = 0.01
+    excitation_seed: int = 0
+    excitation_amplitude: float = 1.0
+    excitation_base_frequency: float = 0.1
+    reference_lead: float = 0.02
+
+
+@dataclass(frozen=True)
+class _Spec:
+    description: str
+    low: float | None = None
+    high: float | None = None
+    read_only: bool = False
+
+
+_DEFAULT = SimSettings()
+_SPECS: dict[str, tuple[Any, _Spec]] = {
+    "link1_mass": (_DEFAULT.params.m1, _Spec("mass of the upper rod (kg)", 0.01, 100.0)),
+    "link1_length": (_DEFAULT.params.l1, _Spec("length of the upper rod (m)", 0.05, 10.0)),
+    "link2_mass": (_DEFAULT.params.m2, _Spec("mass of the lower rod (kg)", 0.01, 100.0)),
+    "link2_length": (_DEFAULT.params.l2, _Spec("length of the lower rod (m)", 0.05, 10.0)),
+    "gravity": (_DEFAULT.params.g, _Spec("gravitational acceleration along −z (m/s²)", 0.0, 100.0)),
+    "time_step": (1.0e-3, _Spec("physics step (s); fixed for the node's lifetime", 1.0e-4, 1.0e-2,
+                                read_only=True)),
+    "real_time_factor": (_DEFAULT.real_time_factor,
+                         _Spec("sim seconds per wall second; 0 = as fast as possible", 0.0, 10.0)),
+    "kp": (list(_DEFAULT.kp), _Spec("PD position gains per joint (N·m/rad), each in [0, 1e5]")),
+    "kd": (list(_DEFAULT.kd), _Spec("PD velocity gains per joint (N·m·s/rad), each in [0, 1e4]; "
+                                    "keep kd·time_step well below the joint's inertia")),
+    "torque_limit": (_DEFAULT.torque_limit, _Spec("clamp of |τ| per joint (N·m)", 0.0, 1.0e5)),
+    "feedforward_enabled": (_DEFAULT.feedforward_enabled,
+                            _Spec("add /syrenets/predicted_torque to the PD torque")),
+    "feedforward_timeout": (_DEFAULT.feedforward_timeout,
+                            _Spec("oldest prediction used when none is stamped for now (s)",
+                                  0.0, 1.0)),
+    "excitation_seed": (_DEFAULT.excitation_seed, _Spec("seed of the multi-sine reference",
+                                                        0, 2**31 - 1)),
+    "excitation_amplitude": (_DEFAULT.excitation_amplitude,
+                             _Spec("bound of |q_d| per joint (rad)", 0.0, MAX_AMPLITUDE)),
+    "excitation_base_frequency": (_DEFAULT.excitation_base_frequency,
+                                  _Spec("lowest harmonic of the reference (Hz)", 0.001, 5.0)),
+    "reference_lead": (_DEFAULT.reference_lead,
+                       _Spec("how far ahead /pendulum/reference looks (s)", 0.0, 1.0)),
+}
+_GAIN_LIMITS = {"kp": 1.0e5, "kd": 1.0e4}
+
+
+def _descriptor(name: str, default: Any, spec: _Spec) -> ParameterDescriptor:
+    descriptor = ParameterDescriptor(name=name, description=spec.description,
+                                     read_only=spec.read_only)
+    if spec.low is not None and isinstance(default, int) and not isinstance(default, bool):
+        descriptor.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high),
+                                                 step=0)]
+    elif spec.low is not None:
+        descriptor.floating_point_range = [FloatingPointRange(from_value=float(spec.low),
+                                                              to_value=float(spec.high), step=0.0)]
+    return descriptor
+
+
+def settings_with(settings: SimSettings, changes: dict[str, Any]) -> SimSettings:
+    """A validated copy of ``settings`` with parameter-name → value changes; ValueError says why."""
+    physical: dict[str, float] = {}
+    other: dict[str, Any] = {}
+    for name, value in changes.items():
+        if name in PHYSICAL:
+            physical[PHYSICAL[name]] = _finite(name, value)
+        elif name in ("kp", "kd"):
+            other[name] = _gains(name, value)
+        elif name in ("torque_limit", "real_time_factor", "feedforward_timeout",
+                      "excitation_amplitude", "excitation_base_frequency", "reference_lead"):
+            other[name] = _finite(name, value)
+        elif name == "feedforward_enabled":
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be a bool, got {value!r}")
+            other[name] = value
+        elif name == "excitation_seed":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
+            other[name] = value
+        else:
+            raise ValueError(f"{name} cannot be changed at run time")
+    if physical.get("g", 0.0) < 0.0:
+        raise ValueError(f"gravity must be >= 0, got {physical['g']!r}")
+    new = replace(settings, params=settings.params.with_changes(**physical), **other)
+    if new.torque_limit <= 0.0:
+        raise ValueError(f"torque_limit must be > 0, got {new.torque_limit!r}")
+    MultiSine.from_seed(new.excitation_seed, new.excitation_amplitude,
+                        new.excitation_base_frequency)  # raises on a bad combination
+    return new
+
+
+def _finite(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return float(value)
+
+
+def _gains(name: str, value: Any) -> tuple[float, float]:
+    is_sequence = isinstance(value, (list, tuple, array.array))
+    values = list(value) if is_sequence else None
+    if values is None or len(values) != len(JOINT_NAMES):
+        raise ValueError(f"{name} needs one gain per joint {list(JOINT_NAMES)}, got {value!r}")
+    gains = tuple(_finite(name, v) for v in values)
+    if not all(0.0 <= g <= _GAIN_LIMITS[name] for g in gains):
+        raise ValueError(f"{name} gains must be in [0, {_GAIN_LIMITS[name]:g}], got {gains}")
+    return gains  # type: ignore[return-value]
+
+
+def _stamp(nanoseconds: int) -> Time:
+    return Time(sec=nanoseconds // NANOSECONDS, nanosec=nanoseconds % NANOSECONDS)
+
+
+def _nanoseconds(stamp: Time) -> int:
+    return stamp.sec * NANOSECONDS + stamp.nanosec
+
+
+@dataclass
+class SimStats:
+    """Counters of the step loop; windows restart at each diagnostics report."""
+
+    steps: int = 0
+    late_steps: int = 0
+    paced_steps: int = 0
+    resyncs: int = 0
+    feedforward_exact: int = 0
+    feedforward_stale: int = 0
+    pd_only: int = 0
+    predictions_received: int = 0
+    predictions_rejected: int = 0
+    predictions_too_late: int = 0
+    rebuild_failures: int = 0
+    parameter_version: int = 0
+    window_squared_error: float = 0.0
+    window_steps: int = 0
+    window_feedforward: int = 0
+    window_late: int = 0
+    window_paced: int = 0
+    window_wall_start: float = 0.0
+    window_first_step: int = 0
+    last_rejection: str = ""
+
+
+class PendulumSimNode(Node):
+    """The simulator node; ``start()`` launches the step loop thread, ``stop()`` joins it."""
+
+    def __init__(self, *, context: rclpy.context.Context | None = None,
+                 parameter_overrides: list[Parameter] | None = None,
+                 cli_args: list[str] | None = None, start: bool = True) -> None:
+        super().__init__(NODE_NAME, context=context, cli_args=cli_args,
+                         parameter_overrides=parameter_overrides)
+        for name, (default, spec) in _SPECS.items():
+            self.declare_parameter(name, default, _descriptor(name, default, spec))
+        initial = {name: self.get_parameter(name).value for name in _SPECS if name != "time_step"}
+        self._settings = settings_with(SimSettings(), initial)
+        self._requested = self._settings
+        self._lock = threading.Lock()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self._step_ns = round(self.get_parameter("time_step").value * NANOSECONDS)
+        self._excitation = self._make_excitation(self._settings)
+        q0, qd0, _ = self._excitation.sample(0.0)
+        self._sim = Simulator(self._settings.params, self._step_ns / NANOSECONDS, q0, qd0)
+        self.stats = SimStats()
+        self.lateness_s: deque[float] = deque(maxlen=LATENESS_HISTORY)  # recent paced steps
+        self._predictions: dict[int, tuple[float, float]] = {}
+        self._prediction_steps: list[int] = []  # sorted keys of _predictions
+
+        reliable = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+        self._joint_pub = self.create_publisher(JointState, "/joint_states", reliable)
+        self._clock_pub = self.create_publisher(Clock, "/clock", 10)
+        self._reference_pub = self.create_publisher(JointTrajectory, "/pendulum/reference", 100)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(JointState, "/syrenets/predicted_torque", self._on_prediction, 100)
+
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pendulum_sim_steps", daemon=True)
+        if start:
+            self.start()
+
+    # --- public -------------------------------------------------------------------------
+    @property
+    def settings(self) -> SimSettings:
+        return self._settings
+
+    @property
+    def step_count(self) -> int:
+        return self._sim.step_count
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    def destroy_node(self) -> None:
+        self.stop()
+        super().destroy_node()
+        self._sim.close()
+
+    # --- parameters (executor thread) ---------------------------------------------------
+    def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
+        changes = {p.name: p.value for p in parameters}
+        if "use_sim_time" in changes:
+            return SetParametersResult(successful=False,
+                                       reason="pendulum_sim is the clock source; use_sim_time stays false")
+        with self._lock:
+            try:
+                self._requested = settings_with(self._requested, changes)
+            except ValueError as error:
+                return SetParametersResult(successful=False, reason=str(error))
+        return SetParametersResult(successful=True, reason="applied at the next step boundary")
+
+    # --- predictions (executor thread) --------------------------------------------------
+    def _on_prediction(self, msg: JointState) -> None:
+        reason = self._check_prediction(msg)
+        with self._lock:
+            if reason:
+                self.stats.predictions_rejected += 1
+                self.stats.last_rejection = reason
+                return
+            self.stats.predictions_received += 1
+            order = [list(msg.name).index(name) for name in JOINT_NAMES]
+            key = round(_nanoseconds(msg.header.stamp) / self._step_ns)
+            if key < self._sim.step_count:
+                self.stats.predictions_too_late += 1
+            if key not in self._predictions:
+                bisect.insort(self._prediction_steps, key)
+            self._predictions[key] = (float(msg.effort[order[0]]), float(msg.effort[order[1]]))
+            while len(self._prediction_steps) > MAX_STORED_PREDICTIONS:
+                del self._predictions[self._prediction_steps.pop(0)]
+
+    def _check_prediction(self, msg: JointState) -> str:
+        names = list(msg.name)
+        if sorted(names) != sorted(JOINT_NAMES):
+            return f"joint names must be {list(JOINT_NAMES)} in any order, got {names}"
+        if len(msg.effort) != len(names):
+            return f"{len(names)} names but {len(msg.effort)} efforts"
+        if not all(math.isfinite(v) for v in msg.effort):
+            return "non-finite effort"
+        horizon = self._sim.step_count * self._step_ns + MAX_PREDICTION_HORIZON_S * NANOSECONDS
+        if _nanoseconds(msg.header.stamp) > horizon:
+            return f"stamp more than {MAX_PREDICTION_HORIZON_S} s ahead of sim time"
+        return ""
+
+    def _feedforward(self, settings: SimSettings, step: int) -> tuple[float, float] | None:
+        """Prediction for this step, else the newest within the timeout; prunes older ones."""
+        oldest = step - round(settings.feedforward_timeout * NANOSECONDS / self._step_ns)
+        with self._lock:
+            keys = self._prediction_steps
+            cut = bisect.bisect_left(keys, oldest)
+            for key in keys[:cut]:
+                del self._predictions[key]
+            del keys[:cut]
+            if not settings.feedforward_enabled:
+                return None
+            exact = self._predictions.get(step)
+            if exact is not None:
+                self.stats.feedforward_exact += 1
+                return exact
+            newer = bisect.bisect_right(keys, step)
+            if newer > 0:
+                self.stats.feedforward_stale += 1
+                return self._predictions[keys[newer - 1]]
+        return None
+
+    # --- step loop (own thread) ---------------------------------------------------------
+    def _run(self) -> None:
+        joint_msg = JointState()
+        joint_msg.name = list(JOINT_NAMES)
+        clock_msg = Clock()
+        reference_msg = JointTrajectory()
+        reference_msg.joint_names = list(JOINT_NAMES)
+        period = 0.0
+        deadline = time.monotonic()
+        self.stats.window_wall_start = deadline
+        next_report = deadline + DIAGNOSTICS_PERIOD_S
+        try:
+            while not self._stop.is_set() and self.context.ok():
+                settings = self._apply_requested()
+                if settings.real_time_factor > 0.0:
+                    new_period = self._step_ns / NANOSECONDS / settings.real_time_factor
+                    if new_period != period:
+                        period, deadline = new_period, time.monotonic()
+                    deadline = self._pace(deadline, period)
+                    deadline += period
+                else:
+                    period = 0.0
+                step = self._sim.step_count
+                now_ns = step * self._step_ns
+                t = now_ns / NANOSECONDS
+                q, qd = self._sim.state()
+                q_d, qd_d, _ = self._excitation.sample(t)
+                feedforward = self._feedforward(settings, step)
+                limit = settings.torque_limit
+                tau = []
+                for i in range(len(JOINT_NAMES)):
+                    pd = settings.kp[i] * (q_d[i] - q[i]) + settings.kd[i] * (qd_d[i] - qd[i])
+                    total = pd + (feedforward[i] if feedforward is not None else 0.0)
+                    tau.append(min(max(total, -limit), limit))
+
+                stamp = _stamp(now_ns)
+                clock_msg.clock = stamp
+                self._clock_pub.publish(clock_msg)
+                joint_msg.header.stamp = stamp
+                joint_msg.position = list(q)
+                joint_msg.velocity = list(qd)
+                joint_msg.effort = tau
+                self._joint_pub.publish(joint_msg)
+                self._publish_reference(reference_msg, settings, now_ns)
+
+                self._sim.step(tau)
+                self._count_step(q, q_d, feedforward is not None)
+                now = time.monotonic()
+                if now >= next_report:
+                    next_report = now + DIAGNOSTICS_PERIOD_S
+                    self._publish_diagnostics(settings, now, stamp)
+        except Exception as error:  # noqa: BLE001 — a dead loop must say why, not vanish
+            self.get_logger().fatal(f"step loop stopped: {error!r}")
+            raise
+
+    def _pace(self, deadline: float, period: float) -> float:
+        """Sleep until this step's slot; a step is late when it starts after the next slot."""
+        now = time.monotonic()
+        if deadline > now:
+            time.sleep(deadline - now)
+            now = time.monotonic()
+        lateness = now - deadline
+        self.lateness_s.append(lateness)
+        self.stats.paced_steps += 1
+        self.stats.window_paced += 1
+        if lateness > period:
+            self.stats.late_steps += 1
+            self.stats.window_late += 1
+        if lateness > RESYNC_AFTER_S:
+            self.stats.resyncs += 1
+            return now
+        return deadline
+
+    def _apply_requested(self) -> SimSettings:
+        with self._lock:
+            requested = self._requested
+        current = self._settings
+        if requested is current:
+            return current
+        if requested.params != current.params:
+            try:
+                self._sim.set_params(requested.params)
+                self.stats.parameter_version += 1
+            except Exception as error:  # noqa: BLE001 — keep simulating the old body
+                self.stats.rebuild_failures += 1
+                self.get_logger().error(f"rebuild with {requested.params} failed: {error!r}")
+                requested = replace(requested, params=current.params)
+        if (requested.excitation_seed, requested.excitation_amplitude,
+                requested.excitation_base_frequency) != (
+                current.excitation_seed, current.excitation_amplitude,
+                current.excitation_base_frequency):
+            self._excitation = self._make_excitation(requested)
+        self._settings = requested
+        return requested
+
+    @staticmethod
+    def _make_excitation(settings: SimSettings) -> MultiSine:
+        return MultiSine.from_seed(settings.excitation_seed, settings.excitation_amplitude,
+                                   settings.excitation_base_frequency)
+
+    def _publish_reference(self, msg: JointTrajectory, settings: SimSettings, now_ns: int) -> None:
+        lead_ns = round(settings.reference_lead * NANOSECONDS)
+        q_d, qd_d, qdd_d = self._excitation.sample((now_ns + lead_ns) / NANOSECONDS)
+        point = JointTrajectoryPoint(positions=q_d, velocities=qd_d, accelerations=qdd_d,
+                                     time_from_start=Duration(sec=lead_ns // NANOSECONDS,
+                                                              nanosec=lead_ns % NANOSECONDS))
+        msg.header.stamp = _stamp(now_ns)
+        msg.points = [point]
+        self._reference_pub.publish(msg)
+
+    def _count_step(self, q: Sequence[float], q_d: Sequence[float], used_feedforward: bool) -> None:
+        stats = self.stats
+        stats.steps += 1
+        stats.window_steps += 1
+        stats.window_squared_error += sum((a - b) ** 2 for a, b in zip(q_d, q)) / len(q)
+        if used_feedforward:
+            stats.window_feedforward += 1
+        else:
+            stats.pd_only += 1
+
+    def _publish_diagnostics(self, settings: SimSettings, now: float, stamp: Time) -> None:
+        s = self.stats
+        wall = max(now - s.window_wall_start, 1e-9)
+        steps = max(s.window_steps, 1)
+        rms = math.sqrt(s.window_squared_error / steps)
+        achieved = (self._sim.step_count - s.window_first_step) * self._step_ns / NANOSECONDS / wall
+        ff_fraction = s.window_feedforward / steps
+        late_fraction = s.window_late / s.window_paced if s.window_paced else 0.0
+        p = settings.params
+        values = {
+            "tracking_rms_error_rad": f"{rms:.6g}",
+            "real_time_factor_target": f"{settings.real_time_factor:g}",
+            "real_time_factor_achieved": f"{achieved:.4g}",
+            "feedforward_enabled": str(settings.feedforward_enabled).lower(),
+            "feedforward_in_use": "yes" if s.window_feedforward else "no",
+            "feedforward_fraction": f"{ff_fraction:.4f}",
+            "steps_feedforward_exact": str(s.feedforward_exact),
+            "steps_feedforward_stale": str(s.feedforward_stale),
+            "steps_pd_only": str(s.pd_only),
+            "parameter_version": str(s.parameter_version),
+            "late_step_fraction": f"{late_fraction:.4f}",
+            "late_steps_total": str(s.late_steps),
+            "pacing_resyncs": str(s.resyncs),
+            "predicted_torque_received": str(s.predictions_received),
+            "predicted_torque_rejected": str(s.predictions_rejected),
+            "predicted_torque_too_late": str(s.predictions_too_late),
+            "last_rejection_reason": s.last_rejection,
+            "rebuild_failures": str(s.rebuild_failures),
+            "sim_time_s": f"{self._sim.step_count * self._step_ns / NANOSECONDS:.3f}",
+            "link1_mass": repr(p.m1), "link1_length": repr(p.l1),
+            "link2_mass": repr(p.m2), "link2_length": repr(p.l2), "gravity": repr(p.g),
+        }
+        level = DiagnosticStatus.OK
+        message = "feed-forward in use" if s.window_feedforward else "PD only (no fresh prediction)"
+        if late_fraction > 0.05:
+            level, message = DiagnosticStatus.WARN, f"{late_fraction:.1%} late steps; " + message
+        status = DiagnosticStatus(level=level, name=NODE_NAME, message=message,
+                                  hardware_id="pybullet_double_pendulum",
+                                  values=[KeyValue(key=k, value=v) for k, v in values.items()])
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = stamp
+        self._diagnostics_pub.publish(array)
+        s.window_squared_error = 0.0
+        s.window_steps = s.window_feedforward = s.window_late = s.window_paced = 0
+        s.window_wall_start = now
+        s.window_first_step = self._sim.step_count
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    node = PendulumSimNode()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
