@@ -232,18 +232,18 @@ def run_experiment(timeline: Timeline, run_dir: Path, *, real_time_factor: float
             hooks["started"](monitor)
         wait_until(0.05, "startup")
         wait_until(timeline.pd_only, "PD only")
-        results = set_parameters(monitor, SIM, {"feedforward_enabled": True})
+        _set(SIM, {"feedforward_enabled": True})
         t_ff = monitor.sim_time
-        progress(f"t={t_ff:.1f}s  feed-forward ON ({results})")
+        progress(f"t={t_ff:.1f}s  feed-forward ON")
         if "feedforward_on" in hooks:
             hooks["feedforward_on"](monitor)
         wait_until(timeline.pd_only + timeline.learned_before_swap, "learned feed-forward")
         t_swap = monitor.sim_time
         if timeline.swap:
-            results = set_parameters(monitor, SIM, timeline.swap)
+            _set(SIM, timeline.swap)
             monitor.params = params_after
             t_swap = monitor.sim_time
-            progress(f"t={t_swap:.1f}s  SWAP {timeline.swap} via the parameter service: {results}")
+            progress(f"t={t_swap:.1f}s  SWAP {timeline.swap} via the parameter service (accepted)")
         wait_until(t_swap + timeline.after_swap, "after swap")
     finally:
         exit_codes = graph.stop()
@@ -280,6 +280,13 @@ def run_experiment(timeline: Timeline, run_dir: Path, *, real_time_factor: float
     result.plot = str(_plot(monitor, result, run_dir / "online.png"))
     (run_dir / "result.json").write_text(result.to_json())
     return result
+
+
+def _set(node_name: str, assignments: dict[str, object]) -> None:
+    """Set parameters like `ros2 param set`; a refusal stops the experiment with its reason."""
+    refused = [r for r in set_parameters(assignments, node_name, timeout=15.0) if not r.successful]
+    if refused:
+        raise RuntimeError("parameter change refused: " + "; ".join(f"{r.name}: {r.reason}" for r in refused))
 
 
 def _adaptation_time(torque_error: list[tuple[float, float]], t_swap: float, pre_swap: float,

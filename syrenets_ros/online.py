@@ -127,6 +127,9 @@ class Batch:
     def __len__(self) -> int:
         return int(self.stamp.shape[0])
 
+    def slice(self, start: int, stop: int) -> "Batch":
+        return Batch(*(t[start:stop] for t in (self.stamp, self.q, self.qd, self.qdd, self.tau)))
+
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "Batch":
         return Batch(*(t.to(device=device, dtype=dtype or t.dtype) for t in
                        (self.stamp, self.q, self.qd, self.qdd, self.tau)))
@@ -221,7 +224,8 @@ class ReplayBuffer:
 @dataclass
 class ChangeDetector:
     """Flags a system change when the model's windowed torque residual jumps well above its
-    running baseline and stays up for `hold` consecutive windows.
+    running baseline and stays up for `hold` consecutive windows. The baseline drops with the
+    residual at once (a better model was served) and rises only slowly.
 
     `floor` keeps a near-exact model (residual ~1e-12) from flagging numerical noise.
     """
@@ -262,8 +266,9 @@ class ChangeDetector:
             else:
                 self._above = 0
                 self._first_high_stamp = None
-                self.baseline = level if self.baseline is None else (
-                    self.baseline_decay * self.baseline + (1 - self.baseline_decay) * level)
+                # Follow an improving model at once, a worsening one only slowly.
+                self.baseline = level if self.baseline is None else min(
+                    level, self.baseline_decay * self.baseline + (1 - self.baseline_decay) * level)
         return detected
 
     def reset(self) -> None:

@@ -19,7 +19,8 @@ from typing import Callable, Sequence
 
 import torch
 
-from syrenets_ros.distill import RecursiveLeastSquares, TermLibrary, fit_terms, rank_terms_by_network
+from syrenets_ros.distill import (RecursiveLeastSquares, TermLibrary, TermModel, fit_terms,
+                                  rank_terms_by_network, refit_by_rank)
 from syrenets_ros.online import Batch, ChangeDetector, ReplayBuffer
 from syrenets_ros.snapshot import encode_model, load_newest_checkpoint, save_checkpoint
 from syrenets_ros.syrenet import SyReNet, SyReNetConfig
@@ -35,8 +36,8 @@ class LearnerConfig:
     recent_fraction: float = 0.5
     recent_window: int = 5_000
     holdout: int = 1_000
-    fit_samples: int = 8_000
-    min_fit_samples: int = 500
+    fit_samples: int = 4_000
+    min_fit_samples: int = 2_000
     snapshot_period: float = 1.0  # wall seconds between model selections / publications
     network_enabled: bool = True
     max_train_rate: float = 50.0  # training steps per wall second at most (leaves CPU to the sim)
@@ -72,6 +73,7 @@ class Stats:
     change_stamps: list[float] = field(default_factory=list)
     dropped_after_change: int = 0
     wins: dict[str, int] = field(default_factory=dict)  # selections won, by candidate source
+    candidate_rmse: dict[str, float] = field(default_factory=dict)  # last selection's held-out RMSE
     checkpoints_written: int = 0
     checkpoints_skipped: list[str] = field(default_factory=list)
 
@@ -94,7 +96,7 @@ class OnlineLearner:
         self.buffer = ReplayBuffer(config.buffer_capacity, n)
         self.detector = ChangeDetector(window=config.change_window, ratio=config.change_ratio,
                                        floor=config.change_floor)
-        self.library = TermLibrary(n)
+        self.library = TermLibrary.grammar(n)
         self.generator = torch.Generator().manual_seed(config.seed)
         torch.manual_seed(config.seed)
         self.network = SyReNet(SyReNetConfig(n_joints=n)).to(self.device)
@@ -119,11 +121,36 @@ class OnlineLearner:
                 residual = (self.served.torque(new.q, new.qd, new.qdd) - new.tau).square().mean(-1)
             self._recent_residual.extend(residual.tolist())
             change = self.detector.update(new.stamp, residual)
-            if change is not None:
+            if change is not None and self._confirm_change(change):
                 self._on_change(change)
         if self.tracker is not None:
             self.tracker.update(new.q, new.qd, new.qdd, new.tau)
         return len(new)
+
+    def _confirm_change(self, stamp: float) -> bool:
+        """A residual jump means the system changed *or* the served model extrapolates badly.
+        Tell them apart: if one exact refit explains the data before and after `stamp`
+        together about as well as each part alone, nothing changed; reselect soon instead."""
+        recent = self.buffer.newest(len(self.buffer))
+        split = int((recent.stamp < stamp).sum())
+        if split == 0 or len(recent) - split < self.config.change_window:
+            return True
+        first = max(0, split - self.config.fit_samples)
+        both = recent.slice(first, len(recent))
+        parts = (both.slice(0, split - first), both.slice(split - first, len(both)))
+
+        def fit_rmse(batch: Batch) -> float:
+            return _rmse(fit_terms(self.library, batch.q, batch.qd, batch.qdd, batch.tau), batch)
+
+        joint = fit_rmse(both)
+        separate = max(fit_rmse(part) for part in parts)
+        changed = joint > 3.0 * separate and joint ** 2 > self.config.change_floor
+        if not changed:
+            self.detector.reset()
+            self._last_selection = -math.inf
+            self.log(f"residual jump at t={stamp:.3f} s is not a system change (one model fits before and "
+                     f"after: RMSE {joint:.3g} N·m): reselecting the model")
+        return changed
 
     def _on_change(self, stamp: float) -> None:
         dropped = self.buffer.drop_before(stamp)
@@ -172,39 +199,47 @@ class OnlineLearner:
         candidates = self._candidates(fit)
         scored = sorted(((_rmse(model, holdout), source, model) for source, model in candidates),
                         key=lambda item: item[0])
+        self.stats.candidate_rmse = {source: rmse for rmse, source, _ in scored}
         rmse, source, model = scored[0]
         if not math.isfinite(rmse):
             return None
         self.stats.wins[source] = self.stats.wins.get(source, 0) + 1
         if source in ("library", "network_guided"):
-            self.tracker = RecursiveLeastSquares(model, forgetting=self.config.rls_forgetting,
-                                                 covariance=self.config.rls_covariance)
+            self.tracker = self._track(model)
         return self._publish(model, source, rmse)
 
     def _candidates(self, fit: Batch) -> list[tuple[str, object]]:
         """Tracked coefficients, the raw network, and two exact refits: on the whole term
-        library, and on the terms the network proposes."""
+        library, and on the terms the network ranks highest (the data decides the cut)."""
         candidates: list[tuple[str, object]] = []
         if self.tracker is not None:
             candidates.append(("tracked", self.tracker.model()))
-        candidates.append(("library", fit_terms(self.library, fit.q, fit.qd, fit.qdd, fit.tau)))
+
+        def refit(terms=None) -> TermModel:
+            return fit_terms(self.library, fit.q, fit.qd, fit.qdd, fit.tau, candidates=terms)
+
+        candidates.append(("library", refit()))
         if self.config.network_enabled and self.stats.training_steps > 0:
             reference = fit.to(self.device)
             frozen = self.network.freeze(reference.q[-256:], reference.qd[-256:]).to(torch.device("cpu"))
             candidates.append(("network", frozen))
-            proposed = rank_terms_by_network(frozen.lagrangian_fn(), self.library, fit.q, fit.qd, fit.qdd)
-            candidates.append(("network_guided", fit_terms(self.library, fit.q, fit.qd, fit.qdd, fit.tau,
-                                                           candidates=proposed)))
+            ranking = rank_terms_by_network(frozen.lagrangian_fn(), self.library, fit.q[-256:],
+                                            fit.qd[-256:], fit.qdd[-256:])
+            candidates.append(("network_guided", refit_by_rank(ranking, refit, float(fit.tau.square().mean()))))
         return candidates
+
+    def _track(self, model: TermModel) -> RecursiveLeastSquares:
+        """Start coefficient tracking on a refit's terms, from its coefficients."""
+        return RecursiveLeastSquares(model.library, forgetting=self.config.rls_forgetting,
+                                     covariance_scale=self.config.rls_covariance, initial=model.coefficients)
 
     def _publish(self, model, source: str, rmse: float) -> Publication:
         self.version += 1
         self.served = model
-        self.detector.reset()
         self.stats.holdout_rmse = rmse
         self.stats.served_source = source
         payload = encode_model(model, model_version=self.version, joint_names=list(self.config.joint_names),
-                               metrics={"holdout_rmse": rmse, "source": source,
+                               metrics={"holdout_rmse": rmse if math.isfinite(rmse) else -1.0,
                                         "training_steps": self.stats.training_steps})
         return Publication(payload, model.equation(), self.version, source, rmse)
 
@@ -231,8 +266,7 @@ class OnlineLearner:
         if decoded is None:
             return None
         self.version = decoded.model_version
-        if decoded.model.kind == "terms":
-            self.tracker = RecursiveLeastSquares(decoded.model, forgetting=self.config.rls_forgetting,
-                                                 covariance=self.config.rls_covariance)
+        if isinstance(decoded.model, TermModel):
+            self.tracker = self._track(decoded.model)
         self.log(f"resumed from checkpoint model v{decoded.model_version} ({decoded.model.kind})")
         return self._publish(decoded.model, "checkpoint", math.nan)

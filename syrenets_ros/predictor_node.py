@@ -4,7 +4,6 @@ as feed-forward commands, and forecasts passive motion with the variational inte
 from __future__ import annotations
 
 import math
-import threading
 import time
 
 import rclpy
@@ -52,7 +51,9 @@ class PredictorNode(Node):
         self.forecast_pub = self.create_publisher(JointTrajectory, rc.FORECAST, 10)
         self.diag_pub = self.create_publisher(DiagnosticArray, rc.DIAGNOSTICS, 10)
         self.create_subscription(String, rc.MODEL, self.on_model, rc.LATCHED_QOS)
-        self.create_subscription(JointTrajectory, rc.REFERENCE, self.on_reference, rc.STREAM_QOS)
+        # A shallow queue: when behind, answer the freshest points rather than a backlog
+        # whose answers would arrive too late to be used.
+        self.create_subscription(JointTrajectory, rc.REFERENCE, self.on_reference, rc.FRESHEST_QOS)
         self.create_subscription(JointState, rc.JOINT_STATES, self.on_joint_state, rc.STREAM_QOS)
         # Forecasts take long; their own group keeps torque answers flowing meanwhile.
         self._forecast_group = MutuallyExclusiveCallbackGroup()
@@ -60,6 +61,7 @@ class PredictorNode(Node):
         self._schedule_forecasts()
         self.add_post_set_parameters_callback(lambda _params: self._schedule_forecasts())
         self.create_timer(1.0, self.publish_diagnostics)
+        self.get_logger().info(f"ready: serving {list(self.server.joint_names)}; waiting for a model on {rc.MODEL}")
 
     def _schedule_forecasts(self) -> None:
         if self._forecast_timer is not None:
@@ -85,19 +87,25 @@ class PredictorNode(Node):
             return
         order = [names.index(n) for n in self.server.joint_names]
         base = rc.stamp_to_seconds(msg.header.stamp)
+        stamps, points = [], []
         for point in msg.points:
             fields = (point.positions, point.velocities, point.accelerations)
             if any(len(f) != len(names) for f in fields) or not all(math.isfinite(v) for f in fields for v in f):
                 self.bad_references += 1
                 continue
-            effort = self.server.torque(*([f[i] for i in order] for f in fields))
-            if effort is None:
-                return
+            stamps.append(base + rc.stamp_to_seconds(point.time_from_start))
+            points.append([[f[i] for i in order] for f in fields])
+        if not points:
+            return
+        efforts = self.server.torque(*zip(*points))
+        if efforts is None:
+            return
+        for stamp, effort in zip(stamps, efforts):
             if not all(math.isfinite(e) for e in effort):
                 self.bad_references += 1
                 continue
             reply = JointState(name=list(self.server.joint_names), effort=effort)
-            reply.header.stamp = rc.seconds_to_stamp(base + rc.stamp_to_seconds(point.time_from_start))
+            reply.header.stamp = rc.seconds_to_stamp(stamp)
             self.torque_pub.publish(reply)
             self.served += 1
         self.latency_ms.append((time.perf_counter() - started) * 1e3)

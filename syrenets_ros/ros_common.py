@@ -25,6 +25,10 @@ LATCHED_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=R
 STREAM_QOS = QoSProfile(depth=200, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.VOLATILE)
 
+# Commands where only the newest matter: a late answer is useless.
+FRESHEST_QOS = QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.VOLATILE)
+
 
 def stamp_to_seconds(stamp: Time | Duration) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
@@ -35,10 +39,11 @@ def seconds_to_stamp(seconds: float) -> Time:
     return Time(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
 
 
-def publish_diagnostics(node: Node, publisher, name: str, level: int, message: str,
+def publish_diagnostics(node: Node, publisher, name: str, level: bytes, message: str,
                         values: Mapping[str, object]) -> None:
-    """One DiagnosticStatus (hardware_id = node name) with key/values as strings."""
-    status = DiagnosticStatus(level=bytes([level]), name=name, message=message,
+    """One DiagnosticStatus (level: DiagnosticStatus.OK/WARN/ERROR; hardware_id = node
+    name) with key/values as strings."""
+    status = DiagnosticStatus(level=level, name=name, message=message,
                               hardware_id=node.get_name(),
                               values=[KeyValue(key=str(k), value=str(v)) for k, v in values.items()])
     array = DiagnosticArray(status=[status])

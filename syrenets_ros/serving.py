@@ -41,6 +41,7 @@ class ModelServer:
         self.accepted = 0
         self._current: DecodedModel | None = None
         self._forecastable = False
+        self._integrator = None  # VariationalIntegrator of the current model, built on first use
         self._lock = threading.Lock()
         generator = torch.Generator().manual_seed(0)
         n = len(self.joint_names)
@@ -65,6 +66,7 @@ class ModelServer:
         with self._lock:
             self._current = decoded
             self._forecastable = forecastable
+            self._integrator = None
         self.accepted += 1
         note = "" if forecastable else " (mass matrix not positive definite: forecasts off)"
         return True, f"model v{decoded.model_version} ({decoded.model.kind}){note}"
@@ -84,30 +86,38 @@ class ModelServer:
             raise SnapshotError("sanity evaluation failed: non-finite mass matrix on probe states")
         return bool(torch.linalg.eigvalsh(0.5 * (mass + mass.transpose(1, 2))).min() > 0)
 
-    def torque(self, q: Sequence[float], qd: Sequence[float], qdd: Sequence[float]) -> list[float] | None:
-        """Inverse-dynamics torque of the served model for one point; None without a model."""
+    def torque(self, q: Sequence[Sequence[float]], qd: Sequence[Sequence[float]],
+               qdd: Sequence[Sequence[float]]) -> list[list[float]] | None:
+        """Inverse-dynamics torques of the served model for a batch of points (one call, so
+        a message with many points costs about as much as one); None without a model."""
         model = self._current
         if model is None:
             return None
-        rows = [torch.tensor([values], dtype=torch.float64) for values in (q, qd, qdd)]
-        return model.model.torque(*rows)[0].tolist()
+        rows = [torch.tensor(values, dtype=torch.float64).reshape(-1, len(self.joint_names))
+                for values in (q, qd, qdd)]
+        return model.model.torque(*rows).tolist()
 
     def forecast(self, q: Sequence[float], qd: Sequence[float], horizon: float, step: float) -> Forecast | None:
         """Passive motion from (q, q̇) with the variational integrator; None without a
         forecastable model. Only finite, converged points are returned."""
-        from syrenets_ros.integrator import variational_rollout
+        from syrenets_ros.integrator import VariationalIntegrator
 
         with self._lock:
-            model, forecastable = self._current, self._forecastable
+            model, forecastable, integrator = self._current, self._forecastable, self._integrator
         if model is None or not forecastable:
             return None
+        if integrator is None or integrator.h != step:
+            # One traced integrator per (model, step), reused by every forecast.
+            integrator = VariationalIntegrator(model.model.lagrangian_fn(), step, tol=1e-10)
+            with self._lock:
+                if self._current is model:
+                    self._integrator = integrator
         steps = max(1, int(round(horizon / step)))
-        rollout = variational_rollout(model.model.lagrangian_fn(), torch.tensor([q], dtype=torch.float64),
-                                      torch.tensor([qd], dtype=torch.float64), step, steps)
+        rollout = integrator.rollout(torch.tensor([q], dtype=torch.float64),
+                                     torch.tensor([qd], dtype=torch.float64), steps)
         valid = int(rollout.valid_length[0])
         positions, velocities = rollout.q[0, :valid], rollout.qd[0, :valid]
         finite = torch.isfinite(positions).all(-1) & torch.isfinite(velocities).all(-1)
-        valid = int(finite.int().cumprod(0).sum())
-        reason = "" if valid == steps + 1 else f"stopped after {max(valid - 1, 0)} of {steps} steps: " \
-                                               f"Newton step did not converge"
+        valid = int(finite.int().cumprod(0).sum())  # belt and braces: never publish non-finite
+        reason = rollout.failures[0] or ("" if valid == steps + 1 else "non-finite state")
         return Forecast(rollout.t[:valid].tolist(), positions[:valid].tolist(), velocities[:valid].tolist(), reason)

@@ -33,11 +33,22 @@ def test_launch_file_starts_every_node_of_the_table_with_the_params_file():
     assert "params.yaml" in source and '"use_sim_time"' in source
 
 
+def _wait_for_line(path: Path, text: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text():
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def test_graph_stops_cleanly_and_reports_a_node_that_dies(tmp_path):
     healthy = Graph(nodes=[PREDICTOR], log_dir=tmp_path / "ok", echo=False).start()
+    log = tmp_path / "ok" / "syrenets_predictor.log"
     try:
-        time.sleep(4.0)
-        assert healthy.newly_exited() == {}, (tmp_path / "ok" / "syrenets_predictor.log").read_text()
+        assert _wait_for_line(log, "ready", timeout=60.0), log.read_text()
+        time.sleep(1.5)  # a diagnostics cycle runs before the stop
+        assert healthy.newly_exited() == {}, log.read_text()
     finally:
         codes = healthy.stop()
     assert codes == {"syrenets_predictor": 0}, "SIGINT must give a clean rclpy shutdown"
