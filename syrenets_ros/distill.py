@@ -451,8 +451,11 @@ def rank_terms_by_network(lagrangian_fn: LagrangianFn, library: TermLibrary, q: 
     score = (dense * matrix.norm(dim=0)).abs()
     order = torch.argsort(score, descending=True).tolist()
     active, _ = _stlsq(matrix, y, threshold, 25)
-    proposed = [t for t, a in zip(base.terms, active.tolist()) if a and not (target == "lagrangian" and t.degree == 0 and t.function == "one")]
-    return NetworkRanking([(base.terms[i], float(score[i])) for i in order], proposed, explained)
+    # A constant carries no dynamics (in L mode it only absorbs the network's gauge offset).
+    constant = Term((0,) * library.n_joints, "one", (0,) * library.n_joints)
+    proposed = [t for t, a in zip(base.terms, active.tolist()) if a and t != constant]
+    ranked = [(base.terms[i], float(score[i])) for i in order if base.terms[i] != constant]
+    return NetworkRanking(ranked, proposed, explained)
 
 
 def refit_by_rank(ranking: NetworkRanking, fit: Callable[[list[Term]], TermModel], target_power: float, *,
