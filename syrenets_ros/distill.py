@@ -193,9 +193,6 @@ class TermLibrary:
     def index(self, term: Term) -> int:
         return self.terms.index(term)
 
-    def subset(self, terms: Sequence[Term]) -> "TermLibrary":
-        return TermLibrary(list(terms))
-
     def to_sympy(self) -> list[sp.Expr]:
         return [t.to_sympy() for t in self.terms]
 
@@ -388,7 +385,7 @@ def fit_terms(library: TermLibrary, q: torch.Tensor, qd: torch.Tensor, qdd: torc
     threshold relative to the largest scaled coefficient. Float64 throughout.
     """
     q, qd, qdd, tau = (t.detach().to(torch.float64).cpu() for t in (q, qd, qdd, tau))
-    lib = library.subset(candidates) if candidates is not None else library
+    lib = TermLibrary(list(candidates)) if candidates is not None else library
     images = lib.el_images(q, qd, qdd)
     base, dropped = lib._independent_columns(images.reshape(-1, len(lib)), rank_tol)
     keep = [lib.index(t) for t in base.terms]
@@ -405,7 +402,7 @@ def fit_lagrangian(library: TermLibrary, q: torch.Tensor, qd: torch.Tensor, lagr
                    max_iter: int = 25) -> TermModel:
     """Direct mode (paper Table 1): STLSQ of measured L on the features themselves."""
     q, qd, lagrangian = (t.detach().to(torch.float64).cpu() for t in (q, qd, lagrangian))
-    lib = library.subset(candidates) if candidates is not None else library
+    lib = TermLibrary(list(candidates)) if candidates is not None else library
     matrix = lib.features(q, qd)
     active, coefs = _stlsq(matrix, lagrangian.reshape(-1), threshold, max_iter)
     residual = matrix[:, active] @ coefs[active] - lagrangian.reshape(-1)
@@ -451,8 +448,11 @@ def rank_terms_by_network(lagrangian_fn: LagrangianFn, library: TermLibrary, q: 
     score = (dense * matrix.norm(dim=0)).abs()
     order = torch.argsort(score, descending=True).tolist()
     active, _ = _stlsq(matrix, y, threshold, 25)
-    proposed = [t for t, a in zip(base.terms, active.tolist()) if a and not (target == "lagrangian" and t.degree == 0 and t.function == "one")]
-    return NetworkRanking([(base.terms[i], float(score[i])) for i in order], proposed, explained)
+    # A constant carries no dynamics (in L mode it only absorbs the network's gauge offset).
+    constant = Term((0,) * library.n_joints, "one", (0,) * library.n_joints)
+    proposed = [t for t, a in zip(base.terms, active.tolist()) if a and t != constant]
+    ranked = [(base.terms[i], float(score[i])) for i in order if base.terms[i] != constant]
+    return NetworkRanking(ranked, proposed, explained)
 
 
 def refit_by_rank(ranking: NetworkRanking, fit: Callable[[list[Term]], TermModel], target_power: float, *,

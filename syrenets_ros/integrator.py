@@ -50,6 +50,7 @@ from .euler_lagrange import LagrangianFn
 
 Rule = Literal["midpoint", "trapezoid"]
 Accelerate = Literal["eager", "trace", "compile"]
+Progress = Callable[[int, int], None]
 RULES: tuple[str, ...] = ("midpoint", "trapezoid")
 ACCELERATIONS: tuple[str, ...] = ("eager", "trace", "compile")
 _READBACK_CHUNK = 32_768
@@ -119,7 +120,7 @@ def _check_step(h: float) -> float:
 def _prepare(
     q0: torch.Tensor, qd0: torch.Tensor, steps: int, tau: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Validate and promote inputs to float64 (B, n) states and a (B, steps, n) torque."""
+    """Validate and promote inputs to float64 (B, n) states and a (steps, B, n) torque."""
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
         raise ValueError(f"steps must be a non-negative int, got {steps!r}")
     q0 = torch.as_tensor(q0, dtype=torch.float64)
@@ -145,7 +146,7 @@ def _prepare(
             raise ValueError(f"tau must have shape ({n},), ({batch}, {n}) or ({batch}, {steps}, {n}); got {tuple(tau.shape)}")
         if not torch.isfinite(forcing).all():
             raise ValueError("tau must be finite")
-    return q0.contiguous(), qd0.contiguous(), forcing.contiguous()
+    return q0, qd0, forcing.transpose(0, 1)  # step-major: forcing[k] is (B, n)
 
 
 class _ShapeCache:
@@ -164,6 +165,7 @@ class _ShapeCache:
         self._cache: dict[tuple, Callable[..., tuple[torch.Tensor, ...]]] = {}
 
     def __call__(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        args = tuple(map(_standard_layout, args))
         key = tuple((a.shape, a.dtype, a.device) for a in args)
         fn = self._cache.get(key)
         if fn is None:
@@ -175,12 +177,30 @@ class _ShapeCache:
             return self._fn
         traced = make_fx(self._fn)(*args)
         expected, got = self._fn(*args), traced(*args)
-        if not all(torch.allclose(e, g, rtol=1e-9, atol=1e-12, equal_nan=True) for e, g in zip(expected, got)):
+        if not all(_same(e, g) for e, g in zip(expected, got)):
             _log.warning("traced integrator step disagrees with eager evaluation; using eager mode")
             return self._fn
         if self._accelerate == "compile":
             return torch.compile(traced, dynamic=False, fullgraph=True)
         return traced
+
+
+def _standard_layout(tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor with row-major strides: compiled graphs are specialised on strides, and
+    ``Tensor.contiguous()`` leaves odd strides on size-1 dimensions in place."""
+    expected, size = [], 1
+    for extent in reversed(tensor.shape):
+        expected.insert(0, size)
+        size *= extent
+    if tensor.stride() == tuple(expected):
+        return tensor
+    return torch.empty(tensor.shape, dtype=tensor.dtype, device=tensor.device).copy_(tensor)
+
+
+def _same(expected: torch.Tensor, got: torch.Tensor) -> bool:
+    if expected.is_floating_point():
+        return torch.allclose(expected, got, rtol=1e-9, atol=1e-12, equal_nan=True)
+    return torch.equal(expected, got)
 
 
 def _inf_norm(x: torch.Tensor) -> torch.Tensor:
@@ -236,12 +256,20 @@ class VariationalIntegrator:
             r = p + d1(q, q_next) + half_h * tau
             return r, (r, d2(q, q_next) + half_h * tau)
 
-        def newton_eval(v: torch.Tensor, q: torch.Tensor, p: torch.Tensor, tau: torch.Tensor):
+        tol = self.tol
+
+        def newton_iteration(v: torch.Tensor, q: torch.Tensor, p: torch.Tensor, tau: torch.Tensor, active: torch.Tensor):
+            """One Newton update for the still-active trajectories (fused so it traces whole)."""
             jac, (r, p_next) = vmap(jacrev(residual, has_aux=True))(v, q, p, tau)
             dv, info = torch.linalg.solve_ex(jac, r.unsqueeze(-1))
-            return r, p_next, dv.squeeze(-1), info
+            dv = dv.squeeze(-1)
+            residual_norm = _inf_norm(r)
+            done = (residual_norm <= tol * (1.0 + _inf_norm(p))) & torch.isfinite(p_next).all(dim=-1)
+            hopeless = ~torch.isfinite(residual_norm) | (info != 0) | ~torch.isfinite(dv).all(dim=-1)
+            pending = active & ~done & ~hopeless
+            return torch.where(pending.unsqueeze(-1), v - dv, v), p_next, done, pending
 
-        self._newton_eval = _ShapeCache(newton_eval, accelerate)
+        self._newton_iteration = _ShapeCache(newton_iteration, accelerate)
 
     def momentum(self, q: torch.Tensor, qd: torch.Tensor) -> torch.Tensor:
         """Continuous Legendre transform p = ∂L/∂q̇, batched (B, n)."""
@@ -270,8 +298,11 @@ class VariationalIntegrator:
             qd = torch.where(done.unsqueeze(-1), qd, qd - step.squeeze(-1))
         return qd, done
 
-    def rollout(self, q0: torch.Tensor, qd0: torch.Tensor, steps: int, tau: torch.Tensor | None = None) -> Rollout:
-        """Roll (B, n) initial states forward ``steps`` steps under torque ``tau`` (ZOH)."""
+    def rollout(
+        self, q0: torch.Tensor, qd0: torch.Tensor, steps: int, tau: torch.Tensor | None = None, progress: Progress | None = None
+    ) -> Rollout:
+        """Roll (B, n) initial states forward ``steps`` steps under torque ``tau`` (ZOH);
+        ``progress(steps_done, trajectories_alive)`` is called after every step."""
         q0, qd0, forcing = _prepare(q0, qd0, steps, tau)
         batch, n = q0.shape
         device = q0.device
@@ -287,7 +318,7 @@ class VariationalIntegrator:
         for k in range(steps):
             if not bool(alive.any()):
                 break
-            v, p_next, done, count = self._solve_step(_extrapolate(history, qd0), q, p, forcing[:, k], alive)
+            v, p_next, done, count = self._solve_step(_extrapolate(history, qd0), q, p, forcing[k], alive)
             iterations[:, k] = count
             failed = alive & ~done
             for b in failed.nonzero().flatten().tolist():
@@ -299,6 +330,8 @@ class VariationalIntegrator:
             p = torch.where(keep, p_next, p)
             q_out[:, k + 1], p_out[:, k + 1] = q, p
             history = [torch.where(keep, v, history[0] if history else qd0)] + history[:2]
+            if progress is not None:
+                progress(k + 1, int(alive.sum()))
         qd_out, valid_length = self._read_back_velocities(q_out, p_out, qd0, converged_steps + 1, failures)
         t = torch.arange(steps + 1, dtype=torch.float64, device=device) * self.h
         return Rollout(
@@ -317,19 +350,14 @@ class VariationalIntegrator:
         self, v: torch.Tensor, q: torch.Tensor, p: torch.Tensor, tau: torch.Tensor, alive: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Newton on p + D₁L_d(q, q + h v) + F⁻ = 0 for v; returns (v, p_next, converged, updates)."""
-        scale = self.tol * (1.0 + _inf_norm(p))
         count = torch.zeros(v.shape[0], dtype=torch.int32, device=v.device)
         for iteration in range(self.max_iter + 1):
-            r, p_next, dv, info = self._newton_eval(v, q, p, tau)
-            residual = _inf_norm(r)
-            done = residual <= scale
-            hopeless = ~torch.isfinite(residual) | (info != 0) | ~torch.isfinite(dv).all(dim=-1)
-            pending = alive & ~done & ~hopeless
+            v_next, p_next, done, pending = self._newton_iteration(v, q, p, tau, alive)
             if iteration == self.max_iter or not bool(pending.any()):
                 break
-            v = torch.where(pending.unsqueeze(-1), v - dv, v)
+            v = v_next
             count += pending.to(torch.int32)
-        return v, p_next, done & torch.isfinite(p_next).all(dim=-1), count
+        return v, p_next, done, count
 
     def _read_back_velocities(
         self, q: torch.Tensor, p: torch.Tensor, qd0: torch.Tensor, valid_length: torch.Tensor, failures: list[str]
@@ -406,8 +434,11 @@ class ExplicitIntegrator:
 
         self._step = _ShapeCache(euler if scheme == "euler" else rk4, accelerate)
 
-    def rollout(self, q0: torch.Tensor, qd0: torch.Tensor, steps: int, tau: torch.Tensor | None = None) -> Rollout:
-        """Roll (B, n) initial states forward ``steps`` steps under torque ``tau`` (ZOH)."""
+    def rollout(
+        self, q0: torch.Tensor, qd0: torch.Tensor, steps: int, tau: torch.Tensor | None = None, progress: Progress | None = None
+    ) -> Rollout:
+        """Roll (B, n) initial states forward ``steps`` steps under torque ``tau`` (ZOH);
+        ``progress(steps_done, trajectories_alive)`` is called after every step."""
         q0, qd0, forcing = _prepare(q0, qd0, steps, tau)
         batch, n = q0.shape
         q_out = torch.empty(batch, steps + 1, n, dtype=torch.float64, device=q0.device)
@@ -418,7 +449,7 @@ class ExplicitIntegrator:
         converged_steps = torch.zeros(batch, dtype=torch.int64, device=q0.device)
         failures = [""] * batch
         for k in range(steps):
-            q_next, qd_next = self._step(q, qd, forcing[:, k])
+            q_next, qd_next = self._step(q, qd, forcing[k])
             finite = torch.isfinite(q_next).all(dim=-1) & torch.isfinite(qd_next).all(dim=-1)
             for b in (alive & ~finite).nonzero().flatten().tolist():
                 failures[b] = f"state became non-finite at step {k} (t = {k * self.h:.6g} s)"
@@ -429,6 +460,8 @@ class ExplicitIntegrator:
             keep = alive.unsqueeze(-1)
             q, qd = torch.where(keep, q_next, q), torch.where(keep, qd_next, qd)
             q_out[:, k + 1], qd_out[:, k + 1] = q, qd
+            if progress is not None:
+                progress(k + 1, int(alive.sum()))
         valid_length = converged_steps + 1
         return Rollout(
             scheme=f"explicit-{self.scheme}",

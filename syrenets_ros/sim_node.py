@@ -48,7 +48,6 @@ NODE_NAME = "pendulum_sim"
 NANOSECONDS = 1_000_000_000
 MAX_STORED_PREDICTIONS = 4096
 MAX_PREDICTION_HORIZON_S = 5.0  # a stamp further ahead than this is malformed
-RESYNC_AFTER_S = 0.1  # when this far behind schedule, restart pacing instead of bursting
 DIAGNOSTICS_PERIOD_S = 1.0
 LATENESS_HISTORY = 100_000
 
@@ -62,7 +61,7 @@ class SimSettings:
 
     params: PendulumParams = field(default_factory=PendulumParams)
     kp: tuple[float, float] = (300.0, 100.0)
-    kd: tuple[float, float] = (60.0, 10.0)
+    kd: tuple[float, float] = (150.0, 20.0)
     torque_limit: float = 500.0
     real_time_factor: float = 1.0
     feedforward_enabled: bool = True
@@ -191,7 +190,6 @@ class SimStats:
     steps: int = 0
     late_steps: int = 0
     paced_steps: int = 0
-    resyncs: int = 0
     feedforward_exact: int = 0
     feedforward_stale: int = 0
     pd_only: int = 0
@@ -391,7 +389,9 @@ class PendulumSimNode(Node):
             raise
 
     def _pace(self, deadline: float, period: float) -> float:
-        """Sleep until this step's slot; a step is late when it starts after the next slot."""
+        """Sleep until this step's slot. A step that starts after the next slot is late, and
+        the schedule slips to now instead of bursting to catch up: a burst would run the
+        sim faster than wall time and leave a predictor less than ``reference_lead`` to answer."""
         now = time.monotonic()
         if deadline > now:
             time.sleep(deadline - now)
@@ -403,8 +403,6 @@ class PendulumSimNode(Node):
         if lateness > period:
             self.stats.late_steps += 1
             self.stats.window_late += 1
-        if lateness > RESYNC_AFTER_S:
-            self.stats.resyncs += 1
             return now
         return deadline
 
@@ -477,7 +475,6 @@ class PendulumSimNode(Node):
             "parameter_version": str(s.parameter_version),
             "late_step_fraction": f"{late_fraction:.4f}",
             "late_steps_total": str(s.late_steps),
-            "pacing_resyncs": str(s.resyncs),
             "predicted_torque_received": str(s.predictions_received),
             "predicted_torque_rejected": str(s.predictions_rejected),
             "predicted_torque_too_late": str(s.predictions_too_late),

@@ -97,6 +97,13 @@ class Simulator:
         joint1, joint2 = self._client.getJointStates(self._body, self._joints)
         return (joint1[0], joint2[0]), (joint1[1], joint2[1])
 
+    def link_inertia(self, joint_name: str) -> tuple[float, tuple[float, float, float]]:
+        """(mass, principal inertia) Bullet actually simulates for the link after a joint —
+        read back from the engine, to verify it took the URDF values unchanged."""
+        joint = self._joints[JOINT_NAMES.index(joint_name)]
+        info = self._client.getDynamicsInfo(self._body, joint)
+        return info[0], tuple(info[2])
+
     def step(self, tau: Sequence[float]) -> None:
         """Apply τ (N·m per joint) during one time step."""
         torque = _as_pair(tau, "tau")
