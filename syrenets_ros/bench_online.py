@@ -9,11 +9,9 @@ import json
 import math
 from pathlib import Path
 
-import torch
-
 from syrenets_ros import physics
 from syrenets_ros import ros_common as rc
-from syrenets_ros.distill import TermLibrary, fit_terms
+from syrenets_ros.distill import true_pendulum_terms
 from syrenets_ros.experiment import Monitor, Timeline, run_experiment, summary_table
 from syrenets_ros.graph import NODES
 from syrenets_ros.snapshot import encode_model
@@ -23,13 +21,9 @@ TARGETS = {"adaptation_time_s": 5.0, "learned_vs_true_tracking": 1.2, "latency_p
 
 
 def true_model_payload(params: physics.PendulumParams) -> str:
-    """The true Lagrangian as a served model: exact refit of the term library on true torques."""
-    generator = torch.Generator().manual_seed(0)
-    q, qd, qdd = [(torch.rand(4000, 2, generator=generator, dtype=torch.float64) - 0.5) * torch.pi
-                  for _ in range(3)]
-    model = fit_terms(TermLibrary(2), q, qd, qdd, physics.inverse_dynamics(q, qd, qdd, params))
-    return encode_model(model, model_version=1, joint_names=list(physics.JOINT_NAMES),
-                        metrics={"source": "true model (benchmark reference)"})
+    """The true Lagrangian (SPEC §2) as a served model, in the same snapshot format."""
+    return encode_model(true_pendulum_terms(params), model_version=1, joint_names=list(physics.JOINT_NAMES),
+                        metrics={})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

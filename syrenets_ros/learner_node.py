@@ -7,10 +7,9 @@ import threading
 import time
 import traceback
 
-import rclpy
+import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
@@ -63,6 +62,9 @@ class LearnerNode(Node):
         )
         period = p("joint_state_period", 0.001, "expected stamp spacing of /joint_states [s]",
                    low=1e-5, high=1.0, read_only=True)
+        threads = p("torch_threads", 1, "CPU threads for training; more than the free cores slows "
+                    "everything (the simulator shares them)", low=1, high=256, read_only=True)
+        torch.set_num_threads(threads)
         if config.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, not {config.device!r}")
         self.assembler = SampleAssembler(config.joint_names, period)
@@ -162,18 +164,7 @@ class LearnerNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = LearnerNode()
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
+    rc.run_node(LearnerNode, args=args)
 
 
 if __name__ == "__main__":

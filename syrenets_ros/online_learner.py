@@ -27,6 +27,9 @@ from syrenets_ros.syrenet import SyReNet, SyReNetConfig
 from syrenets_ros.training import Trainer, select_device
 
 
+TRACKER_BLOCK = 32  # samples per recursive-least-squares block update
+
+
 @dataclass
 class LearnerConfig:
     joint_names: Sequence[str] = ("joint1", "joint2")
@@ -121,39 +124,52 @@ class OnlineLearner:
                 residual = (self.served.torque(new.q, new.qd, new.qdd) - new.tau).square().mean(-1)
             self._recent_residual.extend(residual.tolist())
             change = self.detector.update(new.stamp, residual)
-            if change is not None and self._confirm_change(change):
-                self._on_change(change)
+            trusted_from = None if change is None else self._confirm_change(change)
+            if trusted_from is not None:
+                self._on_change(change, trusted_from)
         if self.tracker is not None:
-            self.tracker.update(new.q, new.qd, new.qdd, new.tau)
+            # The block update solves a (n·B)² system: keep blocks small so a backlog after a
+            # slow iteration costs linear, not cubic, time.
+            for start in range(0, len(new), TRACKER_BLOCK):
+                block = new.slice(start, start + TRACKER_BLOCK)
+                self.tracker.update(block.q, block.qd, block.qdd, block.tau)
         return len(new)
 
-    def _confirm_change(self, stamp: float) -> bool:
+    def _confirm_change(self, stamp: float) -> float | None:
         """A residual jump means the system changed *or* the served model extrapolates badly.
-        Tell them apart: if one exact refit explains the data before and after `stamp`
-        together about as well as each part alone, nothing changed; reselect soon instead."""
+        Tell them apart: if one exact refit explains the data before and after the jump
+        together about as well as each part alone, nothing changed. The flagged window may
+        straddle the change, so one window on each side of it is left out.
+
+        Returns the stamp from which data is trusted, or None if nothing changed."""
         recent = self.buffer.newest(len(self.buffer))
+        guard = self.config.change_window
         split = int((recent.stamp < stamp).sum())
-        if split == 0 or len(recent) - split < self.config.change_window:
-            return True
-        first = max(0, split - self.config.fit_samples)
-        both = recent.slice(first, len(recent))
-        parts = (both.slice(0, split - first), both.slice(split - first, len(both)))
+        pre = recent.slice(max(0, split - guard - self.config.fit_samples), max(0, split - guard))
+        post = recent.slice(split + guard, len(recent))
+        if len(post) == 0:
+            return stamp
+        trusted_from = float(post.stamp[0])
+        if len(pre) < guard:
+            return trusted_from
 
         def fit_rmse(batch: Batch) -> float:
             return _rmse(fit_terms(self.library, batch.q, batch.qd, batch.qdd, batch.tau), batch)
 
+        both = Batch(*(torch.cat(pair) for pair in zip(
+            (pre.stamp, pre.q, pre.qd, pre.qdd, pre.tau), (post.stamp, post.q, post.qd, post.qdd, post.tau))))
         joint = fit_rmse(both)
-        separate = max(fit_rmse(part) for part in parts)
-        changed = joint > 3.0 * separate and joint ** 2 > self.config.change_floor
-        if not changed:
-            self.detector.reset()
-            self._last_selection = -math.inf
-            self.log(f"residual jump at t={stamp:.3f} s is not a system change (one model fits before and "
-                     f"after: RMSE {joint:.3g} N·m): reselecting the model")
-        return changed
+        separate = max(fit_rmse(pre), fit_rmse(post))
+        if joint > 3.0 * separate and joint ** 2 > self.config.change_floor:
+            return trusted_from
+        self.detector.reset()
+        self._last_selection = -math.inf
+        self.log(f"residual jump at t={stamp:.3f} s is not a system change (one model fits before and "
+                 f"after: RMSE {joint:.3g} N·m): reselecting the model")
+        return None
 
-    def _on_change(self, stamp: float) -> None:
-        dropped = self.buffer.drop_before(stamp)
+    def _on_change(self, stamp: float, trusted_from: float) -> None:
+        dropped = self.buffer.drop_before(trusted_from)
         self.stats.change_detections += 1
         self.stats.change_stamps.append(stamp)
         self.stats.dropped_after_change += dropped

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
+import rclpy
 from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
@@ -65,3 +67,30 @@ def declare(node: Node, name: str, default: object, description: str, *,
         else:
             descriptor.floating_point_range = [FloatingPointRange(from_value=float(low), to_value=float(high))]
     return node.declare_parameter(name, default, descriptor).value
+
+
+def run_node(make_node: Callable[[], Node], make_executor: Callable[[], Executor] = SingleThreadedExecutor,
+             args: list[str] | None = None) -> None:
+    """Spin a node until Ctrl-C / SIGTERM / external shutdown, then tear down cleanly.
+
+    rclpy shuts the context down from its signal handler, under whatever callback is running;
+    errors raised by rclpy after that are the shutdown itself, not failures, and must not
+    turn a clean stop into a crash or a hang.
+    """
+    rclpy.init(args=args)
+    executor = make_executor()
+    node = None
+    try:
+        node = make_node()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception:
+        if rclpy.ok():
+            raise
+    finally:
+        executor.shutdown(timeout_sec=5.0)
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
