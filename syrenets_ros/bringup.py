@@ -78,7 +78,7 @@ class Graph:
                 exited[name] = code
         return exited
 
-    def stop(self, timeout: float = 10.0) -> dict[str, int]:
+    def stop(self, timeout: float = 20.0) -> dict[str, int]:
         """SIGINT (a clean rclpy shutdown), then SIGTERM, then SIGKILL; returns exit codes."""
         for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
             running = [p for p in self.processes.values() if p.poll() is None]

@@ -79,7 +79,7 @@ class LearnerNode(Node):
         self.equation_pub = self.create_publisher(String, rc.EQUATION, rc.LATCHED_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, rc.DIAGNOSTICS, 10)
         self.create_subscription(JointState, rc.JOINT_STATES, self.on_joint_state, rc.STREAM_QOS)
-        self.create_timer(1.0, self.publish_diagnostics)
+        self.create_timer(1.0, self.publish_diagnostics, clock=rc.steady_clock())
         self.get_logger().info(f"learning on {self.learner.device}; joints {list(config.joint_names)}")
         self._running = True
         self._worker = threading.Thread(target=self._work, name="syrenets_training", daemon=True)
@@ -160,6 +160,7 @@ class LearnerNode(Node):
         self._running = False
         if self._worker.is_alive():
             self._worker.join(timeout=5.0)
+        self.get_logger().info(f"training worker stopped ({'cleanly' if not self._worker.is_alive() else 'timed out'})")
         super().destroy_node()
 
 

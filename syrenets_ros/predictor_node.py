@@ -4,6 +4,7 @@ as feed-forward commands, and forecasts passive motion with the variational inte
 from __future__ import annotations
 
 import math
+import threading
 import time
 
 import torch
@@ -46,6 +47,7 @@ class PredictorNode(Node):
         self.forecast_note = ""
         self.latency_ms: list[float] = []
         self._latest_state: tuple[list[float], list[float]] | None = None
+        self._stopping = threading.Event()
 
         self.torque_pub = self.create_publisher(JointState, rc.PREDICTED_TORQUE, rc.STREAM_QOS)
         self.forecast_pub = self.create_publisher(JointTrajectory, rc.FORECAST, 10)
@@ -60,7 +62,7 @@ class PredictorNode(Node):
         self._forecast_timer = None
         self._schedule_forecasts()
         self.add_post_set_parameters_callback(lambda _params: self._schedule_forecasts())
-        self.create_timer(1.0, self.publish_diagnostics)
+        self.create_timer(1.0, self.publish_diagnostics, clock=rc.steady_clock())
         self.get_logger().info(f"ready: serving {list(self.server.joint_names)}; waiting for a model on {rc.MODEL}")
 
     def _schedule_forecasts(self) -> None:
@@ -70,7 +72,7 @@ class PredictorNode(Node):
         rate = self.get_parameter("forecast_rate").value
         if rate > 0:
             self._forecast_timer = self.create_timer(1.0 / rate, self.publish_forecast,
-                                                     callback_group=self._forecast_group)
+                                                     callback_group=self._forecast_group, clock=rc.steady_clock())
 
     def on_model(self, msg: String) -> None:
         accepted, reason = self.server.offer(msg.data)
@@ -126,7 +128,7 @@ class PredictorNode(Node):
         if state is None:
             return
         forecast = self.server.forecast(*state, self.get_parameter("forecast_horizon").value,
-                                        self.get_parameter("forecast_step").value)
+                                        self.get_parameter("forecast_step").value, cancel=self._stopping)
         if forecast is None:
             return
         if forecast.reason and forecast.reason != self.forecast_note:
@@ -163,6 +165,11 @@ class PredictorNode(Node):
         level = DiagnosticStatus.OK if current else DiagnosticStatus.WARN
         rc.publish_diagnostics(self, self.diag_pub, "syrenets_predictor", level,
                                "serving" if current else "waiting for a model", values)
+
+
+    def destroy_node(self) -> None:
+        self._stopping.set()  # a forecast in flight gives up at its next step
+        super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> None:

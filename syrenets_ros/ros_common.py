@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Callable, Mapping
 
 import rclpy
 from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 JOINT_STATES = "/joint_states"
@@ -41,6 +44,13 @@ def seconds_to_stamp(seconds: float) -> Time:
     return Time(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
 
 
+def steady_clock() -> Clock:
+    """For timers that must run whatever /clock does: diagnostics (a stalled simulation must
+    still be reported) and compute budgets. Also keeps the executor waking up, so Ctrl-C is
+    handled within a period even while sim time stands still."""
+    return Clock(clock_type=ClockType.STEADY_TIME)
+
+
 def publish_diagnostics(node: Node, publisher, name: str, level: bytes, message: str,
                         values: Mapping[str, object]) -> None:
     """One DiagnosticStatus (level: DiagnosticStatus.OK/WARN/ERROR; hardware_id = node
@@ -71,13 +81,15 @@ def declare(node: Node, name: str, default: object, description: str, *,
 
 def run_node(make_node: Callable[[], Node], make_executor: Callable[[], Executor] = SingleThreadedExecutor,
              args: list[str] | None = None) -> None:
-    """Spin a node until Ctrl-C / SIGTERM / external shutdown, then tear down cleanly.
+    """Spin a node until Ctrl-C or SIGTERM, then stop it in the right order.
 
-    rclpy shuts the context down from its signal handler, under whatever callback is running;
-    errors raised by rclpy after that are the shutdown itself, not failures, and must not
-    turn a clean stop into a crash or a hang.
+    rclpy's own signal handler would invalidate the context at once, under the node's worker
+    threads, which then fail to publish. Instead both signals raise KeyboardInterrupt here,
+    the node's destroy_node() stops its threads, and only then is the context shut down.
     """
-    rclpy.init(args=args)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     executor = make_executor()
     node = None
     try:
@@ -85,12 +97,10 @@ def run_node(make_node: Callable[[], Node], make_executor: Callable[[], Executor
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:
-        if rclpy.ok():
-            raise
+        if node is not None:
+            node.get_logger().info("shutting down")
     finally:
-        executor.shutdown(timeout_sec=5.0)
         if node is not None:
             node.destroy_node()
+        executor.shutdown(timeout_sec=5.0)
         rclpy.try_shutdown()

@@ -21,6 +21,10 @@ from syrenets_ros.snapshot import DecodedModel, SnapshotError, decode_model
 PROBE_STATES = 64
 
 
+class _Cancelled(Exception):
+    """Raised from the integrator's progress hook to abandon a forecast."""
+
+
 @dataclass(frozen=True)
 class Forecast:
     """A passive-motion forecast; `reason` says why it is shorter than asked, if it is."""
@@ -97,9 +101,11 @@ class ModelServer:
                 for values in (q, qd, qdd)]
         return model.model.torque(*rows).tolist()
 
-    def forecast(self, q: Sequence[float], qd: Sequence[float], horizon: float, step: float) -> Forecast | None:
+    def forecast(self, q: Sequence[float], qd: Sequence[float], horizon: float, step: float,
+                 cancel: threading.Event | None = None) -> Forecast | None:
         """Passive motion from (q, q̇) with the variational integrator; None without a
-        forecastable model. Only finite, converged points are returned."""
+        forecastable model, or when `cancel` is set meanwhile (shutdown). Only finite,
+        converged points are returned."""
         from syrenets_ros.integrator import VariationalIntegrator
 
         with self._lock:
@@ -113,8 +119,16 @@ class ModelServer:
                 if self._current is model:
                     self._integrator = integrator
         steps = max(1, int(round(horizon / step)))
-        rollout = integrator.rollout(torch.tensor([q], dtype=torch.float64),
-                                     torch.tensor([qd], dtype=torch.float64), steps)
+
+        def stop_when_cancelled(_done: int, _alive: int) -> None:
+            if cancel is not None and cancel.is_set():
+                raise _Cancelled
+
+        try:
+            rollout = integrator.rollout(torch.tensor([q], dtype=torch.float64),
+                                         torch.tensor([qd], dtype=torch.float64), steps, progress=stop_when_cancelled)
+        except _Cancelled:
+            return None
         valid = int(rollout.valid_length[0])
         positions, velocities = rollout.q[0, :valid], rollout.qd[0, :valid]
         finite = torch.isfinite(positions).all(-1) & torch.isfinite(velocities).all(-1)

@@ -4,6 +4,7 @@ joint states and hostile model payloads."""
 
 import json
 import math
+import time
 
 import pytest
 from sensor_msgs.msg import JointState
@@ -24,7 +25,11 @@ def _hostile_payloads() -> list[str]:
                                    joint_names=list(physics.JOINT_NAMES), metrics={}))
     wrong_joints = dict(good, joint_names=["shoulder", "elbow"])
     unknown_kind = dict(good, kind="pickle")
-    return ["{not json", json.dumps(wrong_joints), json.dumps(unknown_kind), "x" * 9_000_000][:HOSTILE_MODELS]
+    return ["{not json", json.dumps(wrong_joints), json.dumps(unknown_kind), "x" * 8_100_000][:HOSTILE_MODELS]
+
+
+def _refused(monitor: Monitor) -> int:
+    return int(monitor.diagnostics.get("syrenets_predictor", {}).get("snapshots_refused", 0))
 
 
 def _inject(monitor: Monitor) -> None:
@@ -39,8 +44,14 @@ def _inject(monitor: Monitor) -> None:
             msg = JointState(name=["joint1", "joint2"], position=[0.0], velocity=[0.0, 0.0], effort=[0.0, 0.0])
         msg.header.stamp = stamp
         states.publish(msg)
+    # The model topic keeps one message (SPEC §5) and the learner publishes on it too, so a
+    # payload is re-sent until the predictor's diagnostics count its refusal.
     for payload in _hostile_payloads():
-        models.publish(String(data=payload))
+        before = _refused(monitor)
+        deadline = time.monotonic() + 20.0
+        while _refused(monitor) <= before and time.monotonic() < deadline:
+            models.publish(String(data=payload))
+            time.sleep(1.2)
     monitor.destroy_publisher(models)  # a latched publisher would keep re-serving the junk
 
 
