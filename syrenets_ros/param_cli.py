@@ -12,14 +12,17 @@ integers) given for a parameter the node declares as double is sent as a double,
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 DEFAULT_NODE = "/pendulum_sim"
+_CALLS = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -66,16 +69,19 @@ def _coerce(value: Any, declared_type: int) -> Any:
 
 
 def set_parameters(
-    assignments: dict[str, Any],
-    node_name: str = DEFAULT_NODE,
+    caller: Any,
+    node_name: str,
+    assignments: Mapping[str, Any],
     timeout: float = 5.0,
-    context: Any = None,
 ) -> list[SetResult]:
     """Set parameters of a running node through its parameter services; one result each
     (several assignments: one atomic request, so they share its result).
 
-    Raises ParameterServiceError when the services do not answer within ``timeout``, and
-    ValueError for a value no ROS parameter can hold.
+    ``caller`` is the calling node (only its context is used: the request goes out from a
+    short-lived node of its own, so it works whether or not ``caller`` is being spun), an
+    rclpy Context, or None for the default context. Raises ParameterServiceError when the
+    services do not answer within ``timeout``, and ValueError for a value no ROS parameter
+    can hold.
     """
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -83,7 +89,8 @@ def set_parameters(
     from rclpy.parameter import Parameter
     from rclpy.parameter_client import AsyncParameterClient
 
-    node = Node(f"syrenets_param_cli_{os.getpid()}", context=context,
+    context = caller.context if isinstance(caller, Node) else caller
+    node = Node(f"syrenets_param_cli_{os.getpid()}_{next(_CALLS)}", context=context,
                 start_parameter_services=False, enable_rosout=False)
     executor = SingleThreadedExecutor(context=node.context)
     executor.add_node(node)
@@ -144,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     context = Context()
     rclpy.init(context=context)
     try:
-        results = set_parameters(assignments, args.node, args.timeout, context)
+        results = set_parameters(context, args.node, assignments, args.timeout)
     except (ParameterServiceError, ValueError) as error:
         print(f"error: {error}")
         return 2

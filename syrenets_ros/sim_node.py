@@ -50,6 +50,7 @@ MAX_STORED_PREDICTIONS = 4096
 MAX_PREDICTION_HORIZON_S = 5.0  # a stamp further ahead than this is malformed
 DIAGNOSTICS_PERIOD_S = 1.0
 LATENESS_HISTORY = 100_000
+CATCH_UP_S = 0.01  # wall seconds behind schedule the step loop may make up by running faster
 
 PHYSICAL = {"link1_mass": "m1", "link1_length": "l1", "link2_mass": "m2",
             "link2_length": "l2", "gravity": "g"}
@@ -189,6 +190,7 @@ class SimStats:
 
     steps: int = 0
     late_steps: int = 0
+    schedule_slips: int = 0
     paced_steps: int = 0
     feedforward_exact: int = 0
     feedforward_stale: int = 0
@@ -234,11 +236,11 @@ class PendulumSimNode(Node):
         self._prediction_steps: list[int] = []  # sorted keys of _predictions
 
         reliable = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
-        self._joint_pub = self.create_publisher(JointState, "/joint_states", reliable)
+        self._joint_pub = self.create_publisher(JointState, "joint_states", reliable)
         self._clock_pub = self.create_publisher(Clock, "/clock", 10)
-        self._reference_pub = self.create_publisher(JointTrajectory, "/pendulum/reference", 100)
+        self._reference_pub = self.create_publisher(JointTrajectory, "pendulum/reference", 100)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(JointState, "/syrenets/predicted_torque", self._on_prediction, 100)
+        self.create_subscription(JointState, "syrenets/predicted_torque", self._on_prediction, 100)
 
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pendulum_sim_steps", daemon=True)
@@ -389,9 +391,11 @@ class PendulumSimNode(Node):
             raise
 
     def _pace(self, deadline: float, period: float) -> float:
-        """Sleep until this step's slot. A step that starts after the next slot is late, and
-        the schedule slips to now instead of bursting to catch up: a burst would run the
-        sim faster than wall time and leave a predictor less than ``reference_lead`` to answer."""
+        """Sleep until this step's slot; a step that starts after the next slot is late.
+        Up to CATCH_UP_S behind, the following steps run back to back to regain the schedule
+        (short hiccups cost no sim time); further behind, the schedule slips to now instead:
+        a long burst would run the sim much faster than wall time and leave a predictor
+        far less than ``reference_lead`` to answer."""
         now = time.monotonic()
         if deadline > now:
             time.sleep(deadline - now)
@@ -403,6 +407,8 @@ class PendulumSimNode(Node):
         if lateness > period:
             self.stats.late_steps += 1
             self.stats.window_late += 1
+        if lateness > CATCH_UP_S:
+            self.stats.schedule_slips += 1
             return now
         return deadline
 
@@ -475,6 +481,7 @@ class PendulumSimNode(Node):
             "parameter_version": str(s.parameter_version),
             "late_step_fraction": f"{late_fraction:.4f}",
             "late_steps_total": str(s.late_steps),
+            "schedule_slips": str(s.schedule_slips),
             "predicted_torque_received": str(s.predictions_received),
             "predicted_torque_rejected": str(s.predictions_rejected),
             "predicted_torque_too_late": str(s.predictions_too_late),
