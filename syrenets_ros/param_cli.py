@@ -131,8 +131,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("assignments", nargs="+", metavar="NAME=VALUE",
                         help="e.g. link2_mass=2.0 link2_length=1.2")
     parser.add_argument("--node", default=DEFAULT_NODE, help=f"target node (default {DEFAULT_NODE})")
-    parser.add_argument("--timeout", type=float, default=5.0,
-                        help="seconds to wait for the node's parameter services (default 5)")
+    parser.add_argument("--timeout", type=float, default=10.0,
+                        help="seconds to wait for the node's parameter services and each "
+                             "answer (default 10; discovery is slow on a loaded machine)")
 
 
 def run(args: argparse.Namespace) -> int:

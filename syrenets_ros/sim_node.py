@@ -387,6 +387,8 @@ class PendulumSimNode(Node):
                     next_report = now + DIAGNOSTICS_PERIOD_S
                     self._publish_diagnostics(settings, now, stamp)
         except Exception as error:  # noqa: BLE001 — a dead loop must say why, not vanish
+            if self._stop.is_set() or not self.context.ok():
+                return  # shutting down: publishers went away under the loop
             self.get_logger().fatal(f"step loop stopped: {error!r}")
             raise
 
@@ -519,3 +521,7 @@ def main(args: list[str] | None = None) -> None:
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()
