@@ -69,27 +69,24 @@ def _coerce(value: Any, declared_type: int) -> Any:
 
 
 def set_parameters(
-    caller: Any,
-    node_name: str,
     assignments: Mapping[str, Any],
-    timeout: float = 5.0,
+    node_name: str = DEFAULT_NODE,
+    timeout: float = 10.0,
+    context: Any = None,
 ) -> list[SetResult]:
     """Set parameters of a running node through its parameter services; one result each
     (several assignments: one atomic request, so they share its result).
 
-    ``caller`` is the calling node (only its context is used: the request goes out from a
-    short-lived node of its own, so it works whether or not ``caller`` is being spun), an
-    rclpy Context, or None for the default context. Raises ParameterServiceError when the
-    services do not answer within ``timeout``, and ValueError for a value no ROS parameter
-    can hold.
+    The request goes out from a short-lived node of its own in ``context`` (an rclpy Context;
+    None = the default one), so callers need not spin anything. Raises ParameterServiceError
+    when the services do not answer within ``timeout``, and ValueError for a value no ROS
+    parameter can hold.
     """
-    import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
     from rclpy.parameter import Parameter
     from rclpy.parameter_client import AsyncParameterClient
 
-    context = caller.context if isinstance(caller, Node) else caller
     node = Node(f"syrenets_param_cli_{os.getpid()}_{next(_CALLS)}", context=context,
                 start_parameter_services=False, enable_rosout=False)
     executor = SingleThreadedExecutor(context=node.context)
@@ -152,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     context = Context()
     rclpy.init(context=context)
     try:
-        results = set_parameters(context, args.node, assignments, args.timeout)
+        results = set_parameters(assignments, args.node, args.timeout, context)
     except (ParameterServiceError, ValueError) as error:
         print(f"error: {error}")
         return 2

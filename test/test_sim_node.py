@@ -85,14 +85,14 @@ def test_effort_is_exact_inverse_dynamics_across_swap_and_bad_input_is_refused(r
             refusals = [{"link2_mass": -1.0}, {"link1_length": math.nan},
                         {"link2_mass": "heavy"}, {"time_step": 0.002}, {"kp": [1.0]}]
             for assignment in refusals:
-                [result] = param_cli.set_parameters(probe, "/pendulum_sim", assignment, timeout=10.0)
+                [result] = param_cli.set_parameters(assignment, "/pendulum_sim", 10.0, ros_context)
                 assert not result.successful, assignment
                 assert result.reason, f"refusal of {assignment} must say why"
             assert cli.main(["set", "link2_length=-0.5", "--timeout", "10"]) == 1
             assert "refused" in capsys.readouterr().out
 
-            results = param_cli.set_parameters(probe, "pendulum_sim",
-                                               {"link2_mass": 2.0, "link2_length": 1.2}, timeout=10.0)
+            results = param_cli.set_parameters({"link2_mass": 2.0, "link2_length": 1.2},
+                                               "pendulum_sim", 10.0, ros_context)
             assert all(r.successful for r in results), results
             swapped_at = sim.step_count
             assert wait_until(lambda: _newest_stamp(joints) >= (swapped_at + 2500) * STEP_NS, 60.0)
