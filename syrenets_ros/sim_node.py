@@ -66,7 +66,7 @@ class SimSettings:
     torque_limit: float = 500.0
     real_time_factor: float = 1.0
     feedforward_enabled: bool = True
-    feedforward_timeout: float = 0.01
+    feedforward_timeout: float = 0.05
     excitation_seed: int = 0
     excitation_amplitude: float = 1.0
     excitation_base_frequency: float = 0.1
@@ -188,7 +188,6 @@ def _nanoseconds(stamp: Time) -> int:
 class SimStats:
     """Counters of the step loop; windows restart at each diagnostics report."""
 
-    steps: int = 0
     late_steps: int = 0
     schedule_slips: int = 0
     paced_steps: int = 0
@@ -453,7 +452,6 @@ class PendulumSimNode(Node):
 
     def _count_step(self, q: Sequence[float], q_d: Sequence[float], used_feedforward: bool) -> None:
         stats = self.stats
-        stats.steps += 1
         stats.window_steps += 1
         stats.window_squared_error += sum((a - b) ** 2 for a, b in zip(q_d, q)) / len(q)
         if used_feedforward:
