@@ -89,7 +89,8 @@ def test_effort_is_exact_inverse_dynamics_across_swap_and_bad_input_is_refused(r
                 assert not result.successful, assignment
                 assert result.reason, f"refusal of {assignment} must say why"
             assert cli.main(["set", "link2_length=-0.5", "--timeout", "10"]) == 1
-            assert "refused" in capsys.readouterr().out
+            printed = capsys.readouterr().out
+            assert "refused: " in printed and "link2_length out of range" in printed, printed
 
             results = param_cli.set_parameters({"link2_mass": 2.0, "link2_length": 1.2},
                                                "pendulum_sim", 10.0, ros_context)
