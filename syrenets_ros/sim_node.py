@@ -18,7 +18,6 @@ published stream never pauses and a physics swap happens between two steps.
 from __future__ import annotations
 
 import array
-import bisect
 from collections import deque
 import math
 import threading
@@ -41,13 +40,14 @@ from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from syrenets_ros.excitation import MAX_AMPLITUDE, MultiSine
+from syrenets_ros.feedforward import FeedForwardBuffer, Torque, Use
 from syrenets_ros.physics import JOINT_NAMES, PendulumParams
 from syrenets_ros.simulator import Simulator
 
 NODE_NAME = "pendulum_sim"
 NANOSECONDS = 1_000_000_000
 MAX_STORED_PREDICTIONS = 4096
-MAX_PREDICTION_HORIZON_S = 5.0  # a stamp further ahead than this is malformed
+MAX_PREDICTION_HORIZON_S = 5.0  # an answer stamped further ahead than this is refused
 DIAGNOSTICS_PERIOD_S = 1.0
 LATENESS_HISTORY = 100_000
 CATCH_UP_S = 0.01  # wall seconds behind schedule the step loop may make up by running faster
@@ -231,8 +231,9 @@ class PendulumSimNode(Node):
         self._sim = Simulator(self._settings.params, self._step_ns / NANOSECONDS, q0, qd0)
         self.stats = SimStats()
         self.lateness_s: deque[float] = deque(maxlen=LATENESS_HISTORY)  # recent paced steps
-        self._predictions: dict[int, tuple[float, float]] = {}
-        self._prediction_steps: list[int] = []  # sorted keys of _predictions
+        self._answers = FeedForwardBuffer(
+            self._step_ns, MAX_STORED_PREDICTIONS,
+            horizon_steps=round(MAX_PREDICTION_HORIZON_S * NANOSECONDS / self._step_ns))
 
         reliable = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
         self._joint_pub = self.create_publisher(JointState, "joint_states", reliable)
@@ -285,22 +286,21 @@ class PendulumSimNode(Node):
     def _on_prediction(self, msg: JointState) -> None:
         reason = self._check_prediction(msg)
         with self._lock:
+            current = self._sim.step_count
+            if not reason:
+                order = [list(msg.name).index(name) for name in JOINT_NAMES]
+                torque = tuple(float(msg.effort[i]) for i in order)
+                reason = self._answers.add(_nanoseconds(msg.header.stamp), torque, current)
             if reason:
                 self.stats.predictions_rejected += 1
                 self.stats.last_rejection = reason
                 return
             self.stats.predictions_received += 1
-            order = [list(msg.name).index(name) for name in JOINT_NAMES]
-            key = round(_nanoseconds(msg.header.stamp) / self._step_ns)
-            if key < self._sim.step_count:
+            if self._answers.step_of(_nanoseconds(msg.header.stamp)) < current:
                 self.stats.predictions_too_late += 1
-            if key not in self._predictions:
-                bisect.insort(self._prediction_steps, key)
-            self._predictions[key] = (float(msg.effort[order[0]]), float(msg.effort[order[1]]))
-            while len(self._prediction_steps) > MAX_STORED_PREDICTIONS:
-                del self._predictions[self._prediction_steps.pop(0)]
 
-    def _check_prediction(self, msg: JointState) -> str:
+    @staticmethod
+    def _check_prediction(msg: JointState) -> str:
         names = list(msg.name)
         if sorted(names) != sorted(JOINT_NAMES):
             return f"joint names must be {list(JOINT_NAMES)} in any order, got {names}"
@@ -308,31 +308,20 @@ class PendulumSimNode(Node):
             return f"{len(names)} names but {len(msg.effort)} efforts"
         if not all(math.isfinite(v) for v in msg.effort):
             return "non-finite effort"
-        horizon = self._sim.step_count * self._step_ns + MAX_PREDICTION_HORIZON_S * NANOSECONDS
-        if _nanoseconds(msg.header.stamp) > horizon:
-            return f"stamp more than {MAX_PREDICTION_HORIZON_S} s ahead of sim time"
         return ""
 
-    def _feedforward(self, settings: SimSettings, step: int) -> tuple[float, float] | None:
-        """Prediction for this step, else the newest within the timeout; prunes older ones."""
-        oldest = step - round(settings.feedforward_timeout * NANOSECONDS / self._step_ns)
+    def _feedforward(self, settings: SimSettings, step: int) -> Torque | None:
+        """The prediction for this step, else the newest within the timeout, else None."""
+        timeout_steps = round(settings.feedforward_timeout * NANOSECONDS / self._step_ns)
         with self._lock:
-            keys = self._prediction_steps
-            cut = bisect.bisect_left(keys, oldest)
-            for key in keys[:cut]:
-                del self._predictions[key]
-            del keys[:cut]
-            if not settings.feedforward_enabled:
-                return None
-            exact = self._predictions.get(step)
-            if exact is not None:
-                self.stats.feedforward_exact += 1
-                return exact
-            newer = bisect.bisect_right(keys, step)
-            if newer > 0:
-                self.stats.feedforward_stale += 1
-                return self._predictions[keys[newer - 1]]
-        return None
+            torque, use = self._answers.select(step, timeout_steps)
+        if not settings.feedforward_enabled:
+            return None
+        if use is Use.EXACT:
+            self.stats.feedforward_exact += 1
+        elif use is Use.STALE:
+            self.stats.feedforward_stale += 1
+        return torque
 
     # --- step loop (own thread) ---------------------------------------------------------
     def _run(self) -> None:
