@@ -35,7 +35,7 @@ INITIAL_STATES: tuple[tuple[tuple[float, float], tuple[float, float]], ...] = (
     ((0.4, 0.8), (0.5, -1.0)),  # lower, moving start
 )
 SCHEMES = ("variational", "euler", "rk4")
-SEGMENTS = 10  # progress lines per rollout
+PROGRESS_LINES = 10  # per rollout
 FORECAST_HORIZON_S, FORECAST_H = 2.0, 0.01
 ENERGY_CHUNK = 65_536
 
@@ -88,7 +88,7 @@ def _max_relative_energy_error(L: LagrangianFn, rollout: Rollout) -> list[float]
 def _roll(integrator: VariationalIntegrator | ExplicitIntegrator, q0: torch.Tensor, qd0: torch.Tensor,
           steps: int, label: str) -> tuple[Rollout, float]:
     """One timed rollout with a progress line every tenth of the way."""
-    every = max(1, steps // SEGMENTS)
+    every = max(1, steps // PROGRESS_LINES)
     start = time.perf_counter()
 
     def progress(done: int, alive: int) -> None:
