@@ -10,7 +10,7 @@ from syrenets_ros import physics
 from syrenets_ros.syrenet import FrozenSyReNet, SyReNet, SyReNetConfig
 from syrenets_ros.training import Trainer, TorqueData, frozen_mse, select_device, train_syrenet, uniform_dataset
 
-SMALL = SyReNetConfig(layers=2, heads=4, ae_hidden=32, latent=8, head_hidden=16, scale_gain=100.0)
+SMALL = SyReNetConfig(layers=2, heads=4, ae_hidden=32, latent=8, head_hidden=16)
 
 
 def test_cuda_request_without_cuda_is_a_clear_error():
