@@ -100,7 +100,7 @@ class SyReNetConfig:
     lambda_entropy: float = 1e-3
     lambda_cross: float = 1.0
     scale_gain: float | None = None  # None: |v|, the reference's effective gain (see SelectionLayer)
-    jacobian_probes: int = 0
+    jacobian_probes: int = 2  # 0: exact ‖J‖²_F (~1.7x slower step); p: Hutchinson estimate
     dtype: str = "float64"
 
     def validate(self) -> None:
@@ -310,12 +310,17 @@ class ContractiveAutoEncoder(nn.Module):
                                      nn.Softplus(), nn.Linear(hidden, size))
         self.probes = probes
 
-    def forward(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def input_gram(self) -> torch.Tensor:
+        """W1 W1ᵀ, the part of ‖J‖² that does not depend on the input (reuse it per step)."""
+        return self.encoder[0].weight @ self.encoder[0].weight.t()
+
+    def forward(self, u: torch.Tensor, gram: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """u (B, |v|) -> (code (B, d), reconstruction MSE, mean squared Jacobian entry).
 
         The encoder Jacobian J = W3 diag σ(a2) W2 diag σ(a1) W1 is never formed. Exact
         (probes = 0): with K = W3 diag σ(a2) W2 diag σ(a1), ‖J‖²_F = Σ (K G) ⊙ K where
-        G = W1 W1ᵀ is shared by the batch. Estimated (probes = p): Hutchinson's
+        G = W1 W1ᵀ (:meth:`input_gram`) is shared by the batch. Estimated (probes = p): Hutchinson's
         ‖J‖²_F = E‖rᵀJ‖² over Rademacher r, p vector–Jacobian products per sample, several
         times cheaper. Squared entries are averaged (‖J‖²_F / (d·|v|)) as the reference does."""
         first, second, third = self.encoder
@@ -329,7 +334,8 @@ class ContractiveAutoEncoder(nn.Module):
         else:
             rows = third.weight.expand(u.shape[0], -1, -1)
         k = ((rows * slope2) @ second.weight) * slope1
-        squared = ((k @ (first.weight @ first.weight.t())) * k).sum() / max(self.probes, 1)
+        gram = self.input_gram() if gram is None else gram
+        squared = ((k @ gram) * k).sum() / max(self.probes, 1)
         jacobian = squared / (u.shape[0] * code.shape[-1] * u.shape[-1])
         reconstruction = F.mse_loss(self.decoder(code), u)
         return code, reconstruction, jacobian
@@ -368,9 +374,10 @@ class SyReNet(nn.Module):
         h = x.new_zeros(x.shape[0], k)
         previous_p = x.new_full((k, size), 1.0 / k)
         weights, probabilities, reconstruction, jacobian = [], [], x.new_zeros(()), x.new_zeros(())
+        gram = self.autoencoder.input_gram()
         for layer in self.layers:
             v = self.candidates(torch.cat((x, h), dim=-1))
-            code, rec, jac = self.autoencoder(self.candidate_norm(v))
+            code, rec, jac = self.autoencoder(self.candidate_norm(v), gram)
             reconstruction, jacobian = reconstruction + rec, jacobian + jac
             magnitude = code.abs()
             similarity = (code.t() @ code) / torch.clamp(magnitude.t() @ magnitude, min=1e-5)
