@@ -170,18 +170,18 @@ class CandidateBuilder:
     def __init__(self, config: SyReNetConfig):
         self.operators = config.operators
         m = config.inputs
-        rows, cols = torch.triu_indices(m, m)
-        self.pairs = (rows, cols)
+        self.pairs = torch.triu_indices(m, m)
+        # Pair gathering as a product with a fixed 0/1 matrix: its backward is a plain matmul
+        # (an index's backward is a scatter-add, measured slower in the training step).
+        self._pick = torch.zeros(2, m, self.pairs.shape[1])
+        self._pick[0, self.pairs[0], torch.arange(self.pairs.shape[1])] = 1.0
+        self._pick[1, self.pairs[1], torch.arange(self.pairs.shape[1])] = 1.0
         self.size = config.candidates
 
-    def _indices(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.pairs[0].device != device:
-            self.pairs = (self.pairs[0].to(device), self.pairs[1].to(device))
-        return self.pairs
-
     def _apply(self, z: torch.Tensor, rule: str) -> torch.Tensor:
-        rows, cols = self._indices(z.device)
-        left, right = z[..., rows], z[..., cols]
+        if self._pick.device != z.device or self._pick.dtype != z.dtype:
+            self._pick = self._pick.to(z.device, z.dtype)
+        left, right = z @ self._pick[0], z @ self._pick[1]
         ops = [OPERATORS[o] for o in self.operators]
         return torch.cat([getattr(op, rule)(left, right) if op.arity == 2 else getattr(op, rule)(z) for op in ops],
                          dim=-1)
