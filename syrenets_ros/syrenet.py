@@ -30,27 +30,59 @@ from syrenets_ros.snapshot import SnapshotError, tensor_from_json, tensor_to_jso
 LagrangianFn = el.LagrangianFn
 
 
+# A "jet" carries, for every node of L(x), the channels needed for Euler–Lagrange in one
+# forward pass: value a, rate ȧ = ∇a·ẋ, gradient ∇a (2n) and gradient of the rate ∇ȧ (2n),
+# stacked on axis −2 (jets are (..., C, m), so a layer's linear map is a plain matmul). Then τ = ∇ₓ(L̇)[q̇] − ∇ₓL[q] with ẋ = (q̇, q̈) held fixed.
+def _jet_parts(jet: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    width = (jet.shape[-2] - 2) // 2
+    return jet[..., 0:1, :], jet[..., 1:2, :], jet[..., 2:2 + width, :], jet[..., 2 + width:, :]
+
+
+def _unary_jet(f: Callable, df: Callable, ddf: Callable) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Jet rule of c = f(a): ċ = f'ȧ, ∇c = f'∇a, ∇ċ = f''ȧ∇a + f'∇ȧ."""
+
+    def rule(jet: torch.Tensor) -> torch.Tensor:
+        a, rate, grad_a, grad_rate = _jet_parts(jet)
+        d1, d2 = df(a), ddf(a)
+        return torch.cat((f(a), d1 * rate, d1 * grad_a, d2 * rate * grad_a + d1 * grad_rate), dim=-2)
+
+    return rule
+
+
+def _mul_jet(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """Jet rule of c = ab (product rule, twice)."""
+    a, a_rate, a_grad, a_grad_rate = _jet_parts(left)
+    b, b_rate, b_grad, b_grad_rate = _jet_parts(right)
+    return torch.cat((a * b, a_rate * b + a * b_rate, b * a_grad + a * b_grad,
+                      b * a_grad_rate + b_rate * a_grad + a_rate * b_grad + a * b_grad_rate), dim=-2)
+
+
 class Operator(NamedTuple):
     """One candidate-building operator: unary ops act on every z_a, binary ops on every pair
-    a ≤ b (upper triangle including the diagonal, so z_a + z_a and z_a² are present)."""
+    a ≤ b (upper triangle including the diagonal, so z_a + z_a and z_a² are present).
+    ``jet_fn`` is the same operation on jets (see :func:`symbolic_torque`)."""
 
     arity: int
     torch_fn: Callable[..., torch.Tensor]
     sympy_fn: Callable[..., sympy.Expr]
+    jet_fn: Callable[..., torch.Tensor]
 
 
 # The allow-list of operators: adding one is one entry here (payloads may only name these).
 OPERATORS: dict[str, Operator] = {
-    "add": Operator(2, torch.add, lambda a, b: a + b),
-    "mul": Operator(2, torch.mul, lambda a, b: a * b),
-    "sub": Operator(2, torch.sub, lambda a, b: a - b),
-    "sin": Operator(1, torch.sin, sympy.sin),
-    "cos": Operator(1, torch.cos, sympy.cos),
-    "id": Operator(1, lambda a: a, lambda a: a),
-    "square": Operator(1, torch.square, lambda a: a**2),
+    "add": Operator(2, torch.add, lambda a, b: a + b, torch.add),
+    "sub": Operator(2, torch.sub, lambda a, b: a - b, torch.sub),
+    "mul": Operator(2, torch.mul, lambda a, b: a * b, _mul_jet),
+    "sin": Operator(1, torch.sin, sympy.sin, _unary_jet(torch.sin, torch.cos, lambda a: -torch.sin(a))),
+    "cos": Operator(1, torch.cos, sympy.cos,
+                    _unary_jet(torch.cos, lambda a: -torch.sin(a), lambda a: -torch.cos(a))),
+    "id": Operator(1, lambda a: a, lambda a: a, lambda jet: jet),
+    "square": Operator(1, torch.square, lambda a: a**2,
+                       _unary_jet(torch.square, lambda a: 2 * a, lambda a: torch.full_like(a, 2.0))),
 }
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
+JET_MAX_BATCH = 64  # frozen inference: jets up to this batch size, autograd above (measured)
 
 
 @dataclass(frozen=True)
@@ -67,12 +99,15 @@ class SyReNetConfig:
     lambda_jacobian: float = 1.0
     lambda_entropy: float = 1e-3
     lambda_cross: float = 1.0
+    scale_gain: float | None = None  # None: |v|, the reference's effective gain (see SelectionLayer)
+    jacobian_probes: int = 2  # 0: exact ‖J‖²_F (~1.7x slower step); p: Hutchinson estimate
     dtype: str = "float64"
 
     def validate(self) -> None:
         """Raise ValueError naming the first unacceptable field (payloads come from the wire)."""
         for name, low, high in (("n_joints", 1, 16), ("layers", 1, 8), ("heads", 1, 64),
-                                ("ae_hidden", 1, 1024), ("latent", 1, 256), ("head_hidden", 1, 1024)):
+                                ("ae_hidden", 1, 1024), ("latent", 1, 256), ("head_hidden", 1, 1024),
+                                ("jacobian_probes", 0, 256)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                 raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
@@ -83,8 +118,12 @@ class SyReNetConfig:
                 raise ValueError(f"unknown operator {name!r}; allowed: {sorted(OPERATORS)}")
         for name in ("lambda_jacobian", "lambda_entropy", "lambda_cross"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        gain = self.scale_gain
+        if gain is not None and (isinstance(gain, bool) or not isinstance(gain, (int, float))
+                                 or not math.isfinite(gain) or gain <= 0):
+            raise ValueError(f"scale_gain must be a finite number > 0 or null, got {gain!r}")
         if self.dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
 
@@ -131,18 +170,29 @@ class CandidateBuilder:
     def __init__(self, config: SyReNetConfig):
         self.operators = config.operators
         m = config.inputs
-        rows, cols = torch.triu_indices(m, m)
-        self.pairs = (rows, cols)
+        self.pairs = torch.triu_indices(m, m)
+        # Pair gathering as a product with a fixed 0/1 matrix: its backward is a plain matmul
+        # (an index's backward is a scatter-add, measured slower in the training step).
+        self._pick = torch.zeros(2, m, self.pairs.shape[1])
+        self._pick[0, self.pairs[0], torch.arange(self.pairs.shape[1])] = 1.0
+        self._pick[1, self.pairs[1], torch.arange(self.pairs.shape[1])] = 1.0
         self.size = config.candidates
 
+    def _apply(self, z: torch.Tensor, rule: str) -> torch.Tensor:
+        if self._pick.device != z.device or self._pick.dtype != z.dtype:
+            self._pick = self._pick.to(z.device, z.dtype)
+        left, right = z @ self._pick[0], z @ self._pick[1]
+        ops = [OPERATORS[o] for o in self.operators]
+        return torch.cat([getattr(op, rule)(left, right) if op.arity == 2 else getattr(op, rule)(z) for op in ops],
+                         dim=-1)
+
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
-        rows, cols = self.pairs
-        if rows.device != z.device:
-            self.pairs = rows, cols = rows.to(z.device), cols.to(z.device)
-        left, right = z[..., rows], z[..., cols]
-        parts = [OPERATORS[o].torch_fn(left, right) if OPERATORS[o].arity == 2 else OPERATORS[o].torch_fn(z)
-                 for o in self.operators]
-        return torch.cat(parts, dim=-1)
+        """Candidates of z (..., m) -> (..., |v|)."""
+        return self._apply(z, "torch_fn")
+
+    def jet(self, z: torch.Tensor) -> torch.Tensor:
+        """Candidates of a jet z (..., C, m) -> (..., C, |v|)."""
+        return self._apply(z, "jet_fn")
 
     def symbolic(self, z: Sequence[sympy.Expr]) -> list[sympy.Expr]:
         """The candidates as sympy expressions of the symbolic inputs z."""
@@ -165,6 +215,25 @@ def symbolic_lagrangian(q: torch.Tensor, qd: torch.Tensor, weights: Sequence[tor
     for w in weights:
         h = candidates(torch.cat((x, h), dim=-1)) @ w
     return h.sum(-1)
+
+
+def symbolic_torque(q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor, weights: Sequence[torch.Tensor],
+                    candidates: CandidateBuilder) -> torch.Tensor:
+    """Euler–Lagrange torque of L(x; W) in ONE forward pass of jets, per sample, (B, n).
+
+    Each node carries (value, rate, gradient, gradient of the rate) so the derivatives need no
+    autograd: inference is a plain forward pass, and training back-propagates through it once
+    (instead of through a double backward). Agrees with :func:`euler_lagrange.torque`."""
+    n = q.shape[-1]
+    x = torch.cat((q, qd), dim=-1)
+    eye = torch.eye(2 * n, dtype=x.dtype, device=x.device).expand(x.shape + (2 * n,))
+    x_jet = torch.cat((x[..., None, :], torch.cat((qd, qdd), dim=-1)[..., None, :], eye, torch.zeros_like(eye)),
+                      dim=-2)
+    h_jet = x_jet.new_zeros(x_jet.shape[:-1] + (weights[0].shape[-1],))
+    for w in weights:
+        h_jet = candidates.jet(torch.cat((x_jet, h_jet), dim=-1)) @ w
+    _, _, grad_l, grad_rate = _jet_parts(h_jet.sum(-1, keepdim=True))
+    return grad_rate[..., n:, 0] - grad_l[..., :n, 0]
 
 
 def batched_torque(lagrangian: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -197,7 +266,7 @@ def _uniform(*shape: int, fan_in: int) -> nn.Parameter:
 class SelectionLayer(nn.Module):
     """k selection heads of one symbolic layer, all heads batched in one set of tensors."""
 
-    def __init__(self, config: SyReNetConfig, scale_init: float):
+    def __init__(self, config: SyReNetConfig):
         super().__init__()
         d, k, hidden, v = config.latent, config.heads, config.head_hidden, config.candidates
         self.similarity_map = nn.Linear(d, d)
@@ -208,7 +277,12 @@ class SelectionLayer(nn.Module):
         self.logits = _uniform(k, hidden, v, fan_in=hidden)
         self.logit_gain = nn.Parameter(torch.ones(k, v))
         self.logit_shift = nn.Parameter(torch.zeros(k, v))
-        self.scale = nn.Parameter(torch.randn(k, v) * scale_init)
+        # S = gain · S_raw. The reference feeds ones through a |v|×|v| linear layer, so each S_b
+        # is a sum of |v| weights: Adam moves it ~|v|·lr per step and it starts with variance
+        # 1/3. A gain of |v| on one parameter per candidate keeps exactly those dynamics with
+        # 1/|v| of the parameters; without it W = φ·P·S (P ≈ 1/|v|) learns ~300x slower.
+        self.scale_gain = float(config.scale_gain or v)
+        self.scale = nn.Parameter(torch.randn(k, v) / (math.sqrt(3.0) * self.scale_gain))
         self.gate_current = _uniform(k, v, fan_in=2 * v)
         self.gate_previous = _uniform(k, v, fan_in=2 * v)
 
@@ -223,32 +297,46 @@ class SelectionLayer(nn.Module):
         previous = previous_p.prod(0)                                # (|v|,)
         gate = torch.sigmoid((probs * self.gate_current).sum(-1) + self.gate_previous @ previous)
         p = gate[:, None] * probs
-        return (p * self.scale).t(), p
+        return (p * (self.scale_gain * self.scale)).t(), p
 
 
 class ContractiveAutoEncoder(nn.Module):
     """|v| → 128 → 128 → d → 128 → 128 → |v| with softplus; penalises ‖∂code/∂input‖²."""
 
-    def __init__(self, size: int, hidden: int, latent: int):
+    def __init__(self, size: int, hidden: int, latent: int, probes: int = 0):
         super().__init__()
         self.encoder = nn.ModuleList([nn.Linear(size, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, latent)])
         self.decoder = nn.Sequential(nn.Linear(latent, hidden), nn.Softplus(), nn.Linear(hidden, hidden),
                                      nn.Softplus(), nn.Linear(hidden, size))
+        self.probes = probes
 
-    def forward(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def input_gram(self) -> torch.Tensor:
+        """W1 W1ᵀ, the part of ‖J‖² that does not depend on the input (reuse it per step)."""
+        return self.encoder[0].weight @ self.encoder[0].weight.t()
+
+    def forward(self, u: torch.Tensor, gram: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """u (B, |v|) -> (code (B, d), reconstruction MSE, mean squared Jacobian entry).
 
-        The encoder Jacobian J = W3 diag σ(a2) W2 diag σ(a1) W1 is never formed: with
-        K = W3 diag σ(a2) W2 diag σ(a1), ‖J‖²_F = Σ (K G) ⊙ K where G = W1 W1ᵀ is shared by
-        the batch, so the penalty costs two small batched matmuls instead of autograd loops.
-        Its squared entries are averaged (‖J‖²_F / (d·|v|)) as the reference scales it."""
+        The encoder Jacobian J = W3 diag σ(a2) W2 diag σ(a1) W1 is never formed. Exact
+        (probes = 0): with K = W3 diag σ(a2) W2 diag σ(a1), ‖J‖²_F = Σ (K G) ⊙ K where
+        G = W1 W1ᵀ (:meth:`input_gram`) is shared by the batch. Estimated (probes = p): Hutchinson's
+        ‖J‖²_F = E‖rᵀJ‖² over Rademacher r, p vector–Jacobian products per sample, several
+        times cheaper. Squared entries are averaged (‖J‖²_F / (d·|v|)) as the reference does."""
         first, second, third = self.encoder
         a1 = first(u)
         a2 = second(F.softplus(a1))
         code = third(F.softplus(a2))
-        k = ((third.weight * torch.sigmoid(a2)[:, None, :]) @ second.weight) * torch.sigmoid(a1)[:, None, :]
-        gram = first.weight @ first.weight.t()
-        jacobian = ((k @ gram) * k).sum() / (u.shape[0] * code.shape[-1] * u.shape[-1])
+        slope1, slope2 = torch.sigmoid(a1)[:, None, :], torch.sigmoid(a2)[:, None, :]
+        if self.probes:
+            signs = torch.randint(0, 2, (u.shape[0], self.probes, code.shape[-1]), device=u.device)
+            rows = (2 * signs - 1).to(u.dtype) @ third.weight
+        else:
+            rows = third.weight.expand(u.shape[0], -1, -1)
+        k = ((rows * slope2) @ second.weight) * slope1
+        gram = self.input_gram() if gram is None else gram
+        squared = ((k @ gram) * k).sum() / max(self.probes, 1)
+        jacobian = squared / (u.shape[0] * code.shape[-1] * u.shape[-1])
         reconstruction = F.mse_loss(self.decoder(code), u)
         return code, reconstruction, jacobian
 
@@ -265,15 +353,17 @@ class Selection(NamedTuple):
 class SyReNet(nn.Module):
     """The trainable network: selector (batch) + symbolic per-sample Lagrangian L(x; W)."""
 
-    def __init__(self, config: SyReNetConfig = SyReNetConfig(), scale_init: float = 1.0):
+    kind: ClassVar[str] = "syrenet"  # snapshot kind of the trainable state (checkpoints)
+
+    def __init__(self, config: SyReNetConfig = SyReNetConfig()):
         super().__init__()
         config.validate()
         self.config = config
         self.candidates = CandidateBuilder(config)
         size = config.candidates
         self.candidate_norm = nn.LayerNorm(size)
-        self.autoencoder = ContractiveAutoEncoder(size, config.ae_hidden, config.latent)
-        self.layers = nn.ModuleList([SelectionLayer(config, scale_init) for _ in range(config.layers)])
+        self.autoencoder = ContractiveAutoEncoder(size, config.ae_hidden, config.latent, config.jacobian_probes)
+        self.layers = nn.ModuleList([SelectionLayer(config) for _ in range(config.layers)])
         self.to(config.torch_dtype)
 
     def selection(self, q: torch.Tensor, qd: torch.Tensor) -> Selection:
@@ -284,9 +374,10 @@ class SyReNet(nn.Module):
         h = x.new_zeros(x.shape[0], k)
         previous_p = x.new_full((k, size), 1.0 / k)
         weights, probabilities, reconstruction, jacobian = [], [], x.new_zeros(()), x.new_zeros(())
+        gram = self.autoencoder.input_gram()
         for layer in self.layers:
             v = self.candidates(torch.cat((x, h), dim=-1))
-            code, rec, jac = self.autoencoder(self.candidate_norm(v))
+            code, rec, jac = self.autoencoder(self.candidate_norm(v), gram)
             reconstruction, jacobian = reconstruction + rec, jacobian + jac
             magnitude = code.abs()
             similarity = (code.t() @ code) / torch.clamp(magnitude.t() @ magnitude, min=1e-5)
@@ -347,9 +438,16 @@ class SyReNet(nn.Module):
         """The closed-form model at the selection weights of a reference batch."""
         was_training = self.training
         self.eval()
-        weights = [w.detach().clone() for w in self.selection(q, qd).weights]
+        weights = [w.detach().clone(memory_format=torch.contiguous_format) for w in self.selection(q, qd).weights]
         self.train(was_training)
         return FrozenSyReNet(self.config, weights)
+
+    def to_payload(self) -> dict:
+        return self.state_payload()
+
+    @classmethod
+    def from_payload(cls, payload: dict) -> "SyReNet":
+        return cls.from_state_payload(payload)
 
     def state_payload(self) -> dict:
         """Trainable state for checkpoints: config + every parameter, as JSON (never pickle)."""
@@ -408,7 +506,12 @@ class FrozenSyReNet:
         return self.lagrangian
 
     def torque(self, q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor) -> torch.Tensor:
-        """τ per sample, (B, n); no graph kept (inference)."""
+        """τ per sample, (B, n), no graph kept. Small batches (the predictor's single samples)
+        take the one-pass jet evaluation, which has fewer kernels; large batches the
+        autograd path, which moves less memory. Both equal euler_lagrange.torque."""
+        if q.shape[0] <= JET_MAX_BATCH:
+            with torch.no_grad():
+                return symbolic_torque(q, qd, qdd, self.weights, self._candidates)
         return batched_torque(self.lagrangian, q, qd, qdd, create_graph=False).detach()
 
     def equation(self, digits: int = 4, keep_fraction: float = 0.05, max_terms: int = 6,
