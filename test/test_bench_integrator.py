@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from syrenets_ros import cli
 
 
@@ -35,3 +37,22 @@ def test_unreadable_model_file_is_a_clear_error(tmp_path, capsys):
     assert code == 1
     assert "cannot load the trained model" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
+
+
+def test_snapshot_model_is_benchmarked(tmp_path):
+    from syrenets_ros import distill, physics, snapshot
+
+    model = distill.true_pendulum_terms(physics.PendulumParams())
+    path = tmp_path / "model.json"
+    path.write_text(snapshot.encode_model(model, model_version=3, joint_names=physics.JOINT_NAMES, metrics={}))
+    out = tmp_path / "bench.json"
+    code = cli.main(["bench", "integrator", "--steps", "20", "--step-sizes", "0.01", "--accelerate", "eager",
+                     "--forecast-modes", "--model", str(path), "--json", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["models"][1]["kind"] == "terms" and result["models"][1]["model_version"] == 3
+    rows = [r for r in result["rows"] if r["model"] == "terms v3"]
+    assert len(rows) == 3 and all(r["completed_steps"] == [20, 20] for r in rows)
+    truth = {r["scheme"]: r["max_rel_energy_error"] for r in result["rows"] if r["model"] == "true L"}
+    for row in rows:  # the same Lagrangian in another form: the same energy behaviour
+        assert row["max_rel_energy_error"] == pytest.approx(truth[row["scheme"]], rel=1e-6, abs=1e-12)
