@@ -35,7 +35,7 @@ INITIAL_STATES: tuple[tuple[tuple[float, float], tuple[float, float]], ...] = (
     ((0.4, 0.8), (0.5, -1.0)),  # lower, moving start
 )
 SCHEMES = ("variational", "euler", "rk4")
-SEGMENTS = 10  # progress lines per rollout
+PROGRESS_LINES = 10  # per rollout
 FORECAST_HORIZON_S, FORECAST_H = 2.0, 0.01
 ENERGY_CHUNK = 65_536
 
@@ -48,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="snapshot file of a trained model (default: fit a term model in-bench)")
     parser.add_argument("--accelerate", choices=ACCELERATIONS, default="compile",
                         help="how the per-step functions run (default compile: TorchInductor)")
+    parser.add_argument("--forecast-modes", choices=ACCELERATIONS, nargs="*", default=["trace", "compile"],
+                        help="accelerations to time the 2 s predictor forecast with (none: skip)")
     parser.add_argument("--json", type=Path, default=Path("runs/bench_integrator.json"), help="output JSON path")
 
 
@@ -86,7 +88,7 @@ def _max_relative_energy_error(L: LagrangianFn, rollout: Rollout) -> list[float]
 def _roll(integrator: VariationalIntegrator | ExplicitIntegrator, q0: torch.Tensor, qd0: torch.Tensor,
           steps: int, label: str) -> tuple[Rollout, float]:
     """One timed rollout with a progress line every tenth of the way."""
-    every = max(1, steps // SEGMENTS)
+    every = max(1, steps // PROGRESS_LINES)
     start = time.perf_counter()
 
     def progress(done: int, alive: int) -> None:
@@ -105,7 +107,7 @@ def _integrator(L: LagrangianFn, h: float, scheme: str, accelerate: str) -> Vari
 
 
 def _forecast_timing(L: LagrangianFn, accelerate: str) -> dict[str, float]:
-    """The predictor's use: one trajectory, 2 s at h = 10 ms, warm integrator; median of 5."""
+    """The predictor's use: one trajectory, 2 s at h = 10 ms, warm integrator; median of 3."""
     integrator = VariationalIntegrator(L, FORECAST_H, accelerate=accelerate)
     q0, qd0 = torch.tensor([INITIAL_STATES[0][0]]), torch.tensor([INITIAL_STATES[0][1]])
     steps = round(FORECAST_HORIZON_S / FORECAST_H)
@@ -113,7 +115,7 @@ def _forecast_timing(L: LagrangianFn, accelerate: str) -> dict[str, float]:
     integrator.rollout(q0, qd0, 1)
     setup = time.perf_counter() - start
     times = []
-    for _ in range(5):
+    for _ in range(3):
         start = time.perf_counter()
         integrator.rollout(q0, qd0, steps)
         times.append(time.perf_counter() - start)
@@ -164,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
                     "wall_per_step_ms": 1e3 * wall / max(1, max(steps_done)),
                     "newton_mean": stats["mean"], "newton_max": stats["max"],
                 })
-        for accelerate in ("trace", "compile"):
+        for accelerate in args.forecast_modes:
             timing = _forecast_timing(L, accelerate)
             forecasts.append({"model": name, "accelerate": accelerate, **timing})
             print(f"  [{name}] 2 s forecast at 10 ms ({accelerate}): {timing['median_s'] * 1e3:.0f} ms", flush=True)
@@ -202,6 +204,6 @@ def _print_table(rows: list[dict[str, Any]], forecasts: list[dict[str, Any]], ar
         for index, failure in enumerate(row["failures"]):
             if failure:
                 print(f"  {row['model']} h={row['h'] * 1e3:g}ms {row['scheme']} IC{index + 1}: {failure}")
-    print("\n2 s forecast at h = 10 ms, one trajectory, warm integrator (median of 5):")
+    print("\n2 s forecast at h = 10 ms, one trajectory, warm integrator (median of 3):")
     for f in forecasts:
         print(f"  {f['model']:<16} {f['accelerate']:<8} {f['median_s'] * 1e3:8.1f} ms  (setup {f['setup_s']:.1f} s)")

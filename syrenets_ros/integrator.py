@@ -181,7 +181,13 @@ class _ShapeCache:
             _log.warning("traced integrator step disagrees with eager evaluation; using eager mode")
             return self._fn
         if self._accelerate == "compile":
-            return torch.compile(traced, dynamic=False, fullgraph=True)
+            compiled = torch.compile(traced, dynamic=False, fullgraph=True)
+            try:
+                compiled(*args)
+            except Exception as exc:  # noqa: BLE001 - no C++ toolchain etc.: still usable traced
+                _log.warning("torch.compile of the integrator step failed (%s); using the traced graph", exc)
+                return traced
+            return compiled
         return traced
 
 

@@ -12,14 +12,17 @@ integers) given for a parameter the node declares as double is sent as a double,
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 DEFAULT_NODE = "/pendulum_sim"
+_CALLS = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -66,24 +69,25 @@ def _coerce(value: Any, declared_type: int) -> Any:
 
 
 def set_parameters(
-    assignments: dict[str, Any],
+    assignments: Mapping[str, Any],
     node_name: str = DEFAULT_NODE,
-    timeout: float = 5.0,
+    timeout: float = 10.0,
     context: Any = None,
 ) -> list[SetResult]:
     """Set parameters of a running node through its parameter services; one result each
     (several assignments: one atomic request, so they share its result).
 
-    Raises ParameterServiceError when the services do not answer within ``timeout``, and
-    ValueError for a value no ROS parameter can hold.
+    The request goes out from a short-lived node of its own in ``context`` (an rclpy Context;
+    None = the default one), so callers need not spin anything. Raises ParameterServiceError
+    when the services do not answer within ``timeout``, and ValueError for a value no ROS
+    parameter can hold.
     """
-    import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
     from rclpy.parameter import Parameter
     from rclpy.parameter_client import AsyncParameterClient
 
-    node = Node(f"syrenets_param_cli_{os.getpid()}", context=context,
+    node = Node(f"syrenets_param_cli_{os.getpid()}_{next(_CALLS)}", context=context,
                 start_parameter_services=False, enable_rosout=False)
     executor = SingleThreadedExecutor(context=node.context)
     executor.add_node(node)
@@ -124,8 +128,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("assignments", nargs="+", metavar="NAME=VALUE",
                         help="e.g. link2_mass=2.0 link2_length=1.2")
     parser.add_argument("--node", default=DEFAULT_NODE, help=f"target node (default {DEFAULT_NODE})")
-    parser.add_argument("--timeout", type=float, default=5.0,
-                        help="seconds to wait for the node's parameter services (default 5)")
+    parser.add_argument("--timeout", type=float, default=10.0,
+                        help="seconds to wait for the node's parameter services and each "
+                             "answer (default 10; discovery is slow on a loaded machine)")
 
 
 def run(args: argparse.Namespace) -> int:

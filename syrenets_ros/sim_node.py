@@ -18,7 +18,6 @@ published stream never pauses and a physics swap happens between two steps.
 from __future__ import annotations
 
 import array
-import bisect
 from collections import deque
 import math
 import threading
@@ -41,15 +40,17 @@ from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from syrenets_ros.excitation import MAX_AMPLITUDE, MultiSine
+from syrenets_ros.feedforward import FeedForwardBuffer, Torque, Use
 from syrenets_ros.physics import JOINT_NAMES, PendulumParams
 from syrenets_ros.simulator import Simulator
 
 NODE_NAME = "pendulum_sim"
 NANOSECONDS = 1_000_000_000
 MAX_STORED_PREDICTIONS = 4096
-MAX_PREDICTION_HORIZON_S = 5.0  # a stamp further ahead than this is malformed
+MAX_PREDICTION_HORIZON_S = 5.0  # an answer stamped further ahead than this is refused
 DIAGNOSTICS_PERIOD_S = 1.0
 LATENESS_HISTORY = 100_000
+CATCH_UP_S = 0.01  # wall seconds behind schedule the step loop may make up by running faster
 
 PHYSICAL = {"link1_mass": "m1", "link1_length": "l1", "link2_mass": "m2",
             "link2_length": "l2", "gravity": "g"}
@@ -65,7 +66,7 @@ class SimSettings:
     torque_limit: float = 500.0
     real_time_factor: float = 1.0
     feedforward_enabled: bool = True
-    feedforward_timeout: float = 0.01
+    feedforward_timeout: float = 0.05
     excitation_seed: int = 0
     excitation_amplitude: float = 1.0
     excitation_base_frequency: float = 0.1
@@ -187,8 +188,8 @@ def _nanoseconds(stamp: Time) -> int:
 class SimStats:
     """Counters of the step loop; windows restart at each diagnostics report."""
 
-    steps: int = 0
     late_steps: int = 0
+    schedule_slips: int = 0
     paced_steps: int = 0
     feedforward_exact: int = 0
     feedforward_stale: int = 0
@@ -230,15 +231,16 @@ class PendulumSimNode(Node):
         self._sim = Simulator(self._settings.params, self._step_ns / NANOSECONDS, q0, qd0)
         self.stats = SimStats()
         self.lateness_s: deque[float] = deque(maxlen=LATENESS_HISTORY)  # recent paced steps
-        self._predictions: dict[int, tuple[float, float]] = {}
-        self._prediction_steps: list[int] = []  # sorted keys of _predictions
+        self._answers = FeedForwardBuffer(
+            self._step_ns, MAX_STORED_PREDICTIONS,
+            horizon_steps=round(MAX_PREDICTION_HORIZON_S * NANOSECONDS / self._step_ns))
 
         reliable = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
-        self._joint_pub = self.create_publisher(JointState, "/joint_states", reliable)
+        self._joint_pub = self.create_publisher(JointState, "joint_states", reliable)
         self._clock_pub = self.create_publisher(Clock, "/clock", 10)
-        self._reference_pub = self.create_publisher(JointTrajectory, "/pendulum/reference", 100)
+        self._reference_pub = self.create_publisher(JointTrajectory, "pendulum/reference", 100)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(JointState, "/syrenets/predicted_torque", self._on_prediction, 100)
+        self.create_subscription(JointState, "syrenets/predicted_torque", self._on_prediction, 100)
 
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pendulum_sim_steps", daemon=True)
@@ -284,22 +286,21 @@ class PendulumSimNode(Node):
     def _on_prediction(self, msg: JointState) -> None:
         reason = self._check_prediction(msg)
         with self._lock:
+            current = self._sim.step_count
+            if not reason:
+                order = [list(msg.name).index(name) for name in JOINT_NAMES]
+                torque = tuple(float(msg.effort[i]) for i in order)
+                reason = self._answers.add(_nanoseconds(msg.header.stamp), torque, current)
             if reason:
                 self.stats.predictions_rejected += 1
                 self.stats.last_rejection = reason
                 return
             self.stats.predictions_received += 1
-            order = [list(msg.name).index(name) for name in JOINT_NAMES]
-            key = round(_nanoseconds(msg.header.stamp) / self._step_ns)
-            if key < self._sim.step_count:
+            if self._answers.step_of(_nanoseconds(msg.header.stamp)) < current:
                 self.stats.predictions_too_late += 1
-            if key not in self._predictions:
-                bisect.insort(self._prediction_steps, key)
-            self._predictions[key] = (float(msg.effort[order[0]]), float(msg.effort[order[1]]))
-            while len(self._prediction_steps) > MAX_STORED_PREDICTIONS:
-                del self._predictions[self._prediction_steps.pop(0)]
 
-    def _check_prediction(self, msg: JointState) -> str:
+    @staticmethod
+    def _check_prediction(msg: JointState) -> str:
         names = list(msg.name)
         if sorted(names) != sorted(JOINT_NAMES):
             return f"joint names must be {list(JOINT_NAMES)} in any order, got {names}"
@@ -307,31 +308,20 @@ class PendulumSimNode(Node):
             return f"{len(names)} names but {len(msg.effort)} efforts"
         if not all(math.isfinite(v) for v in msg.effort):
             return "non-finite effort"
-        horizon = self._sim.step_count * self._step_ns + MAX_PREDICTION_HORIZON_S * NANOSECONDS
-        if _nanoseconds(msg.header.stamp) > horizon:
-            return f"stamp more than {MAX_PREDICTION_HORIZON_S} s ahead of sim time"
         return ""
 
-    def _feedforward(self, settings: SimSettings, step: int) -> tuple[float, float] | None:
-        """Prediction for this step, else the newest within the timeout; prunes older ones."""
-        oldest = step - round(settings.feedforward_timeout * NANOSECONDS / self._step_ns)
+    def _feedforward(self, settings: SimSettings, step: int) -> Torque | None:
+        """The prediction for this step, else the newest within the timeout, else None."""
+        timeout_steps = round(settings.feedforward_timeout * NANOSECONDS / self._step_ns)
         with self._lock:
-            keys = self._prediction_steps
-            cut = bisect.bisect_left(keys, oldest)
-            for key in keys[:cut]:
-                del self._predictions[key]
-            del keys[:cut]
-            if not settings.feedforward_enabled:
-                return None
-            exact = self._predictions.get(step)
-            if exact is not None:
-                self.stats.feedforward_exact += 1
-                return exact
-            newer = bisect.bisect_right(keys, step)
-            if newer > 0:
-                self.stats.feedforward_stale += 1
-                return self._predictions[keys[newer - 1]]
-        return None
+            torque, use = self._answers.select(step, timeout_steps)
+        if not settings.feedforward_enabled:
+            return None
+        if use is Use.EXACT:
+            self.stats.feedforward_exact += 1
+        elif use is Use.STALE:
+            self.stats.feedforward_stale += 1
+        return torque
 
     # --- step loop (own thread) ---------------------------------------------------------
     def _run(self) -> None:
@@ -385,13 +375,17 @@ class PendulumSimNode(Node):
                     next_report = now + DIAGNOSTICS_PERIOD_S
                     self._publish_diagnostics(settings, now, stamp)
         except Exception as error:  # noqa: BLE001 — a dead loop must say why, not vanish
+            if self._stop.is_set() or not self.context.ok():
+                return  # shutting down: publishers went away under the loop
             self.get_logger().fatal(f"step loop stopped: {error!r}")
             raise
 
     def _pace(self, deadline: float, period: float) -> float:
-        """Sleep until this step's slot. A step that starts after the next slot is late, and
-        the schedule slips to now instead of bursting to catch up: a burst would run the
-        sim faster than wall time and leave a predictor less than ``reference_lead`` to answer."""
+        """Sleep until this step's slot; a step that starts after the next slot is late.
+        Up to CATCH_UP_S behind, the following steps run back to back to regain the schedule
+        (short hiccups cost no sim time); further behind, the schedule slips to now instead:
+        a long burst would run the sim much faster than wall time and leave a predictor
+        far less than ``reference_lead`` to answer."""
         now = time.monotonic()
         if deadline > now:
             time.sleep(deadline - now)
@@ -403,6 +397,8 @@ class PendulumSimNode(Node):
         if lateness > period:
             self.stats.late_steps += 1
             self.stats.window_late += 1
+        if lateness > CATCH_UP_S:
+            self.stats.schedule_slips += 1
             return now
         return deadline
 
@@ -445,7 +441,6 @@ class PendulumSimNode(Node):
 
     def _count_step(self, q: Sequence[float], q_d: Sequence[float], used_feedforward: bool) -> None:
         stats = self.stats
-        stats.steps += 1
         stats.window_steps += 1
         stats.window_squared_error += sum((a - b) ** 2 for a, b in zip(q_d, q)) / len(q)
         if used_feedforward:
@@ -475,6 +470,7 @@ class PendulumSimNode(Node):
             "parameter_version": str(s.parameter_version),
             "late_step_fraction": f"{late_fraction:.4f}",
             "late_steps_total": str(s.late_steps),
+            "schedule_slips": str(s.schedule_slips),
             "predicted_torque_received": str(s.predictions_received),
             "predicted_torque_rejected": str(s.predictions_rejected),
             "predicted_torque_too_late": str(s.predictions_too_late),
