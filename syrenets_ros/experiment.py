@@ -76,12 +76,13 @@ class Monitor(Node):
         self.create_subscription(DiagnosticArray, rc.DIAGNOSTICS, self.on_diagnostics, 50)
 
     def on_reference(self, msg: JointTrajectory) -> None:
-        if list(msg.joint_names) != list(physics.JOINT_NAMES) or not msg.points:
+        if list(msg.joint_names) != list(physics.JOINT_NAMES):
             return
-        point = msg.points[0]
-        key = _key(rc.stamp_to_seconds(msg.header.stamp) + rc.stamp_to_seconds(point.time_from_start))
-        self.desired[key] = (list(point.positions), list(point.velocities), list(point.accelerations))
-        self.reference_wall[key] = time.perf_counter()
+        base, now = rc.stamp_to_seconds(msg.header.stamp), time.perf_counter()
+        for point in msg.points:
+            key = _key(base + rc.stamp_to_seconds(point.time_from_start))
+            self.desired[key] = (list(point.positions), list(point.velocities), list(point.accelerations))
+            self.reference_wall[key] = now
 
     def on_state(self, msg: JointState) -> None:
         if list(msg.name) != list(physics.JOINT_NAMES) or len(msg.position) != 2:

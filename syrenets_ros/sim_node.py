@@ -71,6 +71,7 @@ class SimSettings:
     excitation_amplitude: float = 1.0
     excitation_base_frequency: float = 0.1
     reference_lead: float = 0.02
+    reference_points: int = 10
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,9 @@ _SPECS: dict[str, tuple[Any, _Spec]] = {
                                   _Spec("lowest harmonic of the reference (Hz)", 0.001, 5.0)),
     "reference_lead": (_DEFAULT.reference_lead,
                        _Spec("how far ahead /pendulum/reference looks (s)", 0.0, 1.0)),
+    "reference_points": (_DEFAULT.reference_points,
+                         _Spec("steps per /pendulum/reference message: every N steps, N points; more "
+                               "means fewer, batched predictor calls", 1, 100)),
 }
 _GAIN_LIMITS = {"kp": 1.0e5, "kd": 1.0e4}
 
@@ -141,7 +145,7 @@ def settings_with(settings: SimSettings, changes: dict[str, Any]) -> SimSettings
             if not isinstance(value, bool):
                 raise ValueError(f"{name} must be a bool, got {value!r}")
             other[name] = value
-        elif name == "excitation_seed":
+        elif name in ("excitation_seed", "reference_points"):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"{name} must be an integer, got {value!r}")
             other[name] = value
@@ -366,7 +370,7 @@ class PendulumSimNode(Node):
                 joint_msg.velocity = list(qd)
                 joint_msg.effort = tau
                 self._joint_pub.publish(joint_msg)
-                self._publish_reference(reference_msg, settings, now_ns)
+                self._publish_reference(reference_msg, settings, step)
 
                 self._sim.step(tau)
                 self._count_step(q, q_d, feedforward is not None)
@@ -429,14 +433,22 @@ class PendulumSimNode(Node):
         return MultiSine.from_seed(settings.excitation_seed, settings.excitation_amplitude,
                                    settings.excitation_base_frequency)
 
-    def _publish_reference(self, msg: JointTrajectory, settings: SimSettings, now_ns: int) -> None:
+    def _publish_reference(self, msg: JointTrajectory, settings: SimSettings, step: int) -> None:
+        """Every N-th step, the desired points for the N steps one lead ahead: each step is
+        asked for exactly once, and the predictor answers N points with one batched call."""
+        count = settings.reference_points
+        if step % count:
+            return
+        now_ns = step * self._step_ns
         lead_ns = round(settings.reference_lead * NANOSECONDS)
-        q_d, qd_d, qdd_d = self._excitation.sample((now_ns + lead_ns) / NANOSECONDS)
-        point = JointTrajectoryPoint(positions=q_d, velocities=qd_d, accelerations=qdd_d,
-                                     time_from_start=Duration(sec=lead_ns // NANOSECONDS,
-                                                              nanosec=lead_ns % NANOSECONDS))
+        msg.points = []
+        for i in range(count):
+            offset_ns = lead_ns + i * self._step_ns
+            q_d, qd_d, qdd_d = self._excitation.sample((now_ns + offset_ns) / NANOSECONDS)
+            msg.points.append(JointTrajectoryPoint(
+                positions=q_d, velocities=qd_d, accelerations=qdd_d,
+                time_from_start=Duration(sec=offset_ns // NANOSECONDS, nanosec=offset_ns % NANOSECONDS)))
         msg.header.stamp = _stamp(now_ns)
-        msg.points = [point]
         self._reference_pub.publish(msg)
 
     def _count_step(self, q: Sequence[float], q_d: Sequence[float], used_feedforward: bool) -> None:

@@ -148,15 +148,15 @@ class TrueModelFeedForward(Node):
                 and self._subscription.get_publisher_count() > 0)
 
     def _answer(self, msg: JointTrajectory) -> None:
-        point = msg.points[0]
-        values = [torch.tensor(_by_name(msg.joint_names, v), dtype=torch.float64)
-                  for v in (point.positions, point.velocities, point.accelerations)]
-        tau = physics.inverse_dynamics(*values, physics.PendulumParams()).tolist()
-        when = _ns(msg.header.stamp) + _ns(point.time_from_start)
-        # Joints in the other order on purpose: the simulator must match them by name.
-        answer = JointState(name=list(reversed(physics.JOINT_NAMES)), effort=tau[::-1])
-        answer.header.stamp.sec, answer.header.stamp.nanosec = divmod(when, 1_000_000_000)
-        self._publisher.publish(answer)
+        for point in msg.points:
+            values = [torch.tensor(_by_name(msg.joint_names, v), dtype=torch.float64)
+                      for v in (point.positions, point.velocities, point.accelerations)]
+            tau = physics.inverse_dynamics(*values, physics.PendulumParams()).tolist()
+            when = _ns(msg.header.stamp) + _ns(point.time_from_start)
+            # Joints in the other order on purpose: the simulator must match them by name.
+            answer = JointState(name=list(reversed(physics.JOINT_NAMES)), effort=tau[::-1])
+            answer.header.stamp.sec, answer.header.stamp.nanosec = divmod(when, 1_000_000_000)
+            self._publisher.publish(answer)
 
 
 def _tracking_run(context, feedforward_enabled: bool, steps: int = 3000
@@ -190,9 +190,9 @@ def _tracking_run(context, feedforward_enabled: bool, steps: int = 3000
 
     desired = {}
     for msg in references.messages():
-        point = msg.points[0]
-        desired[_ns(msg.header.stamp) + _ns(point.time_from_start)] = _by_name(msg.joint_names,
-                                                                               point.positions)
+        for point in msg.points:
+            desired[_ns(msg.header.stamp) + _ns(point.time_from_start)] = _by_name(msg.joint_names,
+                                                                                   point.positions)
     stamps, q, _, _ = _joint_arrays(joints.messages())
     window = (stamps >= 500 * STEP_NS) & (stamps <= steps * STEP_NS)
     errors = np.array([np.subtract(desired[t], q_k.numpy())
