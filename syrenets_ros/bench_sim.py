@@ -47,9 +47,11 @@ def _run_node(real_time_factor: float, seconds: float) -> dict[str, float]:
     context = Context()
     rclpy.init(context=context)
     remaps = ["--ros-args", "-r", f"__ns:={BENCH_NAMESPACE}",
-              "-r", f"/clock:={BENCH_NAMESPACE}/clock", "-r", f"/diagnostics:={BENCH_NAMESPACE}/diagnostics"]
+              "-r", f"/clock:={BENCH_NAMESPACE}/clock",
+              "-r", f"/diagnostics:={BENCH_NAMESPACE}/diagnostics"]
+    pacing = Parameter("real_time_factor", value=real_time_factor)
     node = PendulumSimNode(context=context, cli_args=remaps, start=False,
-                           parameter_overrides=[Parameter("real_time_factor", value=real_time_factor)])
+                           parameter_overrides=[pacing])
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)

@@ -94,7 +94,8 @@ def set_parameters(
     try:
         client = AsyncParameterClient(node, node_name)
         if not client.wait_for_services(timeout_sec=timeout):
-            raise ParameterServiceError(f"no parameter services of {node_name} within {timeout:g} s")
+            raise ParameterServiceError(
+                f"no parameter services of {node_name} within {timeout:g} s")
         names = list(assignments)
 
         def call(future: Any, what: str) -> Any:
@@ -110,7 +111,8 @@ def set_parameters(
             try:
                 parameters.append(Parameter(name, value=value))
             except TypeError as error:
-                raise ValueError(f"{name}: {value!r} is not a ROS parameter value ({error})") from error
+                raise ValueError(
+                    f"{name}: {value!r} is not a ROS parameter value ({error})") from error
         if len(parameters) == 1:
             results = call(client.set_parameters(parameters), "set_parameters").results
         else:
@@ -127,7 +129,8 @@ def set_parameters(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("assignments", nargs="+", metavar="NAME=VALUE",
                         help="e.g. link2_mass=2.0 link2_length=1.2")
-    parser.add_argument("--node", default=DEFAULT_NODE, help=f"target node (default {DEFAULT_NODE})")
+    parser.add_argument("--node", default=DEFAULT_NODE,
+                        help=f"target node (default {DEFAULT_NODE})")
     parser.add_argument("--timeout", type=float, default=10.0,
                         help="seconds to wait for the node's parameter services and each "
                              "answer (default 10; discovery is slow on a loaded machine)")

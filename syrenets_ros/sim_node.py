@@ -18,10 +18,10 @@ published stream never pauses and a physics swap happens between two steps.
 from __future__ import annotations
 
 import array
-from collections import deque
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -277,8 +277,9 @@ class PendulumSimNode(Node):
     def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
         changes = {p.name: p.value for p in parameters}
         if "use_sim_time" in changes:
-            return SetParametersResult(successful=False,
-                                       reason="pendulum_sim is the clock source; use_sim_time stays false")
+            return SetParametersResult(
+                successful=False,
+                reason="pendulum_sim is the clock source; use_sim_time stays false")
         with self._lock:
             try:
                 self._requested = settings_with(self._requested, changes)

@@ -98,13 +98,15 @@ def test_expanded_urdf_has_exact_inertia_and_geometry(params):
         assert joint.find("axis").get("xyz").split() == ["0", "1", "0"]
         assert float(joint.find("limit").get("upper")) > 1e6
         assert float(joint.find("dynamics").get("damping")) == 0.0
-    assert [float(v) for v in joints["joint2"].find("origin").get("xyz").split()] == [0, 0, -params.l1]
+    joint2_origin = [float(v) for v in joints["joint2"].find("origin").get("xyz").split()]
+    assert joint2_origin == [0, 0, -params.l1]
 
 
 def test_pybullet_uses_the_urdf_inertia():
     params = SWAPPED
     with Simulator(params, DT) as sim:
-        for joint, mass, length in (("joint1", params.m1, params.l1), ("joint2", params.m2, params.l2)):
+        for joint, mass, length in (("joint1", params.m1, params.l1),
+                                    ("joint2", params.m2, params.l2)):
             simulated_mass, inertia_diagonal = sim.link_inertia(joint)
             assert simulated_mass == mass
             assert inertia_diagonal[1] == mass * length * length / 12.0
