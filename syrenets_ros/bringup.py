@@ -117,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
     nodes = [n for n in NODES if not args.only or n.name in args.only]
     graph = Graph(args.params_file, args.use_sim_time == "true", nodes=nodes, log_dir=args.log_dir)
     print(f"starting {', '.join(n.name for n in nodes)} with {graph.params_file} (Ctrl-C stops all)")
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill`/systemd stop like Ctrl-C
     graph.start()
     failed = False
     try:
@@ -126,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"[bringup] node {name} exited with code {code}", file=sys.stderr)
             time.sleep(0.2)
     except KeyboardInterrupt:
-        print("[bringup] Ctrl-C: stopping all nodes")
+        print("[bringup] stopping all nodes")
     finally:
         codes = graph.stop()
     print("[bringup] exit codes: " + ", ".join(f"{n}={c}" for n, c in codes.items()))

@@ -52,6 +52,17 @@ def _key(seconds: float) -> int:
     return int(round(seconds * 1e6))
 
 
+@dataclass(frozen=True)
+class ForecastRecord:
+    """A forecast received, with the true parameters in force when it started."""
+
+    start: float
+    params: physics.PendulumParams
+    offsets: list[float]
+    positions: list[list[float]]
+    initial_velocity: list[float]
+
+
 class Monitor(Node):
     """Observes the running graph; all bookkeeping is O(1) per message."""
 
@@ -66,7 +77,7 @@ class Monitor(Node):
         self.latency_ms: list[float] = []
         self.states: list[tuple[float, list[float]]] = []  # subsampled q for plotting forecasts
         self.equations: list[tuple[float, str]] = []
-        self.forecasts: list[tuple[float, list[float], list[list[float]]]] = []
+        self.forecasts: list[ForecastRecord] = []
         self.diagnostics: dict[str, dict[str, str]] = {}
         self.create_subscription(JointTrajectory, rc.REFERENCE, self.on_reference, rc.STREAM_QOS)
         self.create_subscription(JointState, rc.JOINT_STATES, self.on_state, rc.STREAM_QOS)
@@ -115,9 +126,10 @@ class Monitor(Node):
 
     def on_forecast(self, msg: JointTrajectory) -> None:
         if msg.points:
-            start = self.sim_time
-            self.forecasts.append((start, [rc.stamp_to_seconds(p.time_from_start) for p in msg.points],
-                                   [list(p.positions) for p in msg.points]))
+            self.forecasts.append(ForecastRecord(
+                rc.stamp_to_seconds(msg.header.stamp), self.params,
+                [rc.stamp_to_seconds(p.time_from_start) for p in msg.points],
+                [list(p.positions) for p in msg.points], list(msg.points[0].velocities)))
             del self.forecasts[:-20]
 
     def on_diagnostics(self, msg: DiagnosticArray) -> None:
@@ -178,7 +190,7 @@ def true_equation(p: physics.PendulumParams, digits: int = 4) -> str:
     expr = (sympy.Float(a / 2 + b / 2) * qd1**2 + sympy.Float(b) * qd1 * qd2 + sympy.Float(b / 2) * qd2**2
             + sympy.Float(c) * (qd1**2 + qd1 * qd2) * sympy.cos(q2)
             + sympy.Float(d) * sympy.cos(q1) + sympy.Float(e) * sympy.cos(q1 + q2))
-    return str(sympy.expand(expr).evalf(digits))
+    return f"L = {sympy.expand(expr).evalf(digits)}"
 
 
 def run_experiment(timeline: Timeline, run_dir: Path, *, real_time_factor: float = 1.0,
@@ -321,7 +333,7 @@ def _progress_line(monitor: Monitor, phase: str) -> str:
             f"loss={learner.get('loss', 'n/a')} heldout-RMSE={learner.get('holdout_torque_rmse', 'n/a')} "
             f"FF-torque-err={ff:.3g} track={track:.3g} rad ff={sim.get('feedforward_in_use', 'n/a')} "
             f"v{learner.get('model_version', 0)}({learner.get('served_source', '-')})\n"
-            f"          L = {equation}")
+            f"          {equation}")
 
 
 def _plot(monitor: Monitor, result: ExperimentResult, path: Path) -> Path:
@@ -334,7 +346,7 @@ def _plot(monitor: Monitor, result: ExperimentResult, path: Path) -> Path:
     for ax, series, label in ((axes[0], monitor.tracking, "tracking error |q − q_d| [rad]"),
                               (axes[1], monitor.torque_error, "feed-forward torque error [N·m]")):
         points = _rolling_rms(series, 0.1)
-        ax.semilogy([t for t, _ in points], [max(v, 1e-12) for _, v in points])
+        ax.semilogy([t for t, _ in points], [max(v, 1e-16) for _, v in points])
         ax.set_ylabel(label)
         ax.axvline(result.t_feedforward_on, color="green", linestyle="--", label="feed-forward on")
         ax.axvline(result.t_swap, color="red", linestyle="--", label="link 2 swapped")
@@ -343,13 +355,13 @@ def _plot(monitor: Monitor, result: ExperimentResult, path: Path) -> Path:
     axes[1].set_xlabel("sim time [s]")
     ax = axes[2]
     if monitor.forecasts:
-        start, offsets, positions = monitor.forecasts[len(monitor.forecasts) // 2]
-        times = [start + o for o in offsets]
-        actual = [(t, q) for t, q in monitor.states if times[0] <= t <= times[-1]]
+        record = monitor.forecasts[-1]
+        times = [record.start + o for o in record.offsets]
+        truth = _true_passive_motion(record)
         for j in range(2):
-            ax.plot(times, [p[j] for p in positions], "--", label=f"forecast q{j + 1} (variational)")
-            ax.plot([t for t, _ in actual], [q[j] for _, q in actual], label=f"actual q{j + 1} (driven)")
-        ax.set_title("passive-motion forecast from the learned Lagrangian vs the driven pendulum")
+            ax.plot(times, [p[j] for p in record.positions], "--", label=f"q{j + 1} forecast (learned L, variational)")
+            ax.plot(times, truth[:, j], alpha=0.6, label=f"q{j + 1} true passive motion")
+        ax.set_title("passive-motion forecast from /syrenets/forecast vs the true Lagrangian from the same state")
         ax.legend(loc="upper right", fontsize=8)
     else:
         ax.text(0.5, 0.5, "no forecast received", ha="center", va="center", transform=ax.transAxes)
@@ -359,6 +371,20 @@ def _plot(monitor: Monitor, result: ExperimentResult, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _true_passive_motion(record: ForecastRecord) -> torch.Tensor:
+    """What the pendulum would do unforced from the forecast's start, by fine-step RK4 on
+    the true Lagrangian, sampled at the forecast's times; shape (points, 2)."""
+    from syrenets_ros.integrator import rk4_rollout
+
+    fine = 10
+    h = (record.offsets[1] - record.offsets[0]) / fine if len(record.offsets) > 1 else 1e-3
+    rollout = rk4_rollout(lambda q, qd: physics.lagrangian(q, qd, record.params),
+                          torch.tensor([record.positions[0]], dtype=torch.float64),
+                          torch.tensor([record.initial_velocity], dtype=torch.float64),
+                          h, fine * (len(record.offsets) - 1))
+    return rollout.q[0, ::fine]
 
 
 def summary_table(result: ExperimentResult) -> str:
@@ -373,8 +399,8 @@ def summary_table(result: ExperimentResult) -> str:
         f"(FF torque RMSE back within 1.5x its pre-swap level)",
         f"predictor end-to-end latency: p50 {result.latency_ms['p50']:.2f} ms, "
         f"p99 {result.latency_ms['p99']:.2f} ms over {int(result.latency_ms['count'])} answers",
-        f"learned  L = {result.equation}",
-        f"true     L = {result.true_equation}",
+        f"learned: {result.equation}",
+        f"true:    {result.true_equation}",
         f"nodes died: {', '.join(result.nodes_died) or 'none'}; plot: {result.plot}",
     ]
     return "\n".join(lines)

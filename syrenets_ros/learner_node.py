@@ -122,7 +122,7 @@ class LearnerNode(Node):
         self.equation_pub.publish(String(data=publication.equation))
         self.last_publication = publication
         self.get_logger().info(f"model v{publication.version} from {publication.source}, "
-                               f"held-out torque RMSE {publication.holdout_rmse:.3g} N·m: L = {publication.equation}")
+                               f"held-out torque RMSE {publication.holdout_rmse:.3g} N·m: {publication.equation}")
 
     def publish_diagnostics(self) -> None:
         stats, assembler = self.learner.stats, self.assembler

@@ -8,11 +8,13 @@ import threading
 import time
 
 import torch
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
+from rclpy.wait_for_message import wait_for_message
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -46,7 +48,6 @@ class PredictorNode(Node):
         self.forecasts = 0
         self.forecast_note = ""
         self.latency_ms: list[float] = []
-        self._latest_state: tuple[list[float], list[float]] | None = None
         self._stopping = threading.Event()
 
         self.torque_pub = self.create_publisher(JointState, rc.PREDICTED_TORQUE, rc.STREAM_QOS)
@@ -56,7 +57,6 @@ class PredictorNode(Node):
         # A shallow queue: when behind, answer the freshest points rather than a backlog
         # whose answers would arrive too late to be used.
         self.create_subscription(JointTrajectory, rc.REFERENCE, self.on_reference, rc.FRESHEST_QOS)
-        self.create_subscription(JointState, rc.JOINT_STATES, self.on_joint_state, rc.STREAM_QOS)
         # Forecasts take long; their own group keeps torque answers flowing meanwhile.
         self._forecast_group = MutuallyExclusiveCallbackGroup()
         self._forecast_timer = None
@@ -113,20 +113,26 @@ class PredictorNode(Node):
         self.latency_ms.append((time.perf_counter() - started) * 1e3)
         del self.latency_ms[:-2000]
 
-    def on_joint_state(self, msg: JointState) -> None:
-        names = list(msg.name)
+    def _latest_state(self) -> tuple[Time, list[float], list[float]] | None:
+        """One fresh joint state, taken only when a forecast is due: following the 1 kHz
+        stream continuously would cost a callback per millisecond for a 1 Hz need."""
+        received, msg = wait_for_message(JointState, self, rc.JOINT_STATES, qos_profile=rc.STREAM_QOS,
+                                          time_to_wait=0.5)
+        names = list(msg.name) if received else []
         if sorted(names) != sorted(self.server.joint_names) or len(msg.position) != len(names) \
                 or len(msg.velocity) != len(names):
-            return
+            return None
         order = [names.index(n) for n in self.server.joint_names]
         q, qd = [msg.position[i] for i in order], [msg.velocity[i] for i in order]
-        if all(math.isfinite(v) for v in q + qd):
-            self._latest_state = (q, qd)
+        return (msg.header.stamp, q, qd) if all(math.isfinite(v) for v in q + qd) else None
 
     def publish_forecast(self) -> None:
-        state = self._latest_state
-        if state is None:
+        if self.server.current is None:
             return
+        latest = self._latest_state()
+        if latest is None:
+            return
+        stamp, *state = latest
         forecast = self.server.forecast(*state, self.get_parameter("forecast_horizon").value,
                                         self.get_parameter("forecast_step").value, cancel=self._stopping)
         if forecast is None:
@@ -135,7 +141,7 @@ class PredictorNode(Node):
             self.get_logger().warning(f"forecast ended early: {forecast.reason}")
         self.forecast_note = forecast.reason
         msg = JointTrajectory(joint_names=list(self.server.joint_names))
-        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.stamp = stamp  # the state it starts from; points are relative to it
         msg.points = [JointTrajectoryPoint(positions=q, velocities=qd,
                                            time_from_start=rc.seconds_to_stamp(t))
                       for t, q, qd in zip(forecast.times, forecast.q, forecast.qd)]

@@ -31,7 +31,6 @@ from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -42,6 +41,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from syrenets_ros.excitation import MAX_AMPLITUDE, MultiSine
 from syrenets_ros.feedforward import FeedForwardBuffer, Torque, Use
 from syrenets_ros.physics import JOINT_NAMES, PendulumParams
+from syrenets_ros.ros_common import run_node
 from syrenets_ros.simulator import Simulator
 
 NODE_NAME = "pendulum_sim"
@@ -72,6 +72,7 @@ class SimSettings:
     excitation_base_frequency: float = 0.1
     reference_lead: float = 0.02
     reference_points: int = 10
+    clock_divider: int = 10
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,9 @@ _SPECS: dict[str, tuple[Any, _Spec]] = {
                                   _Spec("lowest harmonic of the reference (Hz)", 0.001, 5.0)),
     "reference_lead": (_DEFAULT.reference_lead,
                        _Spec("how far ahead /pendulum/reference looks (s)", 0.0, 1.0)),
+    "clock_divider": (_DEFAULT.clock_divider,
+                      _Spec("/clock every N steps: each use_sim_time node runs a callback per /clock "
+                            "message, and message stamps carry the exact time anyway", 1, 1000)),
     "reference_points": (_DEFAULT.reference_points,
                          _Spec("steps per /pendulum/reference message: every N steps, N points; more "
                                "means fewer, batched predictor calls", 1, 100)),
@@ -145,7 +149,7 @@ def settings_with(settings: SimSettings, changes: dict[str, Any]) -> SimSettings
             if not isinstance(value, bool):
                 raise ValueError(f"{name} must be a bool, got {value!r}")
             other[name] = value
-        elif name in ("excitation_seed", "reference_points"):
+        elif name in ("excitation_seed", "reference_points", "clock_divider"):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"{name} must be an integer, got {value!r}")
             other[name] = value
@@ -364,8 +368,9 @@ class PendulumSimNode(Node):
                     tau.append(min(max(total, -limit), limit))
 
                 stamp = _stamp(now_ns)
-                clock_msg.clock = stamp
-                self._clock_pub.publish(clock_msg)
+                if step % settings.clock_divider == 0:
+                    clock_msg.clock = stamp
+                    self._clock_pub.publish(clock_msg)
                 joint_msg.header.stamp = stamp
                 joint_msg.position = list(q)
                 joint_msg.velocity = list(qd)
@@ -510,17 +515,7 @@ class PendulumSimNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = PendulumSimNode()
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(PendulumSimNode, args=args)
 
 
 if __name__ == "__main__":
