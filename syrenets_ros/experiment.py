@@ -29,6 +29,7 @@ from trajectory_msgs.msg import JointTrajectory
 from syrenets_ros import physics
 from syrenets_ros import ros_common as rc
 from syrenets_ros.bringup import Graph
+from syrenets_ros.distill import true_pendulum_terms
 from syrenets_ros.graph import NODES, NodeSpec
 from syrenets_ros.param_cli import set_parameters
 
@@ -181,16 +182,8 @@ class ExperimentResult:
 
 
 def true_equation(p: physics.PendulumParams, digits: int = 4) -> str:
-    """The true Lagrangian (SPEC §2) written out in the learned equations' variables."""
-    import sympy
-
-    q1, q2, qd1, qd2 = sympy.symbols("q1 q2 qd1 qd2")
-    a, b, c = p.inertia_coefficients
-    d, e = p.gravity_coefficients
-    expr = (sympy.Float(a / 2 + b / 2) * qd1**2 + sympy.Float(b) * qd1 * qd2 + sympy.Float(b / 2) * qd2**2
-            + sympy.Float(c) * (qd1**2 + qd1 * qd2) * sympy.cos(q2)
-            + sympy.Float(d) * sympy.cos(q1) + sympy.Float(e) * sympy.cos(q1 + q2))
-    return f"L = {sympy.expand(expr).evalf(digits)}"
+    """The true Lagrangian (SPEC §2), written by the same formatter as the learned ones."""
+    return true_pendulum_terms(p).equation(digits)
 
 
 def run_experiment(timeline: Timeline, run_dir: Path, *, real_time_factor: float = 1.0,
