@@ -14,7 +14,6 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
-from rclpy.wait_for_message import wait_for_message
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -57,6 +56,13 @@ class PredictorNode(Node):
         # A shallow queue: when behind, answer the freshest points rather than a backlog
         # whose answers would arrive too late to be used.
         self.create_subscription(JointTrajectory, rc.REFERENCE, self.on_reference, rc.FRESHEST_QOS)
+        # Forecasts need one recent state a second, not a callback per 1 kHz message: a node
+        # that no executor spins holds a depth-1 subscription (DDS keeps only the newest
+        # state) and the forecast takes from it on demand.
+        self._state_node = Node("syrenets_predictor_state", context=self.context,
+                                start_parameter_services=False, enable_rosout=False)
+        self._state_subscription = self._state_node.create_subscription(
+            JointState, rc.JOINT_STATES, lambda _msg: None, rc.LATEST_QOS)
         # Forecasts take long; their own group keeps torque answers flowing meanwhile.
         self._forecast_group = MutuallyExclusiveCallbackGroup()
         self._forecast_timer = None
@@ -114,11 +120,12 @@ class PredictorNode(Node):
         del self.latency_ms[:-2000]
 
     def _latest_state(self) -> tuple[Time, list[float], list[float]] | None:
-        """One fresh joint state, taken only when a forecast is due: following the 1 kHz
-        stream continuously would cost a callback per millisecond for a 1 Hz need."""
-        received, msg = wait_for_message(JointState, self, rc.JOINT_STATES, qos_profile=rc.STREAM_QOS,
-                                          time_to_wait=0.5)
-        names = list(msg.name) if received else []
+        """The newest joint state, taken only when a forecast is due (see __init__)."""
+        taken = self._state_subscription.handle.take_message(JointState, False)
+        if taken is None:
+            return None
+        msg = taken[0]
+        names = list(msg.name)
         if sorted(names) != sorted(self.server.joint_names) or len(msg.position) != len(names) \
                 or len(msg.velocity) != len(names):
             return None
@@ -175,6 +182,7 @@ class PredictorNode(Node):
 
     def destroy_node(self) -> None:
         self._stopping.set()  # a forecast in flight gives up at its next step
+        self._state_node.destroy_node()
         super().destroy_node()
 
 

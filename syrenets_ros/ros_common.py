@@ -34,6 +34,10 @@ STREAM_QOS = QoSProfile(depth=200, history=HistoryPolicy.KEEP_LAST, reliability=
 FRESHEST_QOS = QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                           durability=DurabilityPolicy.VOLATILE)
 
+# Only the newest sample is of interest and nobody waits for it.
+LATEST_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT,
+                        durability=DurabilityPolicy.VOLATILE)
+
 
 def stamp_to_seconds(stamp: Time | Duration) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
