@@ -181,7 +181,7 @@ def train_syrenet(train_data: TorqueData, test_data: TorqueData | None, budget_s
                   device: str | torch.device = "auto",
                   progress_cb: Callable[[dict], None] | None = None, *,
                   config: SyReNetConfig | None = None, target: str = "torque", batch_size: int = 32,
-                  lr: float = 1e-3, patience: int = 500, validation_size: int = 1000,
+                  lr: float = 1e-3, patience: int = 1000, validation_size: int = 1000,
                   reference_size: int = 256, validate_every: int = 100,
                   anneal_at: Sequence[float] = (0.5, 0.8),
                   max_steps: int | None = None) -> tuple[SyReNet, FrozenSyReNet, list[dict]]:
