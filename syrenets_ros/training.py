@@ -197,6 +197,7 @@ def train_syrenet(train_data: TorqueData, test_data: TorqueData | None, budget_s
     still gets its fine-tuning phase, at the latest after each fraction ``anneal_at`` of the
     budget (measured: without the decay, test MSE stalls near 2e-2; after it, 2e-3).
     Test MSE is computed at each new best validation and at the end."""
+    train_data, test_data = TorqueData(*train_data), None if test_data is None else TorqueData(*test_data)
     if target not in ("torque", "lagrangian"):
         raise ValueError(f"target must be 'torque' or 'lagrangian', got {target!r}")
     if target == "lagrangian" and train_data.lagrangian is None:
