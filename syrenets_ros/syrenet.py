@@ -499,7 +499,13 @@ class FrozenSyReNet:
         """A copy on another device or dtype."""
         return FrozenSyReNet(self.config, [w.to(target) for w in self.weights])
 
+    def _inputs(self, *tensors: torch.Tensor) -> list[torch.Tensor]:
+        """Inputs in the weights' dtype and device (e.g. float64 states for a float32 model)."""
+        w = self.weights[0]
+        return [t.to(device=w.device, dtype=w.dtype) for t in tensors]
+
     def lagrangian(self, q: torch.Tensor, qd: torch.Tensor) -> torch.Tensor:
+        q, qd = self._inputs(q, qd)
         return symbolic_lagrangian(q, qd, self.weights, self._candidates)
 
     def lagrangian_fn(self) -> LagrangianFn:
@@ -509,6 +515,7 @@ class FrozenSyReNet:
         """τ per sample, (B, n), no graph kept. Small batches (the predictor's single samples)
         take the one-pass jet evaluation, which has fewer kernels; large batches the
         autograd path, which moves less memory. Both equal euler_lagrange.torque."""
+        q, qd, qdd = self._inputs(q, qd, qdd)
         if q.shape[0] <= JET_MAX_BATCH:
             with torch.no_grad():
                 return symbolic_torque(q, qd, qdd, self.weights, self._candidates)

@@ -181,6 +181,8 @@ def test_float32_model_runs_and_matches_float64_closely():
     tau64 = model64.freeze(q, qd).torque(q, qd, qdd)
     assert tau32.dtype == torch.float32
     assert torch.allclose(tau32.double(), tau64, rtol=1e-3, atol=1e-4)
+    served = model32.freeze(q.float(), qd.float()).torque(q, qd, qdd)  # float64 states from the robot
+    assert torch.equal(served, tau32)
 
 
 def test_contractive_penalty_matches_the_autograd_jacobian():
