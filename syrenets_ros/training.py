@@ -181,7 +181,7 @@ def train_syrenet(train_data: TorqueData, test_data: TorqueData | None, budget_s
                   device: str | torch.device = "auto",
                   progress_cb: Callable[[dict], None] | None = None, *,
                   config: SyReNetConfig | None = None, target: str = "torque", batch_size: int = 32,
-                  lr: float = 1e-3, patience: int = 500, validation_size: int = 1000,
+                  lr: float = 1e-3, patience: int = 1000, validation_size: int = 1000,
                   reference_size: int = 256, validate_every: int = 100,
                   anneal_at: Sequence[float] = (0.5, 0.8),
                   max_steps: int | None = None) -> tuple[SyReNet, FrozenSyReNet, list[dict]]:
@@ -197,6 +197,7 @@ def train_syrenet(train_data: TorqueData, test_data: TorqueData | None, budget_s
     still gets its fine-tuning phase, at the latest after each fraction ``anneal_at`` of the
     budget (measured: without the decay, test MSE stalls near 2e-2; after it, 2e-3).
     Test MSE is computed at each new best validation and at the end."""
+    train_data, test_data = TorqueData(*train_data), None if test_data is None else TorqueData(*test_data)
     if target not in ("torque", "lagrangian"):
         raise ValueError(f"target must be 'torque' or 'lagrangian', got {target!r}")
     if target == "lagrangian" and train_data.lagrangian is None:

@@ -181,3 +181,23 @@ def test_float32_model_runs_and_matches_float64_closely():
     tau64 = model64.freeze(q, qd).torque(q, qd, qdd)
     assert tau32.dtype == torch.float32
     assert torch.allclose(tau32.double(), tau64, rtol=1e-3, atol=1e-4)
+    served = model32.freeze(q.float(), qd.float()).torque(q, qd, qdd)  # float64 states from the robot
+    assert torch.equal(served, tau32)
+
+
+def test_contractive_penalty_matches_the_autograd_jacobian():
+    torch.manual_seed(3)
+    exact = SyReNet(SyReNetConfig(**{**SMALL.to_json(), "operators": SMALL.operators, "jacobian_probes": 0}))
+    autoencoder = exact.autoencoder
+    u = torch.randn(24, SMALL.candidates, dtype=torch.float64)
+
+    def encode(row):
+        first, second, third = autoencoder.encoder
+        return third(torch.nn.functional.softplus(second(torch.nn.functional.softplus(first(row)))))
+
+    jac = torch.func.vmap(torch.func.jacrev(encode))(u)
+    expected = jac.square().sum() / (24 * SMALL.latent * SMALL.candidates)
+    assert torch.allclose(autoencoder(u)[2], expected, rtol=1e-12)
+    autoencoder.probes = 64  # Hutchinson: unbiased, close with many probes
+    estimate = torch.stack([autoencoder(u)[2] for _ in range(4)]).mean()
+    assert torch.allclose(estimate, expected, rtol=0.05)

@@ -116,3 +116,13 @@ def test_train_syrenet_returns_a_frozen_model_and_history():
     assert history[-1]["lr"] < 1e-3  # annealed within the step budget
     with pytest.raises(ValueError, match="needs train_data.lagrangian"):
         train_syrenet(TorqueData(*train[:4]), None, 1.0, target="lagrangian")
+
+
+def test_direct_mode_learns_the_lagrangian_value():
+    train = uniform_dataset(1200, seed=6)
+    _, frozen, history = train_syrenet(tuple(train), train.subset(slice(0, 300)), budget_s=120.0, config=SMALL,
+                                       target="lagrangian", lr=1e-2, max_steps=30, validation_size=200,
+                                       validate_every=10)
+    assert history[-1]["best_val_mse"] < 0.5 * history[0]["val_mse"]
+    assert history[-1]["best_test_mse"] == pytest.approx(
+        (frozen.lagrangian(train.q[:300], train.qd[:300]) - train.lagrangian[:300]).square().mean().item())
