@@ -99,13 +99,15 @@ class SyReNetConfig:
     lambda_jacobian: float = 1.0
     lambda_entropy: float = 1e-3
     lambda_cross: float = 1.0
-    scale_gain: float = 1.0
+    scale_gain: float | None = None  # None: |v|, the reference's effective gain (see SelectionLayer)
+    jacobian_probes: int = 2  # 0: exact ‖J‖²_F (~1.7x slower step); p: Hutchinson estimate
     dtype: str = "float64"
 
     def validate(self) -> None:
         """Raise ValueError naming the first unacceptable field (payloads come from the wire)."""
         for name, low, high in (("n_joints", 1, 16), ("layers", 1, 8), ("heads", 1, 64),
-                                ("ae_hidden", 1, 1024), ("latent", 1, 256), ("head_hidden", 1, 1024)):
+                                ("ae_hidden", 1, 1024), ("latent", 1, 256), ("head_hidden", 1, 1024),
+                                ("jacobian_probes", 0, 256)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                 raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
@@ -114,12 +116,14 @@ class SyReNetConfig:
         for name in self.operators:
             if name not in OPERATORS:
                 raise ValueError(f"unknown operator {name!r}; allowed: {sorted(OPERATORS)}")
-        for name in ("lambda_jacobian", "lambda_entropy", "lambda_cross", "scale_gain"):
+        for name in ("lambda_jacobian", "lambda_entropy", "lambda_cross"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        if self.scale_gain <= 0:
-            raise ValueError(f"scale_gain must be > 0, got {self.scale_gain!r}")
+        gain = self.scale_gain
+        if gain is not None and (isinstance(gain, bool) or not isinstance(gain, (int, float))
+                                 or not math.isfinite(gain) or gain <= 0):
+            raise ValueError(f"scale_gain must be a finite number > 0 or null, got {gain!r}")
         if self.dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
 
@@ -166,18 +170,18 @@ class CandidateBuilder:
     def __init__(self, config: SyReNetConfig):
         self.operators = config.operators
         m = config.inputs
-        rows, cols = torch.triu_indices(m, m)
-        self.pairs = (rows, cols)
+        self.pairs = torch.triu_indices(m, m)
+        # Pair gathering as a product with a fixed 0/1 matrix: its backward is a plain matmul
+        # (an index's backward is a scatter-add, measured slower in the training step).
+        self._pick = torch.zeros(2, m, self.pairs.shape[1])
+        self._pick[0, self.pairs[0], torch.arange(self.pairs.shape[1])] = 1.0
+        self._pick[1, self.pairs[1], torch.arange(self.pairs.shape[1])] = 1.0
         self.size = config.candidates
 
-    def _indices(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.pairs[0].device != device:
-            self.pairs = (self.pairs[0].to(device), self.pairs[1].to(device))
-        return self.pairs
-
     def _apply(self, z: torch.Tensor, rule: str) -> torch.Tensor:
-        rows, cols = self._indices(z.device)
-        left, right = z[..., rows], z[..., cols]
+        if self._pick.device != z.device or self._pick.dtype != z.dtype:
+            self._pick = self._pick.to(z.device, z.dtype)
+        left, right = z @ self._pick[0], z @ self._pick[1]
         ops = [OPERATORS[o] for o in self.operators]
         return torch.cat([getattr(op, rule)(left, right) if op.arity == 2 else getattr(op, rule)(z) for op in ops],
                          dim=-1)
@@ -273,10 +277,12 @@ class SelectionLayer(nn.Module):
         self.logits = _uniform(k, hidden, v, fan_in=hidden)
         self.logit_gain = nn.Parameter(torch.ones(k, v))
         self.logit_shift = nn.Parameter(torch.zeros(k, v))
-        # S = gain · S_raw: with P ≈ 1/|v| at the start, a gain lets Adam move W at a useful
-        # rate (equivalent to a larger learning rate on S) while W itself starts small.
-        self.scale_gain = config.scale_gain
-        self.scale = nn.Parameter(torch.randn(k, v) / config.scale_gain)
+        # S = gain · S_raw. The reference feeds ones through a |v|×|v| linear layer, so each S_b
+        # is a sum of |v| weights: Adam moves it ~|v|·lr per step and it starts with variance
+        # 1/3. A gain of |v| on one parameter per candidate keeps exactly those dynamics with
+        # 1/|v| of the parameters; without it W = φ·P·S (P ≈ 1/|v|) learns ~300x slower.
+        self.scale_gain = float(config.scale_gain or v)
+        self.scale = nn.Parameter(torch.randn(k, v) / (math.sqrt(3.0) * self.scale_gain))
         self.gate_current = _uniform(k, v, fan_in=2 * v)
         self.gate_previous = _uniform(k, v, fan_in=2 * v)
 
@@ -297,26 +303,40 @@ class SelectionLayer(nn.Module):
 class ContractiveAutoEncoder(nn.Module):
     """|v| → 128 → 128 → d → 128 → 128 → |v| with softplus; penalises ‖∂code/∂input‖²."""
 
-    def __init__(self, size: int, hidden: int, latent: int):
+    def __init__(self, size: int, hidden: int, latent: int, probes: int = 0):
         super().__init__()
         self.encoder = nn.ModuleList([nn.Linear(size, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, latent)])
         self.decoder = nn.Sequential(nn.Linear(latent, hidden), nn.Softplus(), nn.Linear(hidden, hidden),
                                      nn.Softplus(), nn.Linear(hidden, size))
+        self.probes = probes
 
-    def forward(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def input_gram(self) -> torch.Tensor:
+        """W1 W1ᵀ, the part of ‖J‖² that does not depend on the input (reuse it per step)."""
+        return self.encoder[0].weight @ self.encoder[0].weight.t()
+
+    def forward(self, u: torch.Tensor, gram: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """u (B, |v|) -> (code (B, d), reconstruction MSE, mean squared Jacobian entry).
 
-        The encoder Jacobian J = W3 diag σ(a2) W2 diag σ(a1) W1 is never formed: with
-        K = W3 diag σ(a2) W2 diag σ(a1), ‖J‖²_F = Σ (K G) ⊙ K where G = W1 W1ᵀ is shared by
-        the batch, so the penalty costs two small batched matmuls instead of autograd loops.
-        Its squared entries are averaged (‖J‖²_F / (d·|v|)) as the reference scales it."""
+        The encoder Jacobian J = W3 diag σ(a2) W2 diag σ(a1) W1 is never formed. Exact
+        (probes = 0): with K = W3 diag σ(a2) W2 diag σ(a1), ‖J‖²_F = Σ (K G) ⊙ K where
+        G = W1 W1ᵀ (:meth:`input_gram`) is shared by the batch. Estimated (probes = p): Hutchinson's
+        ‖J‖²_F = E‖rᵀJ‖² over Rademacher r, p vector–Jacobian products per sample, several
+        times cheaper. Squared entries are averaged (‖J‖²_F / (d·|v|)) as the reference does."""
         first, second, third = self.encoder
         a1 = first(u)
         a2 = second(F.softplus(a1))
         code = third(F.softplus(a2))
-        k = ((third.weight * torch.sigmoid(a2)[:, None, :]) @ second.weight) * torch.sigmoid(a1)[:, None, :]
-        gram = first.weight @ first.weight.t()
-        jacobian = ((k @ gram) * k).sum() / (u.shape[0] * code.shape[-1] * u.shape[-1])
+        slope1, slope2 = torch.sigmoid(a1)[:, None, :], torch.sigmoid(a2)[:, None, :]
+        if self.probes:
+            signs = torch.randint(0, 2, (u.shape[0], self.probes, code.shape[-1]), device=u.device)
+            rows = (2 * signs - 1).to(u.dtype) @ third.weight
+        else:
+            rows = third.weight.expand(u.shape[0], -1, -1)
+        k = ((rows * slope2) @ second.weight) * slope1
+        gram = self.input_gram() if gram is None else gram
+        squared = ((k @ gram) * k).sum() / max(self.probes, 1)
+        jacobian = squared / (u.shape[0] * code.shape[-1] * u.shape[-1])
         reconstruction = F.mse_loss(self.decoder(code), u)
         return code, reconstruction, jacobian
 
@@ -342,7 +362,7 @@ class SyReNet(nn.Module):
         self.candidates = CandidateBuilder(config)
         size = config.candidates
         self.candidate_norm = nn.LayerNorm(size)
-        self.autoencoder = ContractiveAutoEncoder(size, config.ae_hidden, config.latent)
+        self.autoencoder = ContractiveAutoEncoder(size, config.ae_hidden, config.latent, config.jacobian_probes)
         self.layers = nn.ModuleList([SelectionLayer(config) for _ in range(config.layers)])
         self.to(config.torch_dtype)
 
@@ -354,9 +374,10 @@ class SyReNet(nn.Module):
         h = x.new_zeros(x.shape[0], k)
         previous_p = x.new_full((k, size), 1.0 / k)
         weights, probabilities, reconstruction, jacobian = [], [], x.new_zeros(()), x.new_zeros(())
+        gram = self.autoencoder.input_gram()
         for layer in self.layers:
             v = self.candidates(torch.cat((x, h), dim=-1))
-            code, rec, jac = self.autoencoder(self.candidate_norm(v))
+            code, rec, jac = self.autoencoder(self.candidate_norm(v), gram)
             reconstruction, jacobian = reconstruction + rec, jacobian + jac
             magnitude = code.abs()
             similarity = (code.t() @ code) / torch.clamp(magnitude.t() @ magnitude, min=1e-5)
