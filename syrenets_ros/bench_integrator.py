@@ -4,9 +4,11 @@ For the true Lagrangian and a trained model, each scheme (variational midpoint, 
 Euler, RK4) rolls a handful of initial states forward ``--steps`` steps at h = 1 ms and 10 ms
 (batched: one step advances all initial states). Reported per (model, h, scheme): the maximum
 relative energy error max_k |E_k − E_0| / |E_0| with E = q̇·∂L/∂q̇ − L of *that* model
-(``euler_lagrange.energy``), how many steps each trajectory completed, and the honest wall
-time per batched step (setup — tracing/compiling — timed separately). Also the predictor's
-case: a 2 s forecast at h = 10 ms of one trajectory.
+(``euler_lagrange.energy``), its growth (max over the last tenth of the run / max over the
+first tenth: bounded ≈ 1, linear drift ≈ 10; meaningful only for runs of many periods), how
+many steps each trajectory completed, and the honest wall time per batched step (setup —
+tracing/compiling — timed separately). Also the predictor's case: a 2 s forecast at
+h = 10 ms of one trajectory.
 
 The trained model is ``--model FILE`` (a snapshot, decoded safely) or, by default, a sparse
 term model fitted in-bench (``distill.fit_terms``) to torques of random states with 1 %
@@ -75,14 +77,19 @@ def _snapshot_model(path: Path) -> tuple[str, LagrangianFn, dict[str, Any]]:
     return f"{model.kind} v{decoded.model_version}", model.lagrangian_fn(), info
 
 
-def _max_relative_energy_error(L: LagrangianFn, rollout: Rollout) -> list[float]:
-    """Per trajectory, over its valid prefix: max_k |E_k − E_0| / |E_0|."""
-    errors = []
+def _energy_errors(L: LagrangianFn, rollout: Rollout) -> tuple[list[float], list[float]]:
+    """Per trajectory, over its valid prefix: max_k |E_k − E_0| / |E_0|, and the growth ratio
+    (max error over the last tenth) / (max over the first tenth): ≈ 1 for a bounded error,
+    ≈ 10 for a linear drift."""
+    errors, growth = [], []
     for index in range(rollout.q.shape[0]):
         _, q, qd = rollout.valid_prefix(index)
         energy = torch.cat([euler_lagrange.energy(L, a, b) for a, b in zip(q.split(ENERGY_CHUNK), qd.split(ENERGY_CHUNK))])
-        errors.append(float(((energy - energy[0]) / abs(float(energy[0]))).abs().max()))
-    return errors
+        relative = ((energy - energy[0]) / abs(float(energy[0]))).abs()
+        tenth = max(1, relative.numel() // 10)
+        errors.append(float(relative.max()))
+        growth.append(float(relative[-tenth:].max() / relative[1 : tenth + 1].max().clamp_min(1e-300)))
+    return errors, growth
 
 
 def _roll(integrator: VariationalIntegrator | ExplicitIntegrator, q0: torch.Tensor, qd0: torch.Tensor,
@@ -157,9 +164,10 @@ def run(args: argparse.Namespace) -> int:
                 rollout, wall = _roll(integrator, q0, qd0, args.steps, label)
                 steps_done = rollout.converged_steps.tolist()
                 stats = rollout.newton_stats() if scheme == "variational" else {"mean": math.nan, "max": math.nan}
+                errors, growth = _energy_errors(L, rollout)
                 rows.append({
                     "model": name, "h": h, "scheme": scheme, "steps": args.steps, "batch": len(INITIAL_STATES),
-                    "max_rel_energy_error": _max_relative_energy_error(L, rollout),
+                    "max_rel_energy_error": errors, "energy_error_growth": growth,
                     "completed_steps": steps_done,
                     "failures": list(rollout.failures),
                     "setup_s": setup, "wall_s": wall,
@@ -190,16 +198,19 @@ def _print_table(rows: list[dict[str, Any]], forecasts: list[dict[str, Any]], ar
     ics = ", ".join(f"IC{i + 1} q0={a} q̇0={b}" for i, (a, b) in enumerate(INITIAL_STATES))
     print(f"\nIntegrator benchmark: {args.steps} steps per rollout, batch of {len(INITIAL_STATES)} initial states "
           f"({ics}); accelerate={args.accelerate}, torch threads={torch.get_num_threads()}")
-    header = f"{'model':<16} {'h':>6} {'scheme':<12} {'max |ΔE|/|E0| IC1':>18} {'IC2':>10} {'steps done':>15} {'ms/step':>8} {'newton':>7}"
+    header = (f"{'model':<16} {'h':>6} {'scheme':<12} {'max |ΔE|/|E0| IC1':>18} {'IC2':>10} {'growth IC1':>11} {'IC2':>8} "
+              f"{'steps done':>15} {'ms/step':>8} {'newton':>7}")
     print(header)
     print("-" * len(header))
     for row in rows:
         errors = row["max_rel_energy_error"]
         done = "/".join(str(s) for s in row["completed_steps"])
         newton = "" if math.isnan(row["newton_mean"]) else f"{row['newton_mean']:.2f}"
+        growth = row["energy_error_growth"]
         print(f"{row['model']:<16} {row['h'] * 1e3:>4g}ms {row['scheme']:<12} {errors[0]:>18.3e} {errors[1]:>10.3e} "
-              f"{done:>15} {row['wall_per_step_ms']:>8.3f} {newton:>7}")
-    print("(ms/step: wall time per batched step of all initial states, setup excluded; newton: mean updates per step)")
+              f"{growth[0]:>11.2f} {growth[1]:>8.2f} {done:>15} {row['wall_per_step_ms']:>8.3f} {newton:>7}")
+    print("(growth: max error in the last tenth / in the first tenth — ≈1 bounded, ≈10 linear drift; ms/step: wall\n"
+          " time per batched step of all initial states, setup excluded; newton: mean updates per step)")
     for row in rows:
         for index, failure in enumerate(row["failures"]):
             if failure:

@@ -170,7 +170,7 @@ def _library_fit(library: distill.TermLibrary, train: TorqueData, table: int) ->
 
 
 def _run_method(method: str, table: int, seed: int, train: TorqueData, library: distill.TermLibrary,
-                args: argparse.Namespace, device: torch.device,
+                truth: distill.TermModel, args: argparse.Namespace, device: torch.device,
                 trained: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """Fit one method; ``trained`` shares the SyReNet between the raw and distilled rows."""
     if method in ("syrenet", "distilled") and "syrenet" not in trained:
@@ -179,8 +179,7 @@ def _run_method(method: str, table: int, seed: int, train: TorqueData, library: 
     if method == "syrenet":
         return trained["syrenet"]
     if method == "distilled":
-        return _distill(trained["syrenet"][0], library, train, table, args.rank_samples,
-                        distill.true_pendulum_terms(physics.PendulumParams()))
+        return _distill(trained["syrenet"][0], library, train, table, args.rank_samples, truth)
     if method == "library":
         return _library_fit(library, train, table)
     return _train_baseline(method, train, table, args.budget, seed, device,
@@ -199,7 +198,7 @@ def run_seed(table: int, seed: int, methods: list[str], args: argparse.Namespace
     trained: dict[str, Any] = {}
     for method in methods:
         start = time.monotonic()
-        model, details = _run_method(method, table, seed, train, library, args, device, trained)
+        model, details = _run_method(method, table, seed, train, library, truth, args, device, trained)
         result = {"train_mse": _errors(model, train, table), "test_mse": _errors(model, test, table),
                   "time_s": time.monotonic() - start, **details}
         summary = f"train {result['train_mse']:.3e} test {result['test_mse']:.3e}"

@@ -45,7 +45,6 @@ import torch
 from torch.func import grad, jacrev, vmap
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from . import euler_lagrange
 from .euler_lagrange import LagrangianFn
 
 Rule = Literal["midpoint", "trapezoid"]
@@ -270,7 +269,8 @@ class VariationalIntegrator:
             dv, info = torch.linalg.solve_ex(jac, r.unsqueeze(-1))
             dv = dv.squeeze(-1)
             residual_norm = _inf_norm(r)
-            done = (residual_norm <= tol * (1.0 + _inf_norm(p))) & torch.isfinite(p_next).all(dim=-1)
+            converged = (residual_norm <= tol * (1.0 + _inf_norm(p))) | (_inf_norm(dv) <= tol * (1.0 + _inf_norm(v)))
+            done = converged & torch.isfinite(p_next).all(dim=-1)
             hopeless = ~torch.isfinite(residual_norm) | (info != 0) | ~torch.isfinite(dv).all(dim=-1)
             pending = active & ~done & ~hopeless
             return torch.where(pending.unsqueeze(-1), v - dv, v), p_next, done, pending
@@ -297,11 +297,11 @@ class VariationalIntegrator:
         scale = self.tol * (1.0 + _inf_norm(p))
         for _ in range(self.max_iter + 1):
             mass, r = evaluate(qd, q, p)
-            done = _inf_norm(r) <= scale
+            step = torch.linalg.solve_ex(mass, r.unsqueeze(-1))[0].squeeze(-1)
+            done = (_inf_norm(r) <= scale) | (_inf_norm(step) <= self.tol * (1.0 + _inf_norm(qd)))
             if bool(done.all()):
                 break
-            step, _ = torch.linalg.solve_ex(mass, r.unsqueeze(-1))
-            qd = torch.where(done.unsqueeze(-1), qd, qd - step.squeeze(-1))
+            qd = torch.where(done.unsqueeze(-1), qd, qd - step)
         return qd, done
 
     def rollout(
@@ -409,8 +409,20 @@ def variational_rollout(
 # -------------------------------------------------------------------------- explicit
 
 
+def _acceleration_one(L: LagrangianFn, q: torch.Tensor, qd: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+    """q̈ = M⁻¹(τ + ∂L/∂q − ∂²L/∂q̇∂q·q̇), the formula of ``euler_lagrange.forward_dynamics``,
+    with all derivatives reverse-over-reverse: its forward-over-reverse jvp produces ZeroTensor
+    prims that run ~3x slower and that TorchInductor fails to compile for some models (the
+    distilled term model). Agreement with it is tested."""
+    dl_dqd = grad(L, argnums=1)
+    mass, mixed = jacrev(dl_dqd, argnums=(1, 0))(q, qd)
+    rhs = tau + grad(L, argnums=0)(q, qd) - mixed @ qd
+    return torch.linalg.solve_ex(mass, rhs.unsqueeze(-1))[0].squeeze(-1)  # singular: non-finite, stops
+
+
 class ExplicitIntegrator:
-    """Explicit Euler or classic RK4 on (q, q̇) with q̈ from ``euler_lagrange.forward_dynamics``.
+    """Explicit Euler or classic RK4 on (q, q̇) with q̈ = M⁻¹(τ − bias) from the Euler–Lagrange
+    equations of L (as ``euler_lagrange.forward_dynamics``).
 
     The baselines the variational scheme is compared against; a trajectory that turns
     non-finite stops there, like a Newton failure.
@@ -423,7 +435,7 @@ class ExplicitIntegrator:
         h = self.h
 
         def acceleration(q: torch.Tensor, qd: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
-            return euler_lagrange.forward_dynamics(L, q, qd, tau)
+            return vmap(lambda a, b, c: _acceleration_one(L, a, b, c))(q, qd, tau)
 
         def euler(q: torch.Tensor, qd: torch.Tensor, tau: torch.Tensor):
             return q + h * qd, qd + h * acceleration(q, qd, tau)

@@ -239,3 +239,14 @@ def test_learned_term_model_forecasts_like_the_true_lagrangian_when_traced():
     assert bool(learned.complete.all())
     assert float((learned.q - truth.q).abs().max()) < 1e-8
     assert float((learned.q[0, -1] - Q0).abs().max()) > 0.1
+
+
+def test_explicit_acceleration_is_euler_lagranges_forward_dynamics():
+    from syrenets_ros import distill
+
+    gen = torch.Generator().manual_seed(5)
+    q, qd, tau = ((torch.rand(64, 2, generator=gen, dtype=torch.float64) * 2 - 1) * 3 for _ in range(3))
+    for L in (_true_lagrangian(), distill.true_pendulum_terms(PARAMS).lagrangian_fn()):
+        ours = torch.func.vmap(lambda a, b, c: vi._acceleration_one(L, a, b, c))(q, qd, tau)
+        assert torch.allclose(ours, el.forward_dynamics(L, q, qd, tau), rtol=0, atol=1e-10)
+    assert torch.allclose(ours, physics.forward_dynamics(q, qd, tau, PARAMS), rtol=0, atol=1e-10)
