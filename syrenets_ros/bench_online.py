@@ -12,7 +12,7 @@ from pathlib import Path
 from syrenets_ros import physics
 from syrenets_ros import ros_common as rc
 from syrenets_ros.distill import true_pendulum_terms
-from syrenets_ros.experiment import Monitor, Timeline, run_experiment, summary_table
+from syrenets_ros.experiment import DEFAULT_REAL_TIME_FACTOR, Monitor, Timeline, run_experiment, summary_table
 from syrenets_ros.graph import NODES
 from syrenets_ros.snapshot import encode_model
 from std_msgs.msg import String
@@ -31,12 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, default=Path("runs/bench_online.json"))
     parser.add_argument("--before-swap", type=float, default=15.0)
     parser.add_argument("--after-swap", type=float, default=15.0)
+    parser.add_argument("--real-time-factor", type=float, default=DEFAULT_REAL_TIME_FACTOR)
 
 
 def run(args: argparse.Namespace) -> int:
     timeline = Timeline(learned_before_swap=args.before_swap, after_swap=args.after_swap)
     print("== run 1/2: learned feed-forward, swap mid-run")
-    learned = run_experiment(timeline, args.run_dir / "learned")
+    learned = run_experiment(timeline, args.run_dir / "learned", real_time_factor=args.real_time_factor)
     print(summary_table(learned))
 
     print("\n== run 2/2: true-model feed-forward through the same predictor (no learner)")
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         keep_alive.append(publisher)
 
     reference = run_experiment(Timeline(learned_before_swap=args.before_swap, after_swap=0.0, swap={}),
-                               args.run_dir / "true_model", nodes=[n for n in NODES if n.executable != "learner"],
+                               args.run_dir / "true_model", real_time_factor=args.real_time_factor, nodes=[n for n in NODES if n.executable != "learner"],
                                hooks={"started": serve_true_model})
     learned_tracking = learned.tracking_rms["learned_before_swap"]
     true_tracking = reference.tracking_rms["learned_before_swap"]

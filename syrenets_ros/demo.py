@@ -8,13 +8,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from syrenets_ros.experiment import Timeline, run_experiment, summary_table
+from syrenets_ros.experiment import DEFAULT_REAL_TIME_FACTOR, Timeline, run_experiment, summary_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = Timeline()
     parser.add_argument("--run-dir", type=Path, default=Path("runs/demo"), help="logs, result.json, plot")
-    parser.add_argument("--real-time-factor", type=float, default=1.0, help="simulator pacing (1 = real time)")
+    parser.add_argument("--real-time-factor", type=float, default=DEFAULT_REAL_TIME_FACTOR,
+                        help="simulator pacing (1 = real time; the default fits a 2-core machine)")
     parser.add_argument("--pd-only", type=float, default=defaults.pd_only, help="sim seconds of PD only")
     parser.add_argument("--before-swap", type=float, default=defaults.learned_before_swap,
                         help="sim seconds with learned feed-forward before the swap")
@@ -26,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     timeline = Timeline(pd_only=args.pd_only, learned_before_swap=args.before_swap, after_swap=args.after_swap)
     print(__doc__.split("\n\n")[0].replace("``", "") + "\n")
     print(f"timeline (sim s): PD only {timeline.pd_only}, learned FF {timeline.learned_before_swap}, "
-          f"swap {timeline.swap}, then {timeline.after_swap}")
+          f"swap {timeline.swap}, then {timeline.after_swap}; real-time factor {args.real_time_factor}")
     result = run_experiment(timeline, args.run_dir, real_time_factor=args.real_time_factor)
     print("\n" + summary_table(result))
     print(f"\nfull result: {args.run_dir / 'result.json'}; node logs: {args.run_dir / 'logs'}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 from typing import Callable, Mapping
 
 import rclpy
@@ -87,22 +88,26 @@ def run_node(make_node: Callable[[], Node], make_executor: Callable[[], Executor
              args: list[str] | None = None) -> None:
     """Spin a node until Ctrl-C or SIGTERM, then stop it in the right order.
 
-    rclpy's own signal handler would invalidate the context at once, under the node's worker
-    threads, which then fail to publish. Instead both signals raise KeyboardInterrupt here,
-    the node's destroy_node() stops its threads, and only then is the context shut down.
+    The signal handlers only set a flag, checked between short spin slices: an exception
+    thrown into rclpy's C++ calls (rclpy's own handler, or a KeyboardInterrupt) surfaces as
+    a RuntimeError mid-callback, and rclpy's handler would also invalidate the context under
+    the node's worker threads. Here the node's destroy_node() stops its threads first, and
+    only then is the context shut down.
     """
+    stop = threading.Event()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     executor = make_executor()
     node = None
     try:
         node = make_node()
         executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        if node is not None:
-            node.get_logger().info("shutting down")
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.2)
+        node.get_logger().info("shutting down")
+    except ExternalShutdownException:
+        pass
     finally:
         if node is not None:
             node.destroy_node()

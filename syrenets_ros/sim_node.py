@@ -70,7 +70,7 @@ class SimSettings:
     excitation_seed: int = 0
     excitation_amplitude: float = 1.0
     excitation_base_frequency: float = 0.1
-    reference_lead: float = 0.02
+    reference_lead: float = 0.05
     reference_points: int = 10
     clock_divider: int = 10
 
