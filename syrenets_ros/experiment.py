@@ -198,7 +198,8 @@ def run_experiment(timeline: Timeline, run_dir: Path, *, real_time_factor: float
                    hooks: dict[str, Callable[[Monitor], None]] | None = None,
                    nodes: Sequence[NodeSpec] = NODES, startup_timeout: float = 90.0) -> ExperimentResult:
     """Run the timeline against freshly started node processes; logs go to run_dir/logs.
-    `hooks` are called with the monitor at "started" and "feedforward_on"."""
+    `hooks` are called with the monitor once the simulation runs ("started") and when the
+    feed-forward is switched on ("feedforward_on")."""
     run_dir.mkdir(parents=True, exist_ok=True)
     hooks = hooks or {}
     params_before = physics.PendulumParams()
@@ -240,9 +241,9 @@ def run_experiment(timeline: Timeline, run_dir: Path, *, real_time_factor: float
     try:
         progress(f"starting {', '.join(n.name for n in nodes)} (logs in {run_dir / 'logs'})")
         graph.start()
+        wait_until(0.05, "startup")
         if "started" in hooks:
             hooks["started"](monitor)
-        wait_until(0.05, "startup")
         wait_until(timeline.pd_only, "PD only")
         _set(SIM, {"feedforward_enabled": True})
         t_ff = monitor.sim_time

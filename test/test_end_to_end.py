@@ -35,6 +35,10 @@ def _refused(monitor: Monitor) -> int:
 def _inject(monitor: Monitor) -> None:
     states = monitor.create_publisher(JointState, rc.JOINT_STATES, rc.STREAM_QOS)
     models = monitor.create_publisher(String, rc.MODEL, rc.LATCHED_QOS)
+    deadline = time.monotonic() + 30.0
+    while time.monotonic() < deadline and not (
+            "syrenets_learner" in monitor.diagnostics and states.get_subscription_count() >= 3):
+        time.sleep(0.1)  # learner running and matched (learner, predictor, this monitor)
     stamp = rc.seconds_to_stamp(monitor.sim_time)
     for i in range(MALFORMED_STATES):
         msg = JointState(name=["joint1", "joint2"], position=[math.nan, 0.0], velocity=[0.0, 0.0], effort=[0.0, 0.0])
@@ -58,7 +62,7 @@ def _inject(monitor: Monitor) -> None:
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
     timeline = Timeline(pd_only=4.0, learned_before_swap=10.0, after_swap=10.0, window=2.0)
-    return run_experiment(timeline, tmp_path_factory.mktemp("e2e"), hooks={"feedforward_on": _inject},
+    return run_experiment(timeline, tmp_path_factory.mktemp("e2e"), hooks={"started": _inject},
                           overrides={"syrenets_learner": {"network_enabled": True}})
 
 
