@@ -88,11 +88,11 @@ def run_node(make_node: Callable[[], Node], make_executor: Callable[[], Executor
              args: list[str] | None = None) -> None:
     """Spin a node until Ctrl-C or SIGTERM, then stop it in the right order.
 
-    The signal handlers only set a flag, checked between short spin slices: an exception
-    thrown into rclpy's C++ calls (rclpy's own handler, or a KeyboardInterrupt) surfaces as
-    a RuntimeError mid-callback, and rclpy's handler would also invalidate the context under
-    the node's worker threads. Here the node's destroy_node() stops its threads first, and
-    only then is the context shut down.
+    The executor spins in a thread of its own; the signal handlers only set a flag that the
+    main thread waits on. rclpy's own handler (or a KeyboardInterrupt) would strike inside
+    rclpy's C++ calls mid-callback and invalidate the context under the node's worker
+    threads. Here the executor stops, then the node's destroy_node() stops its threads, and
+    only then is the context shut down. A callback that raises ends the node with an error.
     """
     stop = threading.Event()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
@@ -100,16 +100,28 @@ def run_node(make_node: Callable[[], Node], make_executor: Callable[[], Executor
         signal.signal(signum, lambda *_: stop.set())
     executor = make_executor()
     node = None
+    failure: list[BaseException] = []
+
+    def spin() -> None:
+        try:
+            executor.spin()
+        except ExternalShutdownException:
+            pass
+        except BaseException as error:  # noqa: BLE001 - handed to the main thread below
+            failure.append(error)
+            stop.set()
+
     try:
         node = make_node()
         executor.add_node(node)
-        while not stop.is_set() and rclpy.ok():
-            executor.spin_once(timeout_sec=0.2)
-        node.get_logger().info("shutting down")
-    except ExternalShutdownException:
-        pass
+        spinner = threading.Thread(target=spin, name="ros_executor", daemon=True)
+        spinner.start()
+        stop.wait()
+        node.get_logger().info("shutting down" if not failure else f"stopping after an error: {failure[0]!r}")
     finally:
+        executor.shutdown(timeout_sec=5.0)
         if node is not None:
             node.destroy_node()
-        executor.shutdown(timeout_sec=5.0)
         rclpy.try_shutdown()
+    if failure:
+        raise failure[0]
