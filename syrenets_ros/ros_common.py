@@ -57,14 +57,15 @@ def steady_clock() -> Clock:
 
 
 def publish_diagnostics(node: Node, publisher, name: str, level: bytes, message: str,
-                        values: Mapping[str, object]) -> None:
-    """One DiagnosticStatus (level: DiagnosticStatus.OK/WARN/ERROR; hardware_id = node
-    name) with key/values as strings."""
-    status = DiagnosticStatus(level=level, name=name, message=message,
-                              hardware_id=node.get_name(),
+                        values: Mapping[str, object], *, stamp: Time | None = None,
+                        hardware_id: str | None = None) -> None:
+    """One DiagnosticStatus (level: DiagnosticStatus.OK/WARN/ERROR) with key/values as
+    strings; stamped with the node's clock unless `stamp` is given, hardware_id defaults to
+    the node name."""
+    status = DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id or node.get_name(),
                               values=[KeyValue(key=str(k), value=str(v)) for k, v in values.items()])
     array = DiagnosticArray(status=[status])
-    array.header.stamp = node.get_clock().now().to_msg()
+    array.header.stamp = stamp or node.get_clock().now().to_msg()
     publisher.publish(array)
 
 

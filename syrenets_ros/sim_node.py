@@ -28,7 +28,7 @@ from typing import Any
 
 import rclpy
 from builtin_interfaces.msg import Duration, Time
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
 from rclpy.node import Node
@@ -41,7 +41,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from syrenets_ros.excitation import MAX_AMPLITUDE, MultiSine
 from syrenets_ros.feedforward import FeedForwardBuffer, Torque, Use
 from syrenets_ros.physics import JOINT_NAMES, PendulumParams
-from syrenets_ros.ros_common import run_node
+from syrenets_ros.ros_common import publish_diagnostics, run_node
 from syrenets_ros.simulator import Simulator
 
 NODE_NAME = "pendulum_sim"
@@ -502,12 +502,8 @@ class PendulumSimNode(Node):
         message = "feed-forward in use" if s.window_feedforward else "PD only (no fresh prediction)"
         if late_fraction > 0.05:
             level, message = DiagnosticStatus.WARN, f"{late_fraction:.1%} late steps; " + message
-        status = DiagnosticStatus(level=level, name=NODE_NAME, message=message,
-                                  hardware_id="pybullet_double_pendulum",
-                                  values=[KeyValue(key=k, value=v) for k, v in values.items()])
-        array = DiagnosticArray(status=[status])
-        array.header.stamp = stamp
-        self._diagnostics_pub.publish(array)
+        publish_diagnostics(self, self._diagnostics_pub, NODE_NAME, level, message, values, stamp=stamp,
+                            hardware_id="pybullet_double_pendulum")
         s.window_squared_error = 0.0
         s.window_steps = s.window_feedforward = s.window_late = s.window_paced = 0
         s.window_wall_start = now
