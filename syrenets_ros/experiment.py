@@ -72,10 +72,8 @@ class Monitor(Node):
         self.params = params_before
         self.sim_time = 0.0
         self.desired: dict[int, tuple[list[float], list[float], list[float]]] = {}
-        self.reference_wall: dict[int, float] = {}
         self.tracking: list[tuple[float, float]] = []  # (t, |q - q_d|)
         self.torque_error: list[tuple[float, float]] = []  # (t, |τ_ff - τ_true|)
-        self.latency_ms: list[float] = []
         self.states: list[tuple[float, list[float]]] = []  # subsampled q for plotting forecasts
         self.equations: list[tuple[float, str]] = []
         self.forecasts: list[ForecastRecord] = []
@@ -90,11 +88,10 @@ class Monitor(Node):
     def on_reference(self, msg: JointTrajectory) -> None:
         if list(msg.joint_names) != list(physics.JOINT_NAMES):
             return
-        base, now = rc.stamp_to_seconds(msg.header.stamp), time.perf_counter()
+        base = rc.stamp_to_seconds(msg.header.stamp)
         for point in msg.points:
             key = _key(base + rc.stamp_to_seconds(point.time_from_start))
             self.desired[key] = (list(point.positions), list(point.velocities), list(point.accelerations))
-            self.reference_wall[key] = now
 
     def on_state(self, msg: JointState) -> None:
         if list(msg.name) != list(physics.JOINT_NAMES) or len(msg.position) != 2:
@@ -111,9 +108,6 @@ class Monitor(Node):
 
     def on_torque(self, msg: JointState) -> None:
         key = _key(rc.stamp_to_seconds(msg.header.stamp))
-        sent = self.reference_wall.pop(key, None)
-        if sent is not None:
-            self.latency_ms.append((time.perf_counter() - sent) * 1e3)
         desired = self.desired.get(key)
         if desired is None or len(msg.effort) != 2 or list(msg.name) != list(physics.JOINT_NAMES):
             return
@@ -138,11 +132,10 @@ class Monitor(Node):
             self.diagnostics[status.name] = {kv.key: kv.value for kv in status.values}
 
     def trim(self, before: float) -> None:
-        """Drop reference points nobody answered, so the dicts stay bounded."""
+        """Drop desired points no joint state was paired with, so the table stays bounded."""
         cutoff = _key(before)
-        for table in (self.desired, self.reference_wall):
-            for key in [k for k in table if k < cutoff]:
-                del table[key]
+        for key in [k for k in self.desired if k < cutoff]:
+            del self.desired[key]
 
 
 def _rms(series: list[tuple[float, float]], start: float, end: float) -> float:
@@ -169,7 +162,6 @@ class ExperimentResult:
     torque_rmse: dict[str, float]
     adaptation_time: float
     learner_change_stamps: list[str]
-    latency_ms: dict[str, float]
     equation: str
     true_equation: str
     node_exit_codes: dict[str, int]
@@ -276,17 +268,11 @@ def run_experiment(timeline: Timeline, run_dir: Path, *, real_time_factor: float
     }
     tracking = {k: _rms(monitor.tracking, *v) for k, v in phases.items()}
     torque = {k: _rms(monitor.torque_error, *v) for k, v in phases.items() if k != "pd_only"}
-    latencies = sorted(monitor.latency_ms)
-
-    def pct(p: float) -> float:
-        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] if latencies else math.nan
-
     result = ExperimentResult(
         timeline=asdict(timeline), params_before=asdict(params_before), params_after=asdict(params_after),
         t_feedforward_on=t_ff, t_swap=t_swap, tracking_rms=tracking, torque_rmse=torque,
         adaptation_time=_adaptation_time(monitor.torque_error, t_swap, torque["learned_before_swap"]),
         learner_change_stamps=[monitor.diagnostics.get("syrenets_learner", {}).get("last_change_stamp", "none")],
-        latency_ms={"p50": pct(0.5), "p99": pct(0.99), "count": float(len(latencies))},
         equation=monitor.equations[-1][1] if monitor.equations else "",
         true_equation=true_equation(params_after), node_exit_codes=exit_codes, nodes_died=died,
         diagnostics=monitor.diagnostics)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -108,7 +107,6 @@ class OnlineLearner:
         self.version = 0
         self.served = None  # the model object last published
         self.tracker: RecursiveLeastSquares | None = None
-        self._recent_residual: deque[float] = deque(maxlen=2_000)
         self._last_selection = -math.inf
         self._last_checkpoint = time.monotonic()
         self._last_train = -math.inf
@@ -122,7 +120,6 @@ class OnlineLearner:
         if self.served is not None:
             with torch.no_grad():
                 residual = (self.served.torque(new.q, new.qd, new.qdd) - new.tau).square().mean(-1)
-            self._recent_residual.extend(residual.tolist())
             change = self.detector.update(new.stamp, residual)
             trusted_from = None if change is None else self._confirm_change(change)
             if trusted_from is not None:

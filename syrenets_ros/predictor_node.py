@@ -10,7 +10,6 @@ import time
 import torch
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
@@ -22,26 +21,18 @@ from syrenets_ros import ros_common as rc
 from syrenets_ros.serving import ModelServer
 
 
-def _range(low: float, high: float) -> list[FloatingPointRange]:
-    return [FloatingPointRange(from_value=low, to_value=high, step=0.0)]
-
-
 class PredictorNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("syrenets_predictor", **kwargs)
-        self.declare_parameter("joint_names", ["joint1", "joint2"], ParameterDescriptor(
-            description="joints served, in this order; snapshots for other joints are refused", read_only=True))
-        self.declare_parameter("forecast_rate", 2.0, ParameterDescriptor(
-            description="forecasts per second (0 = off)", floating_point_range=_range(0.0, 50.0)))
-        self.declare_parameter("forecast_horizon", 2.0, ParameterDescriptor(
-            description="seconds of passive motion forecast", floating_point_range=_range(0.05, 20.0)))
-        self.declare_parameter("forecast_step", 0.01, ParameterDescriptor(
-            description="variational integrator time step [s]", floating_point_range=_range(0.0005, 0.1)))
-        self.declare_parameter("max_payload_bytes", 8_000_000, ParameterDescriptor(
-            description="larger model payloads are refused", read_only=True,
-            integer_range=[IntegerRange(from_value=1024, to_value=64_000_000, step=1)]))
-        names = list(self.get_parameter("joint_names").value)
-        self.server = ModelServer(names, self.get_parameter("max_payload_bytes").value)
+        names = list(rc.declare(self, "joint_names", ["joint1", "joint2"],
+                                "joints served, in this order; snapshots for other joints are refused",
+                                read_only=True))
+        max_payload = rc.declare(self, "max_payload_bytes", 8_000_000, "larger model payloads are refused",
+                                 low=1024, high=64_000_000, read_only=True)
+        rc.declare(self, "forecast_rate", 1.0, "forecasts per second (0 = off)", low=0.0, high=50.0)
+        rc.declare(self, "forecast_horizon", 2.0, "seconds of passive motion forecast", low=0.05, high=20.0)
+        rc.declare(self, "forecast_step", 0.01, "variational integrator time step [s]", low=0.0005, high=0.1)
+        self.server = ModelServer(names, max_payload)
         self.served = 0
         self.bad_references = 0
         self.forecasts = 0
