@@ -69,7 +69,7 @@ def predictor_latency(seconds: float = 10.0, points: int = 10) -> dict[str, floa
         for i in range(points):
             msg.points.append(JointTrajectoryPoint(positions=[0.1, 0.2], velocities=[0.3, -0.1],
                                                    accelerations=[0.5, 0.5],
-                                                   time_from_start=rc.seconds_to_stamp(0.05 + i * 1e-3)))
+                                                   time_from_start=rc.seconds_to_duration(0.05 + i * 1e-3)))
             sent[base_ns + 50 * 10**6 + i * 10**6] = time.perf_counter()
         references.publish(msg)
 

@@ -141,7 +141,7 @@ class PredictorNode(Node):
         msg = JointTrajectory(joint_names=list(self.server.joint_names))
         msg.header.stamp = stamp  # the state it starts from; points are relative to it
         msg.points = [JointTrajectoryPoint(positions=q, velocities=qd,
-                                           time_from_start=rc.seconds_to_stamp(t))
+                                           time_from_start=rc.seconds_to_duration(t))
                       for t, q, qd in zip(forecast.times, forecast.q, forecast.qd)]
         self.forecast_pub.publish(msg)
         self.forecasts += 1

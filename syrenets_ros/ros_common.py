@@ -40,13 +40,32 @@ LATEST_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=Re
                         durability=DurabilityPolicy.VOLATILE)
 
 
+NANOSECONDS = 1_000_000_000
+
+
+def to_nanoseconds(stamp: Time | Duration) -> int:
+    """Exact integer time of a stamp or duration (sim time is kept in integer steps)."""
+    return stamp.sec * NANOSECONDS + stamp.nanosec
+
+
+def stamp_from_nanoseconds(nanoseconds: int) -> Time:
+    return Time(sec=nanoseconds // NANOSECONDS, nanosec=nanoseconds % NANOSECONDS)
+
+
+def duration_from_nanoseconds(nanoseconds: int) -> Duration:
+    return Duration(sec=nanoseconds // NANOSECONDS, nanosec=nanoseconds % NANOSECONDS)
+
+
 def stamp_to_seconds(stamp: Time | Duration) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 
 
 def seconds_to_stamp(seconds: float) -> Time:
-    nanoseconds = int(round(seconds * 1e9))
-    return Time(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
+    return stamp_from_nanoseconds(int(round(seconds * 1e9)))
+
+
+def seconds_to_duration(seconds: float) -> Duration:
+    return duration_from_nanoseconds(int(round(seconds * 1e9)))
 
 
 def steady_clock() -> Clock:

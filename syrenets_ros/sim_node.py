@@ -27,10 +27,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import rclpy
-from builtin_interfaces.msg import Duration, Time
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                SetParametersResult)
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -41,11 +40,11 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from syrenets_ros.excitation import MAX_AMPLITUDE, MultiSine
 from syrenets_ros.feedforward import FeedForwardBuffer, Torque, Use
 from syrenets_ros.physics import JOINT_NAMES, PendulumParams
-from syrenets_ros.ros_common import publish_diagnostics, run_node
+from syrenets_ros.ros_common import (NANOSECONDS, declare, duration_from_nanoseconds, publish_diagnostics, run_node,
+                                     stamp_from_nanoseconds, to_nanoseconds)
 from syrenets_ros.simulator import Simulator
 
 NODE_NAME = "pendulum_sim"
-NANOSECONDS = 1_000_000_000
 MAX_STORED_PREDICTIONS = 4096
 MAX_PREDICTION_HORIZON_S = 5.0  # an answer stamped further ahead than this is refused
 DIAGNOSTICS_PERIOD_S = 1.0
@@ -121,18 +120,6 @@ _SPECS: dict[str, tuple[Any, _Spec]] = {
 _GAIN_LIMITS = {"kp": 1.0e5, "kd": 1.0e4}
 
 
-def _descriptor(name: str, default: Any, spec: _Spec) -> ParameterDescriptor:
-    descriptor = ParameterDescriptor(name=name, description=spec.description,
-                                     read_only=spec.read_only)
-    if spec.low is not None and isinstance(default, int) and not isinstance(default, bool):
-        descriptor.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high),
-                                                 step=0)]
-    elif spec.low is not None:
-        descriptor.floating_point_range = [FloatingPointRange(from_value=float(spec.low),
-                                                              to_value=float(spec.high), step=0.0)]
-    return descriptor
-
-
 def settings_with(settings: SimSettings, changes: dict[str, Any]) -> SimSettings:
     """A validated copy of ``settings`` with parameter-name → value changes; ValueError says why."""
     physical: dict[str, float] = {}
@@ -184,14 +171,6 @@ def _gains(name: str, value: Any) -> tuple[float, float]:
     return gains  # type: ignore[return-value]
 
 
-def _stamp(nanoseconds: int) -> Time:
-    return Time(sec=nanoseconds // NANOSECONDS, nanosec=nanoseconds % NANOSECONDS)
-
-
-def _nanoseconds(stamp: Time) -> int:
-    return stamp.sec * NANOSECONDS + stamp.nanosec
-
-
 @dataclass
 class SimStats:
     """Counters of the step loop; windows restart at each diagnostics report."""
@@ -225,15 +204,16 @@ class PendulumSimNode(Node):
                  cli_args: list[str] | None = None, start: bool = True) -> None:
         super().__init__(NODE_NAME, context=context, cli_args=cli_args,
                          parameter_overrides=parameter_overrides)
-        for name, (default, spec) in _SPECS.items():
-            self.declare_parameter(name, default, _descriptor(name, default, spec))
-        initial = {name: self.get_parameter(name).value for name in _SPECS if name != "time_step"}
+        declared = {name: declare(self, name, default, spec.description, low=spec.low, high=spec.high,
+                                  read_only=spec.read_only)
+                    for name, (default, spec) in _SPECS.items()}
+        initial = {name: value for name, value in declared.items() if name != "time_step"}
         self._settings = settings_with(SimSettings(), initial)
         self._requested = self._settings
         self._lock = threading.Lock()
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
-        self._step_ns = round(self.get_parameter("time_step").value * NANOSECONDS)
+        self._step_ns = round(declared["time_step"] * NANOSECONDS)
         self._excitation = self._make_excitation(self._settings)
         q0, qd0, _ = self._excitation.sample(0.0)
         self._sim = Simulator(self._settings.params, self._step_ns / NANOSECONDS, q0, qd0)
@@ -299,13 +279,13 @@ class PendulumSimNode(Node):
             if not reason:
                 order = [list(msg.name).index(name) for name in JOINT_NAMES]
                 torque = tuple(float(msg.effort[i]) for i in order)
-                reason = self._answers.add(_nanoseconds(msg.header.stamp), torque, current)
+                reason = self._answers.add(to_nanoseconds(msg.header.stamp), torque, current)
             if reason:
                 self.stats.predictions_rejected += 1
                 self.stats.last_rejection = reason
                 return
             self.stats.predictions_received += 1
-            if self._answers.step_of(_nanoseconds(msg.header.stamp)) < current:
+            if self._answers.step_of(to_nanoseconds(msg.header.stamp)) < current:
                 self.stats.predictions_too_late += 1
 
     @staticmethod
@@ -367,7 +347,7 @@ class PendulumSimNode(Node):
                     total = pd + (feedforward[i] if feedforward is not None else 0.0)
                     tau.append(min(max(total, -limit), limit))
 
-                stamp = _stamp(now_ns)
+                stamp = stamp_from_nanoseconds(now_ns)
                 if step % settings.clock_divider == 0:
                     clock_msg.clock = stamp
                     self._clock_pub.publish(clock_msg)
@@ -453,8 +433,8 @@ class PendulumSimNode(Node):
             q_d, qd_d, qdd_d = self._excitation.sample((now_ns + offset_ns) / NANOSECONDS)
             msg.points.append(JointTrajectoryPoint(
                 positions=q_d, velocities=qd_d, accelerations=qdd_d,
-                time_from_start=Duration(sec=offset_ns // NANOSECONDS, nanosec=offset_ns % NANOSECONDS)))
-        msg.header.stamp = _stamp(now_ns)
+                time_from_start=duration_from_nanoseconds(offset_ns)))
+        msg.header.stamp = stamp_from_nanoseconds(now_ns)
         self._reference_pub.publish(msg)
 
     def _count_step(self, q: Sequence[float], q_d: Sequence[float], used_feedforward: bool) -> None:

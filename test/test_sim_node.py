@@ -17,14 +17,11 @@ from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory
 
 from syrenets_ros import cli, param_cli, physics
+from syrenets_ros.ros_common import to_nanoseconds
 from syrenets_ros.sim_node import PendulumSimNode
 
 STEP_NS = 1_000_000
 SWAPPED = physics.PendulumParams().with_changes(m2=2.0, l2=1.2)
-
-
-def _ns(stamp) -> int:
-    return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
 def _by_name(names, values) -> list[float]:
@@ -32,7 +29,7 @@ def _by_name(names, values) -> list[float]:
 
 
 def _joint_arrays(messages: list[JointState]):
-    stamps = np.array([_ns(m.header.stamp) for m in messages])
+    stamps = np.array([to_nanoseconds(m.header.stamp) for m in messages])
     q = torch.tensor([_by_name(m.name, m.position) for m in messages], dtype=torch.float64)
     qd = torch.tensor([_by_name(m.name, m.velocity) for m in messages], dtype=torch.float64)
     tau = torch.tensor([_by_name(m.name, m.effort) for m in messages], dtype=torch.float64)
@@ -53,7 +50,7 @@ def _status_values(array: DiagnosticArray) -> dict[str, str]:
 
 def _newest_stamp(collector: Collector) -> int:
     messages = collector.messages()
-    return _ns(messages[-1].header.stamp) if messages else -1
+    return to_nanoseconds(messages[-1].header.stamp) if messages else -1
 
 
 def _publish_malformed_predictions(node: Node) -> int:
@@ -152,7 +149,7 @@ class TrueModelFeedForward(Node):
             values = [torch.tensor(_by_name(msg.joint_names, v), dtype=torch.float64)
                       for v in (point.positions, point.velocities, point.accelerations)]
             tau = physics.inverse_dynamics(*values, physics.PendulumParams()).tolist()
-            when = _ns(msg.header.stamp) + _ns(point.time_from_start)
+            when = to_nanoseconds(msg.header.stamp) + to_nanoseconds(point.time_from_start)
             # Joints in the other order on purpose: the simulator must match them by name.
             answer = JointState(name=list(reversed(physics.JOINT_NAMES)), effort=tau[::-1])
             answer.header.stamp.sec, answer.header.stamp.nanosec = divmod(when, 1_000_000_000)
@@ -191,7 +188,7 @@ def _tracking_run(context, feedforward_enabled: bool, steps: int = 3000
     desired = {}
     for msg in references.messages():
         for point in msg.points:
-            desired[_ns(msg.header.stamp) + _ns(point.time_from_start)] = _by_name(msg.joint_names,
+            desired[to_nanoseconds(msg.header.stamp) + to_nanoseconds(point.time_from_start)] = _by_name(msg.joint_names,
                                                                                    point.positions)
     stamps, q, _, _ = _joint_arrays(joints.messages())
     window = (stamps >= 500 * STEP_NS) & (stamps <= steps * STEP_NS)
