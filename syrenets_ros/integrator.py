@@ -45,6 +45,7 @@ import torch
 from torch.func import grad, jacrev, vmap
 from torch.fx.experimental.proxy_tensor import make_fx
 
+from . import euler_lagrange
 from .euler_lagrange import LagrangianFn
 
 Rule = Literal["midpoint", "trapezoid"]
@@ -409,20 +410,9 @@ def variational_rollout(
 # -------------------------------------------------------------------------- explicit
 
 
-def _acceleration_one(L: LagrangianFn, q: torch.Tensor, qd: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
-    """q̈ = M⁻¹(τ + ∂L/∂q − ∂²L/∂q̇∂q·q̇), the formula of ``euler_lagrange.forward_dynamics``,
-    with all derivatives reverse-over-reverse: its forward-over-reverse jvp produces ZeroTensor
-    prims that run ~3x slower and that TorchInductor fails to compile for some models (the
-    distilled term model). Agreement with it is tested."""
-    dl_dqd = grad(L, argnums=1)
-    mass, mixed = jacrev(dl_dqd, argnums=(1, 0))(q, qd)
-    rhs = tau + grad(L, argnums=0)(q, qd) - mixed @ qd
-    return torch.linalg.solve_ex(mass, rhs.unsqueeze(-1))[0].squeeze(-1)  # singular: non-finite, stops
-
-
 class ExplicitIntegrator:
     """Explicit Euler or classic RK4 on (q, q̇) with q̈ = M⁻¹(τ − bias) from the Euler–Lagrange
-    equations of L (as ``euler_lagrange.forward_dynamics``).
+    equations of L (``euler_lagrange.acceleration``, per sample).
 
     The baselines the variational scheme is compared against; a trajectory that turns
     non-finite stops there, like a Newton failure.
@@ -435,7 +425,7 @@ class ExplicitIntegrator:
         h = self.h
 
         def acceleration(q: torch.Tensor, qd: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
-            return vmap(lambda a, b, c: _acceleration_one(L, a, b, c))(q, qd, tau)
+            return vmap(lambda a, b, c: euler_lagrange.acceleration(L, a, b, c))(q, qd, tau)
 
         def euler(q: torch.Tensor, qd: torch.Tensor, tau: torch.Tensor):
             return q + h * qd, qd + h * acceleration(q, qd, tau)

@@ -223,7 +223,8 @@ def symbolic_torque(q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor, weight
 
     Each node carries (value, rate, gradient, gradient of the rate) so the derivatives need no
     autograd: the fastest path for the predictor's single samples. (Back-propagating through
-    it to train was measured ~1.8x slower than :func:`batched_torque`, which training uses.)
+    it to train was measured ~1.8x slower than :func:`euler_lagrange.batched_torque`, which
+    training uses.)
     Agrees with :func:`euler_lagrange.torque`."""
     n = q.shape[-1]
     x = torch.cat((q, qd), dim=-1)
@@ -235,24 +236,6 @@ def symbolic_torque(q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor, weight
         h_jet = candidates.jet(torch.cat((x_jet, h_jet), dim=-1)) @ w
     _, _, grad_l, grad_rate = _jet_parts(h_jet.sum(-1, keepdim=True))
     return grad_rate[..., n:, 0] - grad_l[..., :n, 0]
-
-
-def batched_torque(lagrangian: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                   q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor,
-                   create_graph: bool = True) -> torch.Tensor:
-    """Euler–Lagrange torque of a *row-wise* batched L (B,n)->(B,) by reverse-over-reverse.
-
-    Same result as :func:`euler_lagrange.torque` (sum over rows of L separates per sample
-    because rows do not interact), with fewer, larger kernels: the fast path for training.
-    τ = ∂/∂q̇ (∇ₓL · ẋ) − ∂L/∂q with ẋ = (q̇, q̈) held fixed."""
-    with torch.enable_grad():
-        q_in = q.detach().requires_grad_(True)
-        qd_in = qd.detach().requires_grad_(True)
-        value = lagrangian(q_in, qd_in)
-        dl_dq, dl_dqd = torch.autograd.grad(value.sum(), (q_in, qd_in), create_graph=True)
-        rate = (dl_dq * qd.detach()).sum() + (dl_dqd * qdd.detach()).sum()
-        (ddt_dl_dqd,) = torch.autograd.grad(rate, (qd_in,), create_graph=create_graph)
-    return ddt_dl_dqd - dl_dq
 
 
 def _layer_norm(x: torch.Tensor) -> torch.Tensor:
@@ -396,7 +379,7 @@ class SyReNet(nn.Module):
                weights: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
         """Inverse dynamics with W from this batch (or the given W), per sample in x."""
         weights = self.selection(q, qd).weights if weights is None else weights
-        return batched_torque(self.lagrangian_fn(weights), q, qd, qdd)
+        return el.batched_torque(self.lagrangian_fn(weights), q, qd, qdd)
 
     def _regularisers(self, sel: Selection) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.config
@@ -419,7 +402,7 @@ class SyReNet(nn.Module):
              tau: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """Paper loss: torque MSE + AE + λ2 ΣH(p) − λ3 mean cross-entropy between heads."""
         sel = self.selection(q, qd)
-        predicted = batched_torque(self.lagrangian_fn(sel.weights), q, qd, qdd)
+        predicted = el.batched_torque(self.lagrangian_fn(sel.weights), q, qd, qdd)
         mse = F.mse_loss(predicted, tau)
         extra, parts = self._regularisers(sel)
         total = mse + extra
@@ -520,7 +503,7 @@ class FrozenSyReNet:
         if q.shape[0] <= JET_MAX_BATCH:
             with torch.no_grad():
                 return symbolic_torque(q, qd, qdd, self.weights, self._candidates)
-        return batched_torque(self.lagrangian, q, qd, qdd, create_graph=False).detach()
+        return el.batched_torque(self.lagrangian, q, qd, qdd, create_graph=False).detach()
 
     def equation(self, digits: int = 4, keep_fraction: float = 0.05, max_terms: int = 6,
                  max_chars: int = 4000) -> str:

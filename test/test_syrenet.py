@@ -7,8 +7,8 @@ import torch
 from syrenets_ros import euler_lagrange as el
 from syrenets_ros import physics
 from syrenets_ros.snapshot import SnapshotError
-from syrenets_ros.syrenet import (OPERATORS, FrozenSyReNet, SyReNet, SyReNetConfig, batched_torque,
-                                  symbolic_torque)
+from syrenets_ros.euler_lagrange import batched_torque
+from syrenets_ros.syrenet import OPERATORS, FrozenSyReNet, SyReNet, SyReNetConfig, symbolic_torque
 
 SMALL = SyReNetConfig(layers=2, heads=4, ae_hidden=32, latent=8, head_hidden=16)
 
