@@ -27,10 +27,10 @@ setup(
     extras_require={"test": ["pytest"]},
     entry_points={
         "console_scripts": [
-            "pendulum_sim = syrenets_ros.sim_node:main",
-            "learner = syrenets_ros.learner_node:main",
-            "predictor = syrenets_ros.predictor_node:main",
-            "syrenets-ros = syrenets_ros.cli:main",
+            "pendulum_sim = syrenets_ros.ros.sim_node:main",
+            "learner = syrenets_ros.ros.learner_node:main",
+            "predictor = syrenets_ros.ros.predictor_node:main",
+            "syrenets-ros = syrenets_ros.tools.cli:main",
         ],
     },
 )

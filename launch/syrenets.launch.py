@@ -14,7 +14,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
-from syrenets_ros.graph import NODES
+from syrenets_ros.tools.graph import NODES
 
 
 def generate_launch_description() -> LaunchDescription:

@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 from importlib import metadata
 from pathlib import Path
 
-from syrenets_ros.graph import NODES
+from syrenets_ros.tools.graph import NODES
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIRED_DEPENDS = {"rclpy", "sensor_msgs", "std_msgs", "trajectory_msgs", "rosgraph_msgs",

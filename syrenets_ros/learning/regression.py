@@ -1,0 +1,143 @@
+"""Sparse regression of torque (or L) on the term library: the exact refit of SPEC §3.
+
+Euler–Lagrange is linear in L, so a fitted L = Σ c_m φ_m follows from linear least squares on
+the EL images of the terms. Unidentifiable terms go first (rank check), then sequentially
+thresholded least squares (STLSQ) keeps the terms that carry weight. The network only ranks;
+the data decides.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+
+from syrenets_ros.dynamics import euler_lagrange
+from syrenets_ros.dynamics.euler_lagrange import LagrangianFn
+from syrenets_ros.learning.terms import Term, TermLibrary, TermModel
+
+
+def _stlsq(matrix: torch.Tensor, target: torch.Tensor, threshold: float,
+           max_iter: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sequentially thresholded least squares on unit-norm columns.
+
+    A term is dropped when its scaled coefficient is below ``threshold`` × the largest one, then
+    the rest is refitted; returns (active mask, coefficients in the unscaled columns).
+    """
+    norms = matrix.norm(dim=0).clamp_min(torch.finfo(matrix.dtype).tiny)
+    scaled = matrix / norms
+    active = torch.ones(matrix.shape[1], dtype=torch.bool)
+    xi = torch.zeros(matrix.shape[1], dtype=matrix.dtype)
+    for _ in range(max_iter):
+        xi = torch.zeros_like(xi)
+        xi[active] = torch.linalg.lstsq(scaled[:, active], target[:, None]).solution[:, 0]
+        small = active & (xi.abs() < threshold * xi.abs().max())
+        if not small.any():
+            break
+        active &= ~small
+    return active, xi / norms
+
+
+def _model_from_fit(library: TermLibrary, active: torch.Tensor, coefficients: torch.Tensor,
+                    report: dict[str, Any]) -> TermModel:
+    kept = [t for t, a in zip(library.terms, active.tolist()) if a]
+    return TermModel(TermLibrary(kept), coefficients[active], report)
+
+
+def fit_terms(library: TermLibrary, q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor,
+              tau: torch.Tensor, *, candidates: Sequence[Term] | None = None,
+              threshold: float = 1e-3, rank_tol: float = 1e-8, max_iter: int = 25) -> TermModel:
+    """Sparse refit of torque on EL images of the (candidate) terms: exact on exact data.
+
+    Unidentifiable terms are removed first (rank check), then STLSQ with column scaling and a
+    threshold relative to the largest scaled coefficient. Float64 throughout.
+    """
+    q, qd, qdd, tau = (t.detach().to(torch.float64).cpu() for t in (q, qd, qdd, tau))
+    lib = TermLibrary(list(candidates)) if candidates is not None else library
+    images = lib.el_images(q, qd, qdd)
+    base, dropped = lib._independent_columns(images.reshape(-1, len(lib)), rank_tol)
+    keep = [lib.index(t) for t in base.terms]
+    matrix = images[..., keep].reshape(-1, len(base))
+    active, coefs = _stlsq(matrix, tau.reshape(-1), threshold, max_iter)
+    residual = matrix[:, active] @ coefs[active] - tau.reshape(-1)
+    report = {"mse": float(residual.square().mean()), "candidates": len(lib),
+              "identifiable": len(base), "unidentifiable": dropped, "selected": int(active.sum())}
+    return _model_from_fit(base, active, coefs, report)
+
+
+def fit_lagrangian(library: TermLibrary, q: torch.Tensor, qd: torch.Tensor, lagrangian: torch.Tensor, *,
+                   candidates: Sequence[Term] | None = None, threshold: float = 1e-3,
+                   max_iter: int = 25) -> TermModel:
+    """Direct mode (paper Table 1): STLSQ of measured L on the features themselves."""
+    q, qd, lagrangian = (t.detach().to(torch.float64).cpu() for t in (q, qd, lagrangian))
+    lib = TermLibrary(list(candidates)) if candidates is not None else library
+    matrix = lib.features(q, qd)
+    active, coefs = _stlsq(matrix, lagrangian.reshape(-1), threshold, max_iter)
+    residual = matrix[:, active] @ coefs[active] - lagrangian.reshape(-1)
+    report = {"mse": float(residual.square().mean()), "candidates": len(lib), "selected": int(active.sum())}
+    return _model_from_fit(lib, active, coefs, report)
+
+
+@dataclass
+class NetworkRanking:
+    """The library terms ordered by how much of the network's behaviour they carry."""
+
+    ranked: list[tuple[Term, float]]
+    proposed: list[Term]
+    explained: float  # R² of the network's torques (or L) by the whole library
+
+
+def rank_terms_by_network(lagrangian_fn: LagrangianFn, library: TermLibrary, q: torch.Tensor,
+                          qd: torch.Tensor, qdd: torch.Tensor, *, target: str = "torque",
+                          threshold: float = 1e-2, rank_tol: float = 1e-8) -> NetworkRanking:
+    """Project a trained network onto the library and propose the terms it actually uses.
+
+    ``target="torque"`` fits the network's EL torques on the EL images (gauge-free);
+    ``"lagrangian"`` fits its L values on the features. The sparse projection (STLSQ at the
+    coarse ``threshold``) is the proposal; ``explained`` tells how much of the network the
+    library can express at all — a low value means the network found structure the library
+    lacks. Refit the proposal on measured data with :func:`fit_terms` to make it exact.
+    """
+    q, qd, qdd = (t.detach() for t in (q, qd, qdd))
+    if target == "torque":
+        y = euler_lagrange.torque(lagrangian_fn, q, qd, qdd).detach().to(torch.float64).cpu()
+        q64, qd64, qdd64 = (t.to(torch.float64).cpu() for t in (q, qd, qdd))
+        base, _ = library.identifiable(q64, qd64, qdd64, tol=rank_tol)
+        matrix = base.el_images(q64, qd64, qdd64).reshape(-1, len(base))
+    elif target == "lagrangian":
+        y = torch.func.vmap(lagrangian_fn)(q, qd).detach().to(torch.float64).cpu()
+        base = library
+        matrix = base.features(q.to(torch.float64).cpu(), qd.to(torch.float64).cpu())
+    else:
+        raise ValueError(f"target must be 'torque' or 'lagrangian', got {target!r}")
+    y = y.reshape(-1)
+    dense = torch.linalg.lstsq(matrix, y[:, None]).solution[:, 0]
+    explained = 1.0 - float((matrix @ dense - y).square().sum() / (y - y.mean()).square().sum())
+    score = (dense * matrix.norm(dim=0)).abs()
+    order = torch.argsort(score, descending=True).tolist()
+    active, _ = _stlsq(matrix, y, threshold, 25)
+    # A constant carries no dynamics (in L mode it only absorbs the network's gauge offset).
+    constant = Term((0,) * library.n_joints, "one", (0,) * library.n_joints)
+    proposed = [t for t, a in zip(base.terms, active.tolist()) if a and t != constant]
+    ranked = [(base.terms[i], float(score[i])) for i in order if base.terms[i] != constant]
+    return NetworkRanking(ranked, proposed, explained)
+
+
+def refit_by_rank(ranking: NetworkRanking, fit: Callable[[list[Term]], TermModel], target_power: float, *,
+                  rel_tol: float = 1e-12, growth: float = 1.5) -> TermModel:
+    """The network ranks, the data cuts: refit on the proposal, then on ever longer prefixes
+    of the network's ranking, until the refit explains the data to ``rel_tol`` × mean(target²)
+    (or the whole ranked library was tried). ``fit(candidates)`` is e.g. a :func:`fit_terms`
+    closure; the report records how much of the ranking had to be searched.
+    """
+    ordered = [t for t, _ in ranking.ranked]
+    size = max(1, len(ranking.proposed))
+    while True:
+        candidates = list(dict.fromkeys(ranking.proposed + ordered[:size]))
+        model = fit(candidates)
+        if model.fit_report["mse"] <= rel_tol * target_power or size >= len(ordered):
+            model.fit_report.update(searched=len(candidates), ranked=len(ordered))
+            return model
+        size = min(len(ordered), math.ceil(size * growth))

@@ -1,0 +1,221 @@
+"""Stream plumbing for online learning, with no ROS import: turning a joint-state stream into
+(q, q̇, q̈, τ) samples and a bounded replay buffer.
+
+The stream is untrusted: anything malformed, reordered or with a gap is skipped and counted
+by reason, and never reaches the buffer.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import Counter, deque
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+# Reasons a joint-state message does not become a sample; counted and reported.
+REJECT_REASONS = (
+    "malformed",  # wrong lengths, missing fields
+    "non_finite",
+    "unknown_joint",  # a joint we do not learn, or a missing one
+    "duplicate_stamp",
+    "out_of_order",
+    "gap",  # a dropped message between two states: q̈ would be wrong
+    "time_reset",  # stamps jumped back a lot: a new run (e.g. sim restarted)
+)
+
+
+@dataclass(frozen=True)
+class JointStateSample:
+    """One Euler–Lagrange sample; τ is the torque applied between the two states."""
+
+    stamp: float
+    q: tuple[float, ...]
+    qd: tuple[float, ...]
+    qdd: tuple[float, ...]
+    tau: tuple[float, ...]
+
+
+@dataclass
+class _State:
+    stamp: float
+    q: tuple[float, ...]
+    qd: tuple[float, ...]
+    tau: tuple[float, ...]
+
+
+class SampleAssembler:
+    """Forms samples from consecutive joint states of the same run.
+
+    q̈ is the forward difference of q̇ over the stamped Δt, τ the first state's effort
+    (the sim publishes, with each state, the torque applied during the following step).
+    """
+
+    def __init__(self, joint_names: Sequence[str], period: float, gap_tolerance: float = 0.5,
+                 reset_after: float = 1.0) -> None:
+        if period <= 0 or not math.isfinite(period):
+            raise ValueError(f"period must be a positive finite number, got {period!r}")
+        self.joint_names = tuple(joint_names)
+        self.period = period
+        self.gap_tolerance = gap_tolerance
+        self.reset_after = reset_after
+        self.rejected: Counter[str] = Counter()
+        self.accepted = 0
+        self.received = 0
+        self._previous: _State | None = None
+
+    def _parse(self, names: Sequence[str], position: Sequence[float], velocity: Sequence[float],
+               effort: Sequence[float]) -> tuple[tuple[float, ...], ...] | str:
+        count = len(names)
+        if count == 0 or len(set(names)) != count or any(len(a) != count for a in (position, velocity, effort)):
+            return "malformed"
+        index = {name: i for i, name in enumerate(names)}
+        if set(index) != set(self.joint_names):
+            return "unknown_joint"
+        order = [index[name] for name in self.joint_names]
+        fields = tuple(tuple(float(values[i]) for i in order) for values in (position, velocity, effort))
+        if not all(math.isfinite(v) for values in fields for v in values):
+            return "non_finite"
+        return fields
+
+    def add(self, stamp: float, names: Sequence[str], position: Sequence[float],
+            velocity: Sequence[float], effort: Sequence[float]) -> JointStateSample | None:
+        """Feed one message; returns a sample when this message completes one."""
+        self.received += 1
+        if not math.isfinite(stamp):
+            return self._reject("non_finite")
+        parsed = self._parse(names, position, velocity, effort)
+        if isinstance(parsed, str):
+            return self._reject(parsed)
+        current = _State(stamp, *parsed)
+        previous = self._previous
+        if previous is None:
+            self._previous = current
+            return None
+        dt = current.stamp - previous.stamp
+        if dt == 0.0:
+            return self._reject("duplicate_stamp")
+        if dt < 0.0:
+            if -dt >= self.reset_after:
+                self._previous = current
+                return self._reject("time_reset")
+            return self._reject("out_of_order")
+        self._previous = current
+        if abs(dt - self.period) > self.gap_tolerance * self.period:
+            return self._reject("gap")
+        self.accepted += 1
+        qdd = tuple((b - a) / dt for a, b in zip(previous.qd, current.qd))
+        return JointStateSample(previous.stamp, previous.q, previous.qd, qdd, previous.tau)
+
+    def _reject(self, reason: str) -> None:
+        self.rejected[reason] += 1
+        return None
+
+
+@dataclass
+class Batch:
+    """Column tensors of a set of samples, shape (B, n) each, stamps (B,)."""
+
+    stamp: torch.Tensor
+    q: torch.Tensor
+    qd: torch.Tensor
+    qdd: torch.Tensor
+    tau: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.stamp.shape[0])
+
+    def slice(self, start: int, stop: int) -> "Batch":
+        return Batch(*(t[start:stop] for t in (self.stamp, self.q, self.qd, self.qdd, self.tau)))
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "Batch":
+        return Batch(*(t.to(device=device, dtype=dtype or t.dtype) for t in
+                       (self.stamp, self.q, self.qd, self.qdd, self.tau)))
+
+    @staticmethod
+    def from_samples(samples: Sequence[JointStateSample], dtype: torch.dtype = torch.float64) -> "Batch":
+        def column(attr: str) -> torch.Tensor:
+            return torch.tensor([getattr(s, attr) for s in samples], dtype=dtype)
+
+        return Batch(column("stamp"), column("q"), column("qd"), column("qdd"), column("tau"))
+
+
+class ReplayBuffer:
+    """Bounded, thread-safe buffer of samples in arrival (= time) order.
+
+    Producers (subscription callbacks) only append to a pending queue under a lock; the
+    training worker moves pending samples into preallocated tensors when it draws.
+    """
+
+    def __init__(self, capacity: int, n_joints: int, dtype: torch.dtype = torch.float64) -> None:
+        if capacity < 2:
+            raise ValueError("capacity must be at least 2")
+        self.capacity = capacity
+        self._data = torch.zeros(capacity, 1 + 4 * n_joints, dtype=dtype)
+        self._n = n_joints
+        self._start = 0  # logical index of the oldest kept sample
+        self._end = 0  # logical index one past the newest
+        self._pending: deque[JointStateSample] = deque()
+        self._lock = threading.Lock()
+        self.total_added = 0
+
+    def push(self, sample: JointStateSample) -> None:
+        with self._lock:
+            self._pending.append(sample)
+
+    def _drain(self) -> list[JointStateSample]:
+        with self._lock:
+            pending = list(self._pending)
+            self._pending.clear()
+        for s in pending:
+            self._data[self._end % self.capacity] = torch.tensor(
+                (s.stamp, *s.q, *s.qd, *s.qdd, *s.tau), dtype=self._data.dtype)
+            self._end += 1
+        self._start = max(self._start, self._end - self.capacity)
+        self.total_added += len(pending)
+        return pending
+
+    def ingest(self) -> Batch | None:
+        """Move pending samples into the buffer; returns them as a batch (None if none)."""
+        new = self._drain()
+        return Batch.from_samples(new, self._data.dtype) if new else None
+
+    def __len__(self) -> int:
+        return self._end - self._start
+
+    def _rows(self, logical: torch.Tensor) -> Batch:
+        rows = self._data[logical % self.capacity]
+        n = self._n
+        return Batch(rows[:, 0], rows[:, 1:1 + n], rows[:, 1 + n:1 + 2 * n],
+                     rows[:, 1 + 2 * n:1 + 3 * n], rows[:, 1 + 3 * n:1 + 4 * n])
+
+    def newest(self, count: int, skip_newest: int = 0) -> Batch:
+        """The `count` newest samples after leaving out the `skip_newest` newest."""
+        end = max(self._start, self._end - skip_newest)
+        start = max(self._start, end - count)
+        return self._rows(torch.arange(start, end))
+
+    def sample(self, batch_size: int, generator: torch.Generator, recent_fraction: float = 0.5,
+               recent_window: int = 2000, exclude_newest: int = 0) -> Batch:
+        """Minibatch favouring recent data: `recent_fraction` of it from the newest
+        `recent_window` samples, the rest uniform over the buffer; the `exclude_newest`
+        samples are held out."""
+        end = self._end - exclude_newest
+        available = end - self._start
+        if available <= 0:
+            raise ValueError("buffer holds no samples to draw from")
+        n_recent = int(round(batch_size * recent_fraction))
+        window = min(recent_window, available)
+        recent = end - 1 - torch.randint(window, (n_recent,), generator=generator)
+        uniform = self._start + torch.randint(available, (batch_size - n_recent,), generator=generator)
+        return self._rows(torch.cat((recent, uniform)))
+
+    def drop_before(self, stamp: float) -> int:
+        """Forget samples older than `stamp` (data from before a detected change)."""
+        dropped = 0
+        while self._start < self._end and float(self._data[self._start % self.capacity, 0]) < stamp:
+            self._start += 1
+            dropped += 1
+        return dropped

@@ -1,0 +1,63 @@
+"""Recursive least squares: online tracking of a term model's coefficients (SPEC §3)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from syrenets_ros.learning.terms import TermLibrary, TermModel
+
+
+class RecursiveLeastSquares:
+    """Online coefficient tracking on a fixed term set, O(p²) per sample.
+
+    A batch is one block update equivalent to feeding its samples one by one with forgetting
+    factor λ per sample. After a detected change, :meth:`reset` re-opens the covariance while
+    keeping the current estimate, so the fit re-converges quickly.
+    """
+
+    def __init__(self, library: TermLibrary, *, forgetting: float = 0.999,
+                 covariance_scale: float = 1e6, initial: torch.Tensor | None = None,
+                 residual_smoothing: float = 0.05) -> None:
+        if not 0.0 < forgetting <= 1.0:
+            raise ValueError("forgetting factor must be in (0, 1]")
+        self.library = library
+        self.forgetting = forgetting
+        self.residual_smoothing = residual_smoothing
+        p = len(library)
+        self.theta = (torch.zeros(p, dtype=torch.float64) if initial is None
+                      else torch.as_tensor(initial, dtype=torch.float64).clone())
+        self.covariance = torch.eye(p, dtype=torch.float64) * covariance_scale
+        self.residual_mse = math.nan
+        self.samples = 0
+
+    def reset(self, covariance_scale: float = 1e6) -> None:
+        """Forget the certainty, keep the estimate (used after a detected change)."""
+        self.covariance = torch.eye(len(self.library), dtype=torch.float64) * covariance_scale
+        self.residual_mse = math.nan
+
+    def update(self, q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor, tau: torch.Tensor) -> float:
+        """Absorb a batch (B, n); returns the a-priori (prediction) residual MSE of the batch."""
+        q, qd, qdd, tau = (t.detach().to(torch.float64).cpu().reshape(-1, self.library.n_joints)
+                           for t in (q, qd, qdd, tau))
+        batch = q.shape[0]
+        phi = self.library.el_images(q, qd, qdd).reshape(-1, len(self.library))
+        residual = tau.reshape(-1) - phi @ self.theta
+        lam = self.forgetting
+        # Sample s of B is worth λ^(B−1−s) at the end of the batch; the prior is worth λ^B.
+        ages = torch.arange(batch - 1, -1, -1, dtype=torch.float64).repeat_interleave(self.library.n_joints)
+        prior = self.covariance / lam**batch
+        gain_denominator = torch.diag(lam ** (-ages)) + phi @ prior @ phi.T
+        gain = torch.linalg.solve(gain_denominator, phi @ prior).T
+        self.theta = self.theta + gain @ residual
+        covariance = prior - gain @ phi @ prior
+        self.covariance = 0.5 * (covariance + covariance.T)
+        batch_mse = float(residual.square().mean())
+        a = self.residual_smoothing
+        self.residual_mse = batch_mse if math.isnan(self.residual_mse) else (1 - a) * self.residual_mse + a * batch_mse
+        self.samples += batch
+        return batch_mse
+
+    def model(self) -> TermModel:
+        return TermModel(self.library, self.theta.clone())

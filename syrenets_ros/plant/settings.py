@@ -1,0 +1,86 @@
+"""The simulator's run-time settings: its parameter table (the single source of defaults,
+ranges and docs) and the validated, immutable settings the step loop swaps in at a step
+boundary. No ROS import."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from syrenets_ros.dynamics.pendulum import JOINT_NAMES, PendulumParams
+from syrenets_ros.plant.excitation import MAX_AMPLITUDE, MultiSine
+from syrenets_ros.schema import NodeSchema, Param
+
+NODE_NAME = "pendulum_sim"
+_PAPER = PendulumParams()
+_JOINTS = len(JOINT_NAMES)
+
+SIM_PARAMETERS = NodeSchema(NODE_NAME, (
+    Param("link1_mass", _PAPER.m1, "mass of the upper rod; body rebuilt at a step boundary, q and q̇ kept",
+          "kg", 0.01, 100.0),
+    Param("link1_length", _PAPER.l1, "length of the upper rod", "m", 0.05, 10.0),
+    Param("link2_mass", _PAPER.m2, "mass of the lower rod", "kg", 0.01, 100.0),
+    Param("link2_length", _PAPER.l2, "length of the lower rod", "m", 0.05, 10.0),
+    Param("gravity", _PAPER.g, "gravitational acceleration along −z", "m/s²", 0.0, 100.0),
+    Param("time_step", 1.0e-3, "physics step; fixed for the node's lifetime", "s", 1.0e-4, 1.0e-2,
+          read_only=True),
+    Param("real_time_factor", 1.0, "sim seconds per wall second; 0 = as fast as possible", "", 0.0, 10.0),
+    Param("kp", (300.0, 100.0), "PD position gains per joint", "N·m/rad", 0.0, 1.0e5, length=_JOINTS),
+    Param("kd", (150.0, 20.0), "PD velocity gains per joint; keep kd·time_step well below the joint's "
+          "inertia", "N·m·s/rad", 0.0, 1.0e4, length=_JOINTS),
+    Param("torque_limit", 500.0, "clamp of |τ| per joint (> 0)", "N·m", 0.0, 1.0e5),
+    Param("feedforward_enabled", True, "add /syrenets/predicted_torque to the PD torque"),
+    Param("feedforward_timeout", 0.05, "newest earlier prediction used when none is stamped for now, "
+          "at most this old", "s", 0.0, 1.0),
+    Param("excitation_seed", 0, "seed of the multi-sine reference", "", 0, 2**31 - 1),
+    Param("excitation_amplitude", 1.0, "bound of |q_d| per joint", "rad", 0.0, MAX_AMPLITUDE),
+    Param("excitation_base_frequency", 0.1, "lowest harmonic of the reference (harmonics 1..5)", "Hz",
+          0.001, 5.0),
+    Param("reference_lead", 0.05, "how far ahead /pendulum/reference looks; size it to the predictor's "
+          "latency", "s", 0.0, 1.0),
+    Param("reference_points", 10, "steps per /pendulum/reference message: every N steps, the next N "
+          "points, answered in one batched predictor call", "", 1, 100),
+    Param("clock_divider", 10, "/clock every N steps: each use_sim_time node runs a callback per /clock "
+          "message, and message stamps carry the exact time anyway", "", 1, 1000),
+))
+
+# Parameter name -> PendulumParams field.
+PHYSICAL = {"link1_mass": "m1", "link1_length": "l1", "link2_mass": "m2",
+            "link2_length": "l2", "gravity": "g"}
+
+
+def _default(name: str) -> Any:
+    return SIM_PARAMETERS.default(name)
+
+
+@dataclass(frozen=True)
+class SimSettings:
+    """Everything run-time tunable; the step loop swaps in a new one at a step boundary."""
+
+    params: PendulumParams = field(default_factory=PendulumParams)
+    kp: tuple[float, ...] = _default("kp")
+    kd: tuple[float, ...] = _default("kd")
+    torque_limit: float = _default("torque_limit")
+    real_time_factor: float = _default("real_time_factor")
+    feedforward_enabled: bool = _default("feedforward_enabled")
+    feedforward_timeout: float = _default("feedforward_timeout")
+    excitation_seed: int = _default("excitation_seed")
+    excitation_amplitude: float = _default("excitation_amplitude")
+    excitation_base_frequency: float = _default("excitation_base_frequency")
+    reference_lead: float = _default("reference_lead")
+    reference_points: int = _default("reference_points")
+    clock_divider: int = _default("clock_divider")
+
+
+def settings_with(settings: SimSettings, changes: dict[str, Any], *, running: bool = True) -> SimSettings:
+    """A validated copy of ``settings`` with parameter-name → value changes; ValueError says why.
+    Types and ranges come from :data:`SIM_PARAMETERS`; what a table cannot say is checked here."""
+    checked = SIM_PARAMETERS.check(changes, running=running)
+    checked.pop("time_step", None)  # fixed at start, not part of the swappable settings
+    physical = {PHYSICAL[name]: checked.pop(name) for name in list(checked) if name in PHYSICAL}
+    new = replace(settings, params=settings.params.with_changes(**physical), **checked)
+    if new.torque_limit <= 0.0:
+        raise ValueError(f"torque_limit must be > 0, got {new.torque_limit!r}")
+    MultiSine.from_seed(new.excitation_seed, new.excitation_amplitude,
+                        new.excitation_base_frequency)  # raises on a bad combination
+    return new

@@ -1,0 +1,134 @@
+"""Small ROS helpers shared by the nodes: topic names and QoS of SPEC §5, stamps, diagnostics."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Callable, Mapping
+
+import rclpy
+from builtin_interfaces.msg import Duration, Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+# Relative names, so a namespace (``ros2 launch ... --ros-args -r __ns:=/arm``) moves the whole
+# graph together; only topics that are global by convention are absolute.
+JOINT_STATES = "joint_states"
+REFERENCE = "pendulum/reference"
+PREDICTED_TORQUE = "syrenets/predicted_torque"
+MODEL = "syrenets/model"
+EQUATION = "syrenets/equation"
+FORECAST = "syrenets/forecast"
+CLOCK = "/clock"
+DIAGNOSTICS = "/diagnostics"
+
+# Late joiners get the newest snapshot / equation at once.
+LATCHED_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# The 1 kHz streams: deep enough that a busy subscriber does not drop a state (a dropped
+# state is a gap, i.e. a lost sample).
+STREAM_QOS = QoSProfile(depth=200, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                        durability=DurabilityPolicy.VOLATILE)
+
+# Commands where only the newest matter: a late answer is useless.
+FRESHEST_QOS = QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.VOLATILE)
+
+# Only the newest sample is of interest and nobody waits for it.
+LATEST_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT,
+                        durability=DurabilityPolicy.VOLATILE)
+
+
+NANOSECONDS = 1_000_000_000
+
+
+def to_nanoseconds(stamp: Time | Duration) -> int:
+    """Exact integer time of a stamp or duration (sim time is kept in integer steps)."""
+    return stamp.sec * NANOSECONDS + stamp.nanosec
+
+
+def stamp_from_nanoseconds(nanoseconds: int) -> Time:
+    return Time(sec=nanoseconds // NANOSECONDS, nanosec=nanoseconds % NANOSECONDS)
+
+
+def duration_from_nanoseconds(nanoseconds: int) -> Duration:
+    return Duration(sec=nanoseconds // NANOSECONDS, nanosec=nanoseconds % NANOSECONDS)
+
+
+def stamp_to_seconds(stamp: Time | Duration) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def seconds_to_stamp(seconds: float) -> Time:
+    return stamp_from_nanoseconds(int(round(seconds * 1e9)))
+
+
+def seconds_to_duration(seconds: float) -> Duration:
+    return duration_from_nanoseconds(int(round(seconds * 1e9)))
+
+
+def steady_clock() -> Clock:
+    """For timers that must run whatever /clock does: diagnostics (a stalled simulation must
+    still be reported) and compute budgets. Also keeps the executor waking up, so Ctrl-C is
+    handled within a period even while sim time stands still."""
+    return Clock(clock_type=ClockType.STEADY_TIME)
+
+
+def publish_diagnostics(node: Node, publisher, name: str, level: bytes, message: str,
+                        values: Mapping[str, object], *, stamp: Time | None = None,
+                        hardware_id: str | None = None) -> None:
+    """One DiagnosticStatus (level: DiagnosticStatus.OK/WARN/ERROR) with key/values as
+    strings; stamped with the node's clock unless `stamp` is given, hardware_id defaults to
+    the node name."""
+    status = DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id or node.get_name(),
+                              values=[KeyValue(key=str(k), value=str(v)) for k, v in values.items()])
+    array = DiagnosticArray(status=[status])
+    array.header.stamp = stamp or node.get_clock().now().to_msg()
+    publisher.publish(array)
+
+
+def run_node(make_node: Callable[[], Node], make_executor: Callable[[], Executor] = SingleThreadedExecutor,
+             args: list[str] | None = None) -> None:
+    """Spin a node until Ctrl-C or SIGTERM, then stop it in the right order.
+
+    The executor spins in a thread of its own; the signal handlers only set a flag that the
+    main thread waits on. rclpy's own handler (or a KeyboardInterrupt) would strike inside
+    rclpy's C++ calls mid-callback and invalidate the context under the node's worker
+    threads. Here the executor stops, then the node's destroy_node() stops its threads, and
+    only then is the context shut down. A callback that raises ends the node with an error.
+    """
+    stop = threading.Event()
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    executor = make_executor()
+    node = None
+    failure: list[BaseException] = []
+
+    def spin() -> None:
+        try:
+            executor.spin()
+        except ExternalShutdownException:
+            pass
+        except BaseException as error:  # noqa: BLE001 - handed to the main thread below
+            failure.append(error)
+            stop.set()
+
+    try:
+        node = make_node()
+        executor.add_node(node)
+        spinner = threading.Thread(target=spin, name="ros_executor", daemon=True)
+        spinner.start()
+        stop.wait()
+        node.get_logger().info("shutting down" if not failure else f"stopping after an error: {failure[0]!r}")
+    finally:
+        executor.shutdown(timeout_sec=5.0)
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    if failure:
+        raise failure[0]

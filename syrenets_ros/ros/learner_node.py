@@ -1,0 +1,132 @@
+"""ROS node `syrenets_learner`: turns /joint_states into samples, trains online in a worker
+thread, and publishes model snapshots and the readable Lagrangian."""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+
+import torch
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import JointState
+from std_msgs.msg import String
+
+from syrenets_ros.online.learner import LEARNER_PARAMETERS, LearnerConfig, OnlineLearner, Publication
+from syrenets_ros.online.stream import REJECT_REASONS, SampleAssembler
+from syrenets_ros.ros import common as rc
+from syrenets_ros.ros.parameters import check_set, declare_schema
+
+
+class LearnerNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(LEARNER_PARAMETERS.node, **kwargs)
+        values = declare_schema(self, LEARNER_PARAMETERS)
+        config = LearnerConfig.from_parameters(values)
+        torch.set_num_threads(values["torch_threads"])
+        self.assembler = SampleAssembler(config.joint_names, values["joint_state_period"])
+        self.learner = OnlineLearner(config, log=self.get_logger().info)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.worker_errors = 0
+        self.last_publication: Publication | None = None
+        self._steps_at_last_diag = 0
+        self._last_diag = time.monotonic()
+
+        self.model_pub = self.create_publisher(String, rc.MODEL, rc.LATCHED_QOS)
+        self.equation_pub = self.create_publisher(String, rc.EQUATION, rc.LATCHED_QOS)
+        self.diag_pub = self.create_publisher(DiagnosticArray, rc.DIAGNOSTICS, 10)
+        self.create_subscription(JointState, rc.JOINT_STATES, self.on_joint_state, rc.STREAM_QOS)
+        self.create_timer(1.0, self.publish_diagnostics, clock=rc.steady_clock())
+        self.get_logger().info(f"learning on {self.learner.device}; joints {list(config.joint_names)}")
+        self._running = True
+        self._worker = threading.Thread(target=self._work, name="syrenets_training", daemon=True)
+        publication = self.learner.resume()
+        if publication:
+            self._publish(publication)
+        self._worker.start()
+
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        changes, result = check_set(LEARNER_PARAMETERS, params)
+        for name, value in changes.items():
+            setattr(self.learner.config, name, value)
+        return result
+
+    def on_joint_state(self, msg: JointState) -> None:
+        sample = self.assembler.add(rc.stamp_to_seconds(msg.header.stamp), msg.name, msg.position,
+                                    msg.velocity, msg.effort)
+        if sample is not None:
+            self.learner.buffer.push(sample)
+
+    def _work(self) -> None:
+        """Training worker: never dies on an error in one iteration, reports it instead."""
+        while self._running:
+            try:
+                ingested = self.learner.observe()
+                trained = self.learner.train_step()
+                publication = self.learner.maybe_select()
+                if publication:
+                    self._publish(publication)
+                    self.learner.maybe_checkpoint(publication)
+                if not (ingested or trained or publication):
+                    time.sleep(0.002)
+            except Exception:  # noqa: BLE001 - one bad iteration must not stop learning
+                self.worker_errors += 1
+                self.get_logger().error(f"learner iteration failed:\n{traceback.format_exc()}")
+                time.sleep(0.1)
+
+    def _publish(self, publication: Publication) -> None:
+        self.model_pub.publish(String(data=publication.payload))
+        self.equation_pub.publish(String(data=publication.equation))
+        self.last_publication = publication
+        self.get_logger().info(f"model v{publication.version} from {publication.source}, "
+                               f"held-out torque RMSE {publication.holdout_rmse:.3g} N·m: {publication.equation}")
+
+    def publish_diagnostics(self) -> None:
+        stats, assembler = self.learner.stats, self.assembler
+        now = time.monotonic()
+        rate = (stats.training_steps - self._steps_at_last_diag) / max(now - self._last_diag, 1e-9)
+        self._steps_at_last_diag, self._last_diag = stats.training_steps, now
+        values = {
+            "samples_received": assembler.received,
+            "samples_accepted": assembler.accepted,
+            "samples_rejected": sum(assembler.rejected.values()),
+            **{f"rejected[{reason}]": assembler.rejected[reason] for reason in REJECT_REASONS},
+            "buffer_size": len(self.learner.buffer),
+            "training_steps": stats.training_steps,
+            "training_steps_per_s": f"{rate:.1f}",
+            "dropped_steps_non_finite": stats.dropped_steps,
+            "loss": f"{stats.loss:.6g}",
+            "holdout_torque_rmse": f"{stats.holdout_rmse:.6g}",
+            "served_source": stats.served_source,
+            "selection_wins": stats.wins,
+            "model_version": self.learner.version,
+            "device": str(self.learner.device),
+            "change_detections": stats.change_detections,
+            "last_change_stamp": stats.change_stamps[-1] if stats.change_stamps else "none",
+            "checkpoints_written": stats.checkpoints_written,
+            "checkpoints_skipped": len(stats.checkpoints_skipped),
+            "worker_errors": self.worker_errors,
+        }
+        level = DiagnosticStatus.ERROR if self.worker_errors else (
+            DiagnosticStatus.OK if self.last_publication else DiagnosticStatus.WARN)
+        message = (f"serving v{self.learner.version} ({stats.served_source})" if self.last_publication
+                   else "collecting samples")
+        rc.publish_diagnostics(self, self.diag_pub, LEARNER_PARAMETERS.node, level, message, values)
+
+    def destroy_node(self) -> None:
+        self._running = False
+        if self._worker.is_alive():
+            self._worker.join(timeout=5.0)
+        self.get_logger().info(f"training worker stopped ({'cleanly' if not self._worker.is_alive() else 'timed out'})")
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> None:
+    rc.run_node(LearnerNode, args=args)
+
+
+if __name__ == "__main__":
+    main()

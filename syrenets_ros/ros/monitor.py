@@ -1,0 +1,108 @@
+"""The experiment's observer node: pairs each reference point with the joint state at the time
+it applies to (tracking error) and with the feed-forward torque served for it (torque error
+against the true inverse dynamics of the parameters in force at that moment)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import String
+from trajectory_msgs.msg import JointTrajectory
+
+from syrenets_ros.dynamics import pendulum
+from syrenets_ros.ros import common as rc
+
+
+def _key(seconds: float) -> int:
+    """Stamps as integer microseconds, so sums of floats pair up exactly."""
+    return int(round(seconds * 1e6))
+
+
+@dataclass(frozen=True)
+class ForecastRecord:
+    """A forecast received, with the true parameters in force when it started."""
+
+    start: float
+    params: pendulum.PendulumParams
+    offsets: list[float]
+    positions: list[list[float]]
+    initial_velocity: list[float]
+
+
+class Monitor(Node):
+    """Observes the running graph; all bookkeeping is O(1) per message."""
+
+    def __init__(self, params_before: pendulum.PendulumParams) -> None:
+        super().__init__("syrenets_monitor")
+        self.params = params_before
+        self.sim_time = 0.0
+        self.desired: dict[int, tuple[list[float], list[float], list[float]]] = {}
+        self.tracking: list[tuple[float, float]] = []  # (t, |q - q_d|)
+        self.torque_error: list[tuple[float, float]] = []  # (t, |τ_ff - τ_true|)
+        self.states: list[tuple[float, list[float]]] = []  # subsampled q for plotting forecasts
+        self.equations: list[tuple[float, str]] = []
+        self.forecasts: list[ForecastRecord] = []
+        self.diagnostics: dict[str, dict[str, str]] = {}
+        self.create_subscription(JointTrajectory, rc.REFERENCE, self.on_reference, rc.STREAM_QOS)
+        self.create_subscription(JointState, rc.JOINT_STATES, self.on_state, rc.STREAM_QOS)
+        self.create_subscription(JointState, rc.PREDICTED_TORQUE, self.on_torque, rc.STREAM_QOS)
+        self.create_subscription(String, rc.EQUATION, self.on_equation, rc.LATCHED_QOS)
+        self.create_subscription(JointTrajectory, rc.FORECAST, self.on_forecast, 10)
+        self.create_subscription(DiagnosticArray, rc.DIAGNOSTICS, self.on_diagnostics, 50)
+
+    def on_reference(self, msg: JointTrajectory) -> None:
+        if list(msg.joint_names) != list(pendulum.JOINT_NAMES):
+            return
+        base = rc.stamp_to_seconds(msg.header.stamp)
+        for point in msg.points:
+            key = _key(base + rc.stamp_to_seconds(point.time_from_start))
+            self.desired[key] = (list(point.positions), list(point.velocities), list(point.accelerations))
+
+    def on_state(self, msg: JointState) -> None:
+        if list(msg.name) != list(pendulum.JOINT_NAMES) or len(msg.position) != 2:
+            return
+        t = rc.stamp_to_seconds(msg.header.stamp)
+        if not all(math.isfinite(v) for v in msg.position):
+            return
+        self.sim_time = max(self.sim_time, t)
+        desired = self.desired.pop(_key(t), None)
+        if desired is not None:
+            self.tracking.append((t, math.dist(msg.position, desired[0])))
+        if len(self.states) == 0 or t - self.states[-1][0] >= 0.01:
+            self.states.append((t, list(msg.position)))
+
+    def on_torque(self, msg: JointState) -> None:
+        key = _key(rc.stamp_to_seconds(msg.header.stamp))
+        desired = self.desired.get(key)
+        if desired is None or len(msg.effort) != 2 or list(msg.name) != list(pendulum.JOINT_NAMES):
+            return
+        t = key * 1e-6
+        q, qd, qdd = (torch.tensor([v], dtype=torch.float64) for v in desired)
+        truth = pendulum.inverse_dynamics(q, qd, qdd, self.params)[0].tolist()
+        self.torque_error.append((t, math.dist(msg.effort, truth)))
+
+    def on_equation(self, msg: String) -> None:
+        self.equations.append((self.sim_time, msg.data))
+
+    def on_forecast(self, msg: JointTrajectory) -> None:
+        if msg.points:
+            self.forecasts.append(ForecastRecord(
+                rc.stamp_to_seconds(msg.header.stamp), self.params,
+                [rc.stamp_to_seconds(p.time_from_start) for p in msg.points],
+                [list(p.positions) for p in msg.points], list(msg.points[0].velocities)))
+            del self.forecasts[:-20]
+
+    def on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            self.diagnostics[status.name] = {kv.key: kv.value for kv in status.values}
+
+    def trim(self, before: float) -> None:
+        """Drop desired points no joint state was paired with, so the table stays bounded."""
+        cutoff = _key(before)
+        for key in [k for k in self.desired if k < cutoff]:
+            del self.desired[key]

@@ -1,0 +1,180 @@
+"""ROS node `syrenets_predictor`: serves inverse-dynamics torques of the newest learned model
+as feed-forward commands, and forecasts passive motion with the variational integrator."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import torch
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import String
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from syrenets_ros.online.serving import PREDICTOR_PARAMETERS, ModelServer
+from syrenets_ros.ros import common as rc
+from syrenets_ros.ros.parameters import declare_schema
+
+
+class PredictorNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(PREDICTOR_PARAMETERS.node, **kwargs)
+        values = declare_schema(self, PREDICTOR_PARAMETERS)
+        self.server = ModelServer(values["joint_names"], values["max_payload_bytes"])
+        self.served = 0
+        self.bad_references = 0
+        self.forecasts = 0
+        self.forecast_note = ""
+        self.latency_ms: list[float] = []
+        self._stopping = threading.Event()
+
+        self.torque_pub = self.create_publisher(JointState, rc.PREDICTED_TORQUE, rc.STREAM_QOS)
+        self.forecast_pub = self.create_publisher(JointTrajectory, rc.FORECAST, 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, rc.DIAGNOSTICS, 10)
+        self.create_subscription(String, rc.MODEL, self.on_model, rc.LATCHED_QOS)
+        # A shallow queue: when behind, answer the freshest points rather than a backlog
+        # whose answers would arrive too late to be used.
+        self.create_subscription(JointTrajectory, rc.REFERENCE, self.on_reference, rc.FRESHEST_QOS)
+        # Forecasts need one recent state a second, not a callback per 1 kHz message: a node
+        # that no executor spins holds a depth-1 subscription (DDS keeps only the newest
+        # state) and the forecast takes from it on demand.
+        self._state_node = Node("syrenets_predictor_state", context=self.context,
+                                start_parameter_services=False, enable_rosout=False)
+        self._state_subscription = self._state_node.create_subscription(
+            JointState, rc.JOINT_STATES, lambda _msg: None, rc.LATEST_QOS)
+        # Forecasts take long; their own group keeps torque answers flowing meanwhile.
+        self._forecast_group = MutuallyExclusiveCallbackGroup()
+        self._forecast_timer = None
+        self._schedule_forecasts()
+        self.add_post_set_parameters_callback(lambda _params: self._schedule_forecasts())
+        self.create_timer(1.0, self.publish_diagnostics, clock=rc.steady_clock())
+        self.get_logger().info(f"ready: serving {list(self.server.joint_names)}; waiting for a model on {rc.MODEL}")
+
+    def _schedule_forecasts(self) -> None:
+        if self._forecast_timer is not None:
+            self.destroy_timer(self._forecast_timer)
+            self._forecast_timer = None
+        rate = self.get_parameter("forecast_rate").value
+        if rate > 0:
+            self._forecast_timer = self.create_timer(1.0 / rate, self.publish_forecast,
+                                                     callback_group=self._forecast_group, clock=rc.steady_clock())
+
+    def on_model(self, msg: String) -> None:
+        accepted, reason = self.server.offer(msg.data)
+        if accepted:
+            self.get_logger().info(f"serving {reason}")
+        else:
+            self.get_logger().warning(f"refused model snapshot: {reason}")
+
+    def on_reference(self, msg: JointTrajectory) -> None:
+        started = time.perf_counter()
+        names = list(msg.joint_names)
+        if sorted(names) != sorted(self.server.joint_names) or len(set(names)) != len(names):
+            self.bad_references += 1
+            return
+        order = [names.index(n) for n in self.server.joint_names]
+        base = rc.stamp_to_seconds(msg.header.stamp)
+        stamps, points = [], []
+        for point in msg.points:
+            fields = (point.positions, point.velocities, point.accelerations)
+            if any(len(f) != len(names) for f in fields) or not all(math.isfinite(v) for f in fields for v in f):
+                self.bad_references += 1
+                continue
+            stamps.append(base + rc.stamp_to_seconds(point.time_from_start))
+            points.append([[f[i] for i in order] for f in fields])
+        if not points:
+            return
+        efforts = self.server.torque(*zip(*points))
+        if efforts is None:
+            return
+        for stamp, effort in zip(stamps, efforts):
+            if not all(math.isfinite(e) for e in effort):
+                self.bad_references += 1
+                continue
+            reply = JointState(name=list(self.server.joint_names), effort=effort)
+            reply.header.stamp = rc.seconds_to_stamp(stamp)
+            self.torque_pub.publish(reply)
+            self.served += 1
+        self.latency_ms.append((time.perf_counter() - started) * 1e3)
+        del self.latency_ms[:-2000]
+
+    def _latest_state(self) -> tuple[Time, list[float], list[float]] | None:
+        """The newest joint state, taken only when a forecast is due (see __init__)."""
+        taken = self._state_subscription.handle.take_message(JointState, False)
+        if taken is None:
+            return None
+        msg = taken[0]
+        names = list(msg.name)
+        if sorted(names) != sorted(self.server.joint_names) or len(msg.position) != len(names) \
+                or len(msg.velocity) != len(names):
+            return None
+        order = [names.index(n) for n in self.server.joint_names]
+        q, qd = [msg.position[i] for i in order], [msg.velocity[i] for i in order]
+        return (msg.header.stamp, q, qd) if all(math.isfinite(v) for v in q + qd) else None
+
+    def publish_forecast(self) -> None:
+        if self.server.current is None:
+            return
+        latest = self._latest_state()
+        if latest is None:
+            return
+        stamp, *state = latest
+        forecast = self.server.forecast(*state, self.get_parameter("forecast_horizon").value,
+                                        self.get_parameter("forecast_step").value, cancel=self._stopping)
+        if forecast is None:
+            return
+        if forecast.reason and forecast.reason != self.forecast_note:
+            self.get_logger().warning(f"forecast ended early: {forecast.reason}")
+        self.forecast_note = forecast.reason
+        msg = JointTrajectory(joint_names=list(self.server.joint_names))
+        msg.header.stamp = stamp  # the state it starts from; points are relative to it
+        msg.points = [JointTrajectoryPoint(positions=q, velocities=qd,
+                                           time_from_start=rc.seconds_to_duration(t))
+                      for t, q, qd in zip(forecast.times, forecast.q, forecast.qd)]
+        self.forecast_pub.publish(msg)
+        self.forecasts += 1
+
+    def publish_diagnostics(self) -> None:
+        current = self.server.current
+        latencies = sorted(self.latency_ms)
+
+        def pct(p: float) -> str:
+            return f"{latencies[min(len(latencies) - 1, int(p * len(latencies)))]:.3f}" if latencies else "n/a"
+
+        values = {
+            "model_version": current.model_version if current else "none",
+            "model_kind": current.model.kind if current else "none",
+            "snapshots_accepted": self.server.accepted,
+            "snapshots_refused": sum(self.server.refused.values()),
+            **{f"refused[{k}]": v for k, v in self.server.refused.items()},
+            "torques_served": self.served,
+            "bad_reference_points": self.bad_references,
+            "compute_latency_p50_ms": pct(0.5),
+            "compute_latency_p99_ms": pct(0.99),
+            "forecasts_published": self.forecasts,
+            "forecast_note": self.forecast_note or "ok",
+        }
+        level = DiagnosticStatus.OK if current else DiagnosticStatus.WARN
+        rc.publish_diagnostics(self, self.diag_pub, PREDICTOR_PARAMETERS.node, level,
+                               "serving" if current else "waiting for a model", values)
+
+
+    def destroy_node(self) -> None:
+        self._stopping.set()  # a forecast in flight gives up at its next step
+        self._state_node.destroy_node()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> None:
+    torch.set_num_threads(1)  # tiny 2-DoF evaluations: thread hand-offs cost more than they save
+    rc.run_node(PredictorNode, lambda: MultiThreadedExecutor(num_threads=2), args)
+
+
+if __name__ == "__main__":
+    main()

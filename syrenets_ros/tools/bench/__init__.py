@@ -1,0 +1,1 @@
+"""``syrenets-ros bench …``: commands that print measured numbers (speed, accuracy, pacing)."""

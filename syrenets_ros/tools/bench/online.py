@@ -1,0 +1,166 @@
+"""``syrenets-ros bench online``: from one run of the online experiment, the adaptation time
+after the swap, predictor latency at 1 kHz, and tracking with learned feed-forward; then a
+second run serving the *true* model through the same predictor, for the tracking ratio."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+from typing import TYPE_CHECKING
+
+from syrenets_ros.dynamics import pendulum
+from syrenets_ros.learning.terms import true_pendulum_terms
+from syrenets_ros.online.snapshot import encode_model
+from syrenets_ros.tools.experiment import DEFAULT_REAL_TIME_FACTOR, Timeline, run_experiment, summary_table
+from syrenets_ros.tools.graph import NODES
+
+if TYPE_CHECKING:
+    from syrenets_ros.ros.monitor import Monitor
+
+TARGETS = {"adaptation_time_s": 5.0, "learned_vs_true_tracking": 1.2, "latency_p99_ms": 2.0}
+
+
+def true_model_payload(params: pendulum.PendulumParams) -> str:
+    """The true Lagrangian (SPEC §2) as a served model, in the same snapshot format."""
+    return encode_model(true_pendulum_terms(params), model_version=1, joint_names=list(pendulum.JOINT_NAMES),
+                        metrics={})
+
+
+def predictor_latency(seconds: float = 10.0, points: int = 10) -> dict[str, float]:
+    """End-to-end latency of the real predictor process serving the true model at 1 kHz:
+    references of `points` points every `points` ms (as the simulator sends them) from this
+    process, answers timed on arrival. Measured alone, so the number is the predictor's and
+    DDS's, not a busy graph's."""
+    import threading
+    import time
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import String
+    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+    from syrenets_ros.ros import common as rc
+    from syrenets_ros.tools.bringup import Graph
+
+    graph = Graph(nodes=[n for n in NODES if n.executable == "predictor"], use_sim_time=False,
+                  overrides={"syrenets_predictor": {"forecast_rate": 0.0}}, echo=False).start()
+    rclpy.init()
+    node = Node("syrenets_latency_probe")
+    sent: dict[int, float] = {}
+    latencies: list[float] = []
+
+    def on_answer(msg: JointState) -> None:
+        started = sent.pop(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec, None)
+        if started is not None:
+            latencies.append((time.perf_counter() - started) * 1e3)
+
+    node.create_subscription(JointState, rc.PREDICTED_TORQUE, on_answer, rc.STREAM_QOS)
+    references = node.create_publisher(JointTrajectory, rc.REFERENCE, rc.STREAM_QOS)
+    model = node.create_publisher(String, rc.MODEL, rc.LATCHED_QOS)
+    model.publish(String(data=true_model_payload(pendulum.PendulumParams())))
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    def send(k: int) -> None:
+        msg = JointTrajectory(joint_names=list(pendulum.JOINT_NAMES))
+        base_ns = 10**9 + k * points * 10**6
+        msg.header.stamp = rc.seconds_to_stamp(base_ns * 1e-9)
+        for i in range(points):
+            msg.points.append(JointTrajectoryPoint(positions=[0.1, 0.2], velocities=[0.3, -0.1],
+                                                   accelerations=[0.5, 0.5],
+                                                   time_from_start=rc.seconds_to_duration(0.05 + i * 1e-3)))
+            sent[base_ns + 50 * 10**6 + i * 10**6] = time.perf_counter()
+        references.publish(msg)
+
+    def run_at_1khz(first: int, duration: float) -> int:
+        start, k = time.perf_counter(), first
+        while time.perf_counter() - start < duration:
+            send(k)
+            k += 1
+            time.sleep(max(0.0, start + (k - first) * points * 1e-3 - time.perf_counter()))
+        return k
+
+    try:
+        k, deadline = 0, time.monotonic() + 90.0
+        while not latencies and time.monotonic() < deadline:  # warm-up: until answers flow
+            k = run_at_1khz(k, 0.5)
+        k = run_at_1khz(k, 2.0)
+        latencies.clear()
+        sent.clear()
+        first = k
+        k = run_at_1khz(k, seconds)
+        time.sleep(1.0)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+        graph.stop()
+    latencies.sort()
+    asked = (k - first) * points
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] if latencies else math.nan
+
+    return {"p50": pct(0.5), "p99": pct(0.99), "answered": len(latencies) / asked if asked else 0.0}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run-dir", type=Path, default=Path("runs/bench_online"))
+    parser.add_argument("--json", type=Path, default=Path("runs/bench_online.json"))
+    parser.add_argument("--before-swap", type=float, default=15.0)
+    parser.add_argument("--after-swap", type=float, default=15.0)
+    parser.add_argument("--real-time-factor", type=float, default=DEFAULT_REAL_TIME_FACTOR)
+
+
+def run(args: argparse.Namespace) -> int:
+    timeline = Timeline(learned_before_swap=args.before_swap, after_swap=args.after_swap)
+    print("== run 1/2: learned feed-forward, swap mid-run")
+    learned = run_experiment(timeline, args.run_dir / "learned", real_time_factor=args.real_time_factor)
+    print(summary_table(learned))
+
+    print("\n== run 2/2: true-model feed-forward through the same predictor (no learner)")
+    payload = true_model_payload(pendulum.PendulumParams())
+    keep_alive: list = []
+
+    def serve_true_model(monitor: Monitor) -> None:
+        from std_msgs.msg import String
+
+        from syrenets_ros.ros import common as rc
+
+        publisher = monitor.create_publisher(String, rc.MODEL, rc.LATCHED_QOS)
+        publisher.publish(String(data=payload))
+        keep_alive.append(publisher)
+
+    reference = run_experiment(Timeline(learned_before_swap=args.before_swap, after_swap=0.0, swap={}),
+                               args.run_dir / "true_model", real_time_factor=args.real_time_factor, nodes=[n for n in NODES if n.executable != "learner"],
+                               hooks={"started": serve_true_model})
+    print("\n== predictor latency at 1 kHz (predictor process alone, true model)")
+    latency = predictor_latency()
+    learned_tracking = learned.tracking_rms["learned_before_swap"]
+    true_tracking = reference.tracking_rms["learned_before_swap"]
+    measured = {
+        "adaptation_time_s": learned.adaptation_time,
+        "learned_ff_tracking_rms_rad": learned_tracking,
+        "true_ff_tracking_rms_rad": true_tracking,
+        "learned_vs_true_tracking": learned_tracking / true_tracking if true_tracking else math.nan,
+        "pd_only_tracking_rms_rad": learned.tracking_rms["pd_only"],
+        "latency_p50_ms": latency["p50"],
+        "latency_p99_ms": latency["p99"],
+        "latency_answered_fraction": latency["answered"],
+    }
+    print(f"\n{'metric':<32} {'measured':>12} {'target':>10}")
+    for key, value in measured.items():
+        target = TARGETS.get(key)
+        print(f"{key:<32} {value:>12.4g} {('<= ' + format(target, 'g')) if target else '':>10}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"measured": measured, "targets": TARGETS,
+                                     "learned_run": json.loads(learned.to_json()),
+                                     "true_model_run": json.loads(reference.to_json())}, indent=2, default=str))
+    print(f"\nwrote {args.json}")
+    return 0

@@ -1,0 +1,134 @@
+"""Bring the graph up without a ROS distro: one process per node of the node table, with the
+same params file the launch file uses. Ctrl-C stops them all; a node that dies is reported.
+
+``syrenets-ros up`` is the user command; :class:`Graph` is reused by the demo, the online
+benchmark and the end-to-end test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Iterable
+
+from syrenets_ros.tools.graph import NODES, NodeSpec, ros_arguments
+from syrenets_ros.resources import params_file as default_params_file
+
+
+class Graph:
+    """The running node processes. Use as a context manager so they are always stopped."""
+
+    def __init__(self, params_file: Path | None = None, use_sim_time: bool = True,
+                 overrides: dict[str, dict[str, object]] | None = None,
+                 nodes: Iterable[NodeSpec] = NODES, log_dir: Path | None = None,
+                 echo: bool = True) -> None:
+        self.params_file = Path(params_file or default_params_file())
+        self.use_sim_time = use_sim_time
+        self.overrides = overrides or {}
+        self.nodes = tuple(nodes)
+        self.log_dir = Path(log_dir) if log_dir else None
+        self.echo = echo
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.reported_exits: dict[str, int] = {}
+        self._pumps: list[threading.Thread] = []
+
+    def command(self, node: NodeSpec) -> list[str]:
+        return [sys.executable, "-m", node.module,
+                *ros_arguments(node, str(self.params_file), self.use_sim_time, self.overrides.get(node.name))]
+
+    def start(self) -> "Graph":
+        if self.log_dir:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        for node in self.nodes:
+            process = subprocess.Popen(self.command(node), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, env=env, text=True, bufsize=1)
+            self.processes[node.name] = process
+            log = open(self.log_dir / f"{node.name}.log", "w") if self.log_dir else None
+            pump = threading.Thread(target=self._pump, args=(node.name, process.stdout, log), daemon=True)
+            pump.start()
+            self._pumps.append(pump)
+        return self
+
+    def _pump(self, name: str, stream: IO[str], log: IO[str] | None) -> None:
+        """Copy a node's output, prefixed like ros2 launch does, to the terminal and/or a log."""
+        with stream:
+            for line in stream:
+                if self.echo:
+                    sys.stdout.write(f"[{name}] {line}")
+                if log:
+                    log.write(line)
+                    log.flush()
+        if log:
+            log.close()
+
+    def newly_exited(self) -> dict[str, int]:
+        """Nodes that exited since the last call, with their exit codes."""
+        exited = {}
+        for name, process in self.processes.items():
+            code = process.poll()
+            if code is not None and name not in self.reported_exits:
+                self.reported_exits[name] = code
+                exited[name] = code
+        return exited
+
+    def stop(self, timeout: float = 20.0) -> dict[str, int]:
+        """SIGINT (a clean rclpy shutdown), then SIGTERM, then SIGKILL; returns exit codes."""
+        for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
+            running = [p for p in self.processes.values() if p.poll() is None]
+            if not running:
+                break
+            for process in running:
+                process.send_signal(sig)
+            deadline = time.monotonic() + wait
+            for process in running:
+                try:
+                    process.wait(max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    pass
+        for pump in self._pumps:
+            pump.join(timeout=2.0)
+        return {name: process.returncode for name, process in self.processes.items()}
+
+    def __enter__(self) -> "Graph":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params-file", type=Path, default=None,
+                        help="parameters YAML (default: the package's config/params.yaml)")
+    parser.add_argument("--use-sim-time", choices=("true", "false"), default="true",
+                        help="learner and predictor follow the simulator's /clock")
+    parser.add_argument("--only", nargs="+", metavar="NODE", choices=[n.name for n in NODES],
+                        help="start only these nodes")
+    parser.add_argument("--log-dir", type=Path, default=None, help="also write each node's output here")
+
+
+def run(args: argparse.Namespace) -> int:
+    nodes = [n for n in NODES if not args.only or n.name in args.only]
+    graph = Graph(args.params_file, args.use_sim_time == "true", nodes=nodes, log_dir=args.log_dir)
+    print(f"starting {', '.join(n.name for n in nodes)} with {graph.params_file} (Ctrl-C stops all)")
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill`/systemd stop like Ctrl-C
+    graph.start()
+    failed = False
+    try:
+        while any(p.poll() is None for p in graph.processes.values()):
+            for name, code in graph.newly_exited().items():
+                failed |= code != 0
+                print(f"[bringup] node {name} exited with code {code}", file=sys.stderr)
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        print("[bringup] stopping all nodes")
+    finally:
+        codes = graph.stop()
+    print("[bringup] exit codes: " + ", ".join(f"{n}={c}" for n, c in codes.items()))
+    return 1 if failed else 0

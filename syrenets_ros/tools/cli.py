@@ -1,0 +1,57 @@
+"""``syrenets-ros``: the user CLI. Each subcommand lives in its own module, imported only
+when chosen (so ``syrenets-ros set`` does not pay for importing torch). A subcommand module
+provides ``add_arguments(parser)`` and ``run(args) -> int``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "up": ("syrenets_ros.tools.bringup", "start the three nodes without a ROS distro (like ros2 launch)"),
+    "set": ("syrenets_ros.ros.param_client", "set node parameters at run time (like ros2 param set)"),
+    "params": ("syrenets_ros.tools.params", "every node's parameters: type, default, range, description"),
+    "demo": ("syrenets_ros.tools.demo", "bring the graph up, learn, swap a link, report and plot"),
+}
+
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "paper": ("syrenets_ros.tools.bench.paper", "the paper's Tables 1 and 2 for SyReNet and baselines"),
+    "speed": ("syrenets_ros.tools.bench.speed", "training-step and frozen-inference timings"),
+    "sim": ("syrenets_ros.tools.bench.sim", "simulator throughput and pacing"),
+    "online": ("syrenets_ros.tools.bench.online", "adaptation time, tracking, predictor latency"),
+    "integrator": ("syrenets_ros.tools.bench.integrator", "energy drift of variational vs explicit rollouts"),
+}
+
+
+def _usage(table: dict[str, tuple[str, str]], prog: str) -> str:
+    width = max(len(name) for name in table)
+    rows = "\n".join(f"  {name:<{width}}  {summary}" for name, (_, summary) in table.items())
+    return f"usage: {prog} COMMAND [options]\n\ncommands:\n{rows}\n"
+
+
+def _dispatch(table: dict[str, tuple[str, str]], prog: str, argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage(table, prog))
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in table:
+        print(f"{prog}: unknown command {name!r}\n\n{_usage(table, prog)}", file=sys.stderr)
+        return 2
+    module_name, summary = table[name]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"{prog} {name}", description=summary)
+    module.add_arguments(parser)
+    return int(module.run(parser.parse_args(rest)) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "bench":
+        return _dispatch(BENCHMARKS, "syrenets-ros bench", argv[1:])
+    listing = dict(COMMANDS, bench=("", "benchmarks: " + ", ".join(BENCHMARKS)))
+    return _dispatch(listing, "syrenets-ros", argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

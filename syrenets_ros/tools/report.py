@@ -1,0 +1,157 @@
+"""What the online experiment reports: its result record, phase metrics, the summary table
+and the plot. Pure bookkeeping over the monitor's series; no ROS import."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from syrenets_ros.dynamics import pendulum
+from syrenets_ros.learning.terms import true_pendulum_terms
+
+if TYPE_CHECKING:
+    from syrenets_ros.ros.monitor import ForecastRecord, Monitor
+
+SIM = "pendulum_sim"
+
+
+def rms(series: list[tuple[float, float]], start: float, end: float) -> float:
+    values = [v for t, v in series if start <= t < end]
+    return math.sqrt(sum(v * v for v in values) / len(values)) if values else math.nan
+
+
+def _rollingrms(series: list[tuple[float, float]], width: float) -> list[tuple[float, float]]:
+    """RMS over consecutive windows of `width` sim seconds: (window centre, rms)."""
+    buckets: dict[int, list[float]] = {}
+    for t, v in series:
+        buckets.setdefault(int(t // width), []).append(v * v)
+    return [((b + 0.5) * width, math.sqrt(sum(vs) / len(vs))) for b, vs in sorted(buckets.items())]
+
+
+@dataclass
+class ExperimentResult:
+    timeline: dict
+    params_before: dict
+    params_after: dict
+    t_feedforward_on: float
+    t_swap: float
+    tracking_rms: dict[str, float]
+    torque_rmse: dict[str, float]
+    adaptation_time: float
+    learner_change_stamps: list[str]
+    equation: str
+    true_equation: str
+    node_exit_codes: dict[str, int]
+    nodes_died: list[str]
+    diagnostics: dict[str, dict[str, str]]
+    plot: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, default=str)
+
+
+def true_equation(p: pendulum.PendulumParams, digits: int = 4) -> str:
+    """The true Lagrangian (SPEC §2), written by the same formatter as the learned ones."""
+    return true_pendulum_terms(p).equation(digits)
+
+
+def adaptation_time(torque_error: list[tuple[float, float]], t_swap: float, pre_swap: float,
+                     window: float = 0.25) -> float:
+    """Sim seconds after the swap until the windowed FF torque RMSE is back within 1.5× the
+    pre-swap level and stays there."""
+    if not math.isfinite(pre_swap):
+        return math.nan
+    after = [(t, v) for t, v in torque_error if t >= t_swap]
+    windows = _rollingrms([(t - t_swap, v) for t, v in after], window)
+    recovered = math.nan
+    for centre, value in windows:
+        if value <= 1.5 * max(pre_swap, 1e-9):
+            if math.isnan(recovered):
+                recovered = centre - window / 2
+        else:
+            recovered = math.nan
+    return recovered
+
+
+def plot(monitor: Monitor, result: ExperimentResult, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(3, 1, figsize=(10, 10))
+    for ax, series, label in ((axes[0], monitor.tracking, "tracking error |q − q_d| [rad]"),
+                              (axes[1], monitor.torque_error, "feed-forward torque error [N·m]")):
+        points = _rollingrms(series, 0.1)
+        ax.semilogy([t for t, _ in points], [max(v, 1e-16) for _, v in points])
+        ax.set_ylabel(label)
+        ax.axvline(result.t_feedforward_on, color="green", linestyle="--", label="feed-forward on")
+        ax.axvline(result.t_swap, color="red", linestyle="--", label="link 2 swapped")
+        ax.legend(loc="upper right")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[1].set_xlabel("sim time [s]")
+    ax = axes[2]
+    if monitor.forecasts:
+        record = monitor.forecasts[-1]
+        times = [record.start + o for o in record.offsets]
+        truth = true_passive_motion(record)
+        for j in range(2):
+            ax.plot(times, [p[j] for p in record.positions], "--", label=f"q{j + 1} forecast (learned L, variational)")
+            ax.plot(times, truth[:, j], alpha=0.6, label=f"q{j + 1} true passive motion")
+        ax.set_title("passive-motion forecast from /syrenets/forecast vs the true Lagrangian from the same state")
+        ax.legend(loc="upper right", fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no forecast received", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("sim time [s]")
+    ax.set_ylabel("q [rad]")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def true_passive_motion(record: ForecastRecord) -> torch.Tensor:
+    """What the pendulum would do unforced from the forecast's start, by fine-step RK4 on
+    the true Lagrangian, sampled at the forecast's times; shape (points, 2)."""
+    from syrenets_ros.dynamics.integrator import rk4_rollout
+
+    fine = 10
+    h = (record.offsets[1] - record.offsets[0]) / fine if len(record.offsets) > 1 else 1e-3
+    rollout = rk4_rollout(lambda q, qd: pendulum.lagrangian(q, qd, record.params),
+                          torch.tensor([record.positions[0]], dtype=torch.float64),
+                          torch.tensor([record.initial_velocity], dtype=torch.float64),
+                          h, fine * (len(record.offsets) - 1))
+    return rollout.q[0, ::fine]
+
+
+def _feedforward_use(diagnostics: dict[str, dict[str, str]]) -> str:
+    """The simulator's own count of steps with an answer stamped for that step (exact), an
+    older one within the timeout (stale), or none: what decides whether feed-forward helps."""
+    sim = diagnostics.get(SIM, {})
+    exact, stale = int(sim.get("steps_feedforward_exact", 0)), int(sim.get("steps_feedforward_stale", 0))
+    total = exact + stale
+    return (f"{exact} steps exact, {stale} stale ({100 * exact / total:.0f} % exact), "
+            f"real-time factor achieved {sim.get('real_time_factor_achieved', 'n/a')}") if total else "none"
+
+
+def summary_table(result: ExperimentResult) -> str:
+    rows = [("PD only", "pd_only"), ("learned FF, before swap", "learned_before_swap"),
+            ("right after swap", "right_after_swap"), ("learned FF, after adapting", "after_adapting")]
+    lines = [f"{'phase':<28} {'tracking RMS [rad]':>20} {'FF torque RMSE [N·m]':>22}"]
+    for label, key in rows:
+        torque = result.torque_rmse.get(key, math.nan)
+        lines.append(f"{label:<28} {result.tracking_rms[key]:>20.3e} {torque:>22.3e}")
+    lines += [
+        f"adaptation time after swap: {result.adaptation_time:.2f} s sim "
+        f"(FF torque RMSE back within 1.5x its pre-swap level)",
+        f"feed-forward as applied by the simulator: {_feedforward_use(result.diagnostics)}",
+        f"learned: {result.equation}",
+        f"true:    {result.true_equation}",
+        f"nodes died: {', '.join(result.nodes_died) or 'none'}; plot: {result.plot}",
+    ]
+    return "\n".join(lines)

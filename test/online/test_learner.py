@@ -1,0 +1,98 @@
+"""The online learning loop on exact data along the simulator's excitation trajectory."""
+
+import math
+
+import pytest
+import torch
+
+from syrenets_ros.dynamics import pendulum
+from syrenets_ros.learning.terms import TermModel
+from syrenets_ros.plant.excitation import MultiSine
+from syrenets_ros.online.stream import JointStateSample
+from syrenets_ros.online.learner import LearnerConfig, OnlineLearner
+from syrenets_ros.online.snapshot import decode_model
+
+DT = 0.001
+BEFORE = pendulum.PendulumParams()
+AFTER = BEFORE.with_changes(m2=2.0, l2=1.2)
+
+
+def _stream(excitation: MultiSine, start: float, stop: float, params: pendulum.PendulumParams):
+    """Exact samples (q, q̇, q̈ of the reference; τ from inverse dynamics)."""
+    out = []
+    for k in range(round(start / DT), round(stop / DT)):
+        q, qd, qdd = (torch.tensor([v], dtype=torch.float64) for v in excitation.sample(k * DT))
+        tau = pendulum.inverse_dynamics(q, qd, qdd, params)[0]
+        out.append(JointStateSample(k * DT, tuple(q[0].tolist()), tuple(qd[0].tolist()),
+                                    tuple(qdd[0].tolist()), tuple(tau.tolist())))
+    return out
+
+
+def _run(learner: OnlineLearner, samples, chunk: int = 500):
+    publications = []
+    for i in range(0, len(samples), chunk):
+        for sample in samples[i:i + chunk]:
+            learner.buffer.push(sample)
+        learner.observe()
+        publication = learner.maybe_select()
+        if publication:
+            publications.append(publication)
+    return publications
+
+
+def _true_coefficients_match(model: TermModel, params: pendulum.PendulumParams) -> float:
+    """Max torque error on random states: 0 (to solver precision) iff L is the true one."""
+    gen = torch.Generator().manual_seed(5)
+    q, qd, qdd = [(torch.rand(500, 2, generator=gen, dtype=torch.float64) - 0.5) * 3 for _ in range(3)]
+    return float((model.torque(q, qd, qdd) - pendulum.inverse_dynamics(q, qd, qdd, params)).abs().max())
+
+
+@pytest.fixture(scope="module")
+def excitation():
+    return MultiSine.from_seed(0, 1.0, 0.1)
+
+
+def test_learns_exact_model_then_adapts_after_a_swap_without_false_alarms(excitation):
+    learner = OnlineLearner(LearnerConfig(snapshot_period=0.0, network_enabled=False), log=lambda _: None)
+    before = _run(learner, _stream(excitation, 0.0, 8.0, BEFORE))
+    assert before, "a model is published once enough samples arrived"
+    assert learner.stats.change_detections == 0, "a poorly extrapolating early model is not a change"
+    served = decode_model(before[-1].payload).model
+    assert _true_coefficients_match(served, BEFORE) < 1e-6
+
+    after = _run(learner, _stream(excitation, 8.0, 12.0, AFTER))
+    assert learner.stats.change_detections == 1
+    assert learner.stats.change_stamps[0] == pytest.approx(8.0, abs=0.25)
+    assert learner.stats.dropped_after_change > 0
+    served = decode_model(after[-1].payload).model
+    assert _true_coefficients_match(served, AFTER) < 1e-6, after[-1].equation
+
+
+def test_network_path_trains_and_competes(excitation):
+    learner = OnlineLearner(LearnerConfig(snapshot_period=0.0, max_train_rate=1e6, batch_size=32,
+                                          min_fit_samples=1000, holdout=200), log=lambda _: None)
+    samples = _stream(excitation, 0.0, 3.0, BEFORE)
+    for sample in samples:
+        learner.buffer.push(sample)
+    learner.observe()
+    for _ in range(5):
+        assert learner.train_step()
+    assert learner.stats.training_steps == 5 and math.isfinite(learner.stats.loss)
+    publication = learner.maybe_select()
+    assert publication is not None
+    assert {"library", "network", "network_guided"} <= set(learner.stats.candidate_rmse)
+
+
+def test_checkpoint_resume_skips_a_corrupt_file(tmp_path, excitation):
+    config = LearnerConfig(snapshot_period=0.0, network_enabled=False, checkpoint_dir=str(tmp_path),
+                           checkpoint_period=0.0)
+    learner = OnlineLearner(config, log=lambda _: None)
+    publications = _run(learner, _stream(excitation, 0.0, 3.0, BEFORE))
+    learner.maybe_checkpoint(publications[-1])
+    (tmp_path / "model-99999999.json").write_text('{"format": "syrenets_ros.model", "trunc')
+    resumed = OnlineLearner(config, log=lambda _: None)
+    publication = resumed.resume()
+    assert publication is not None and publication.source == "checkpoint"
+    assert resumed.version > publications[-1].version
+    assert len(resumed.stats.checkpoints_skipped) == 1
+    assert "model-99999999.json" in resumed.stats.checkpoints_skipped[0]
