@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import signal
 import threading
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import rclpy
 from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import Executor, ExternalShutdownException
+from rclpy.experimental import EventsExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -37,6 +39,11 @@ STREAM_QOS = QoSProfile(depth=200, history=HistoryPolicy.KEEP_LAST, reliability=
 # Commands where only the newest matter: a late answer is useless.
 FRESHEST_QOS = QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                           durability=DurabilityPolicy.VOLATILE)
+
+# A stream taken in batches (TopicReader): deep enough to hold the messages that arrive while
+# a low-priority reader waits for the CPU (5 s at 1 kHz), so a busy reader loses none.
+BATCHED_STREAM_QOS = QoSProfile(depth=5000, history=HistoryPolicy.KEEP_LAST,
+                                reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
 
 # Only the newest sample is of interest and nobody waits for it.
 LATEST_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT,
@@ -91,9 +98,57 @@ def publish_diagnostics(node: Node, publisher, name: str, level: bytes, message:
     publisher.publish(array)
 
 
-def run_node(make_node: Callable[[], Node], make_executor: Callable[[], Executor] = SingleThreadedExecutor,
+class TopicReader:
+    """A subscription that no executor spins: messages wait in the DDS queue until ``take()``
+    collects them in one batch. A 1 kHz stream costs one Python executor callback per message
+    otherwise (measured ~0.3 ms of CPU each with the single-threaded executor, ~0.08 ms per
+    message taken in batches), which is what kept the graph from running in real time.
+
+    It lives on a hidden helper node of its own (an executor spinning the owner would take
+    the messages first), with the owner's namespace and remappings resolved up front and no
+    global arguments, so the owner's ``__node:=`` remap and parameters do not apply to it.
+    """
+
+    _count = itertools.count()
+
+    def __init__(self, owner: Node, msg_type: Any, topic: str, qos: QoSProfile = BATCHED_STREAM_QOS) -> None:
+        self._msg_type = msg_type
+        self._node = Node(f"_{owner.get_name()}_reader_{next(self._count)}", namespace=owner.get_namespace(),
+                          context=owner.context, use_global_arguments=False, start_parameter_services=False,
+                          enable_rosout=False)
+        self._subscription = self._node.create_subscription(
+            msg_type, owner.resolve_topic_name(topic), lambda _msg: None, qos)
+
+    def take(self, limit: int = 100_000) -> list[Any]:
+        """Every waiting message (oldest first), at most ``limit``."""
+        taken = []
+        handle = self._subscription.handle
+        while len(taken) < limit:
+            message = handle.take_message(self._msg_type, False)
+            if message is None:
+                break
+            taken.append(message[0])
+        return taken
+
+    def destroy(self) -> None:
+        self._node.destroy_node()
+
+
+def spin_until(executor: Executor, stop: threading.Event, period: float = 0.1) -> None:
+    """Run callbacks until ``stop`` is set or the context shuts down. A loop of ``spin_once``
+    rather than ``spin()``: the EventsExecutor's own ``spin()`` busy-waits without running
+    callbacks in this rclpy build (measured), its ``spin_once`` works."""
+    while not stop.is_set() and executor.context.ok():
+        executor.spin_once(timeout_sec=period)
+
+
+def run_node(make_node: Callable[[], Node], make_executor: Callable[[], Executor] = EventsExecutor,
              args: list[str] | None = None) -> None:
     """Spin a node until Ctrl-C or SIGTERM, then stop it in the right order.
+
+    The default executor is rclpy's EventsExecutor: it dispatches in C++ and costs a third of
+    the SingleThreadedExecutor's CPU per message (measured 0.12 vs 0.32 ms at 1 kHz). It runs
+    one callback at a time, so a node's long work belongs in a worker thread of its own.
 
     The executor spins in a thread of its own; the signal handlers only set a flag that the
     main thread waits on. rclpy's own handler (or a KeyboardInterrupt) would strike inside
@@ -111,7 +166,7 @@ def run_node(make_node: Callable[[], Node], make_executor: Callable[[], Executor
 
     def spin() -> None:
         try:
-            executor.spin()
+            spin_until(executor, stop)
         except ExternalShutdownException:
             pass
         except BaseException as error:  # noqa: BLE001 - handed to the main thread below

@@ -20,6 +20,8 @@ from syrenets_ros.online.stream import REJECT_REASONS, SampleAssembler
 from syrenets_ros.ros import common as rc
 from syrenets_ros.ros.parameters import check_set, declare_schema
 
+STATE_BATCH_PERIOD_S = 0.02  # joint states are taken from the queue this often (wall s)
+
 
 class LearnerNode(Node):
     def __init__(self, **kwargs) -> None:
@@ -38,7 +40,9 @@ class LearnerNode(Node):
         self.model_pub = self.create_publisher(String, rc.MODEL, rc.LATCHED_QOS)
         self.equation_pub = self.create_publisher(String, rc.EQUATION, rc.LATCHED_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, rc.DIAGNOSTICS, 10)
-        self.create_subscription(JointState, rc.JOINT_STATES, self.on_joint_state, rc.STREAM_QOS)
+        # 1 kHz of states: taken in batches on a timer instead of a callback per message.
+        self._states = rc.TopicReader(self, JointState, rc.JOINT_STATES)
+        self.create_timer(STATE_BATCH_PERIOD_S, self.take_joint_states, clock=rc.steady_clock())
         self.create_timer(1.0, self.publish_diagnostics, clock=rc.steady_clock())
         self.get_logger().info(f"learning on {self.learner.device}; joints {list(config.joint_names)}")
         self._running = True
@@ -54,11 +58,12 @@ class LearnerNode(Node):
             setattr(self.learner.config, name, value)
         return result
 
-    def on_joint_state(self, msg: JointState) -> None:
-        sample = self.assembler.add(rc.stamp_to_seconds(msg.header.stamp), msg.name, msg.position,
-                                    msg.velocity, msg.effort)
-        if sample is not None:
-            self.learner.buffer.push(sample)
+    def take_joint_states(self) -> None:
+        for msg in self._states.take():
+            sample = self.assembler.add(rc.stamp_to_seconds(msg.header.stamp), msg.name, msg.position,
+                                        msg.velocity, msg.effort)
+            if sample is not None:
+                self.learner.buffer.push(sample)
 
     def _work(self) -> None:
         """Training worker: never dies on an error in one iteration, reports it instead."""
@@ -121,6 +126,7 @@ class LearnerNode(Node):
         if self._worker.is_alive():
             self._worker.join(timeout=5.0)
         self.get_logger().info(f"training worker stopped ({'cleanly' if not self._worker.is_alive() else 'timed out'})")
+        self._states.destroy()
         super().destroy_node()
 
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 import math
 import threading
 import time
+import traceback
 
 import torch
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
@@ -41,19 +40,19 @@ class PredictorNode(Node):
         # A shallow queue: when behind, answer the freshest points rather than a backlog
         # whose answers would arrive too late to be used.
         self.create_subscription(JointTrajectory, rc.REFERENCE, self.on_reference, rc.FRESHEST_QOS)
-        # Forecasts need one recent state a second, not a callback per 1 kHz message: a node
-        # that no executor spins holds a depth-1 subscription (DDS keeps only the newest
-        # state) and the forecast takes from it on demand.
-        self._state_node = Node("syrenets_predictor_state", context=self.context,
-                                start_parameter_services=False, enable_rosout=False)
-        self._state_subscription = self._state_node.create_subscription(
-            JointState, rc.JOINT_STATES, lambda _msg: None, rc.LATEST_QOS)
-        # Forecasts take long; their own group keeps torque answers flowing meanwhile.
-        self._forecast_group = MutuallyExclusiveCallbackGroup()
+        # Forecasts need one recent state a second, not a callback per 1 kHz message: a
+        # depth-1 queue (DDS keeps only the newest state) taken from on demand.
+        self._states = rc.TopicReader(self, JointState, rc.JOINT_STATES, rc.LATEST_QOS)
+        # Forecasts take long: a worker thread runs them, so torque answers keep flowing on
+        # the (single-threaded) executor meanwhile; the timer only says one is due.
+        self._forecast_due = threading.Event()
+        self._forecast_worker = threading.Thread(target=self._forecast_loop, name="syrenets_forecasts",
+                                                 daemon=True)
         self._forecast_timer = None
         self._schedule_forecasts()
         self.add_post_set_parameters_callback(lambda _params: self._schedule_forecasts())
         self.create_timer(1.0, self.publish_diagnostics, clock=rc.steady_clock())
+        self._forecast_worker.start()
         self.get_logger().info(f"ready: serving {list(self.server.joint_names)}; waiting for a model on {rc.MODEL}")
 
     def _schedule_forecasts(self) -> None:
@@ -62,8 +61,7 @@ class PredictorNode(Node):
             self._forecast_timer = None
         rate = self.get_parameter("forecast_rate").value
         if rate > 0:
-            self._forecast_timer = self.create_timer(1.0 / rate, self.publish_forecast,
-                                                     callback_group=self._forecast_group, clock=rc.steady_clock())
+            self._forecast_timer = self.create_timer(1.0 / rate, self._forecast_due.set, clock=rc.steady_clock())
 
     def on_model(self, msg: String) -> None:
         accepted, reason = self.server.offer(msg.data)
@@ -106,10 +104,10 @@ class PredictorNode(Node):
 
     def _latest_state(self) -> tuple[Time, list[float], list[float]] | None:
         """The newest joint state, taken only when a forecast is due (see __init__)."""
-        taken = self._state_subscription.handle.take_message(JointState, False)
-        if taken is None:
+        taken = self._states.take()
+        if not taken:
             return None
-        msg = taken[0]
+        msg = taken[-1]
         names = list(msg.name)
         if sorted(names) != sorted(self.server.joint_names) or len(msg.position) != len(names) \
                 or len(msg.velocity) != len(names):
@@ -117,6 +115,17 @@ class PredictorNode(Node):
         order = [names.index(n) for n in self.server.joint_names]
         q, qd = [msg.position[i] for i in order], [msg.velocity[i] for i in order]
         return (msg.header.stamp, q, qd) if all(math.isfinite(v) for v in q + qd) else None
+
+    def _forecast_loop(self) -> None:
+        """Forecast worker: one forecast per timer tick; an error is logged, not fatal."""
+        while not self._stopping.is_set():
+            if not self._forecast_due.wait(0.2):
+                continue
+            self._forecast_due.clear()
+            try:
+                self.publish_forecast()
+            except Exception:  # noqa: BLE001 - a failed forecast must not stop serving
+                self.get_logger().error(f"forecast failed:\n{traceback.format_exc()}")
 
     def publish_forecast(self) -> None:
         if self.server.current is None:
@@ -167,13 +176,14 @@ class PredictorNode(Node):
 
     def destroy_node(self) -> None:
         self._stopping.set()  # a forecast in flight gives up at its next step
-        self._state_node.destroy_node()
+        self._forecast_worker.join(timeout=5.0)
+        self._states.destroy()
         super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> None:
     torch.set_num_threads(1)  # tiny 2-DoF evaluations: thread hand-offs cost more than they save
-    rc.run_node(PredictorNode, lambda: MultiThreadedExecutor(num_threads=2), args)
+    rc.run_node(PredictorNode, args=args)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,8 @@ MAX_STORED_PREDICTIONS = 4096
 MAX_PREDICTION_HORIZON_S = 5.0  # an answer stamped further ahead than this is refused
 DIAGNOSTICS_PERIOD_S = 1.0
 LATENESS_HISTORY = 100_000
+# Every answer of the last second waits for the step loop; only the newest ones matter.
+ANSWER_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 CATCH_UP_S = 0.01  # wall seconds behind schedule the step loop may make up by running faster
 
 class PendulumSimNode(Node):
@@ -82,7 +84,9 @@ class PendulumSimNode(Node):
         self._clock_pub = self.create_publisher(Clock, rc.CLOCK, 10)
         self._reference_pub = self.create_publisher(JointTrajectory, rc.REFERENCE, 100)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, rc.DIAGNOSTICS, 10)
-        self.create_subscription(JointState, rc.PREDICTED_TORQUE, self._on_prediction, 100)
+        # Answers are taken by the step loop itself, in a batch per step, not by an executor
+        # callback per message: no callback thread contends with the 1 kHz loop for the GIL.
+        self._predictions = rc.TopicReader(self, JointState, rc.PREDICTED_TORQUE, ANSWER_QOS)
 
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pendulum_sim_steps", daemon=True)
@@ -108,6 +112,7 @@ class PendulumSimNode(Node):
 
     def destroy_node(self) -> None:
         self.stop()
+        self._predictions.destroy()
         super().destroy_node()
         self._sim.close()
 
@@ -125,7 +130,11 @@ class PendulumSimNode(Node):
                 return SetParametersResult(successful=False, reason=str(error))
         return SetParametersResult(successful=True, reason="applied at the next step boundary")
 
-    # --- predictions (executor thread) --------------------------------------------------
+    # --- predictions (step loop) ---------------------------------------------------------
+    def _take_predictions(self) -> None:
+        for msg in self._predictions.take():
+            self._on_prediction(msg)
+
     def _on_prediction(self, msg: JointState) -> None:
         reason = self._check_prediction(msg)
         with self._lock:
@@ -193,6 +202,7 @@ class PendulumSimNode(Node):
                 t = now_ns / NANOSECONDS
                 q, qd = self._sim.state()
                 q_d, qd_d, _ = self._excitation.sample(t)
+                self._take_predictions()
                 feedforward = self._feedforward(settings, step)
                 tau = pd_torque(settings, q, qd, q_d, qd_d, feedforward)
 
