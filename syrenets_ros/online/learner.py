@@ -41,6 +41,10 @@ LEARNER_PARAMETERS = NodeSchema("syrenets_learner", (
           read_only=True),
     Param("torch_threads", 1, "CPU threads for training; more than the free cores slows everything "
           "(the simulator shares them)", "", 1, 256, read_only=True),
+    # Learning is the one node whose work can wait: at equal priority its refits took the
+    # cores from the 1 kHz loop on a 2-core machine (late steps, stale feed-forward).
+    Param("niceness", 10, "Linux nice value the learner process gives itself at start: learning "
+          "yields the CPU to the simulator and the predictor's answers", "", 0, 19, read_only=True),
     Param("batch_size", 64, "network minibatch size", "samples", 1, 4096, read_only=True),
     Param("buffer_capacity", 200_000, "replay buffer size", "samples", 1000, 10_000_000, read_only=True),
     Param("recent_fraction", 0.5, "share of each minibatch drawn from recent data", "", 0.0, 1.0,

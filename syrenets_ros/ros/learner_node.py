@@ -3,6 +3,7 @@ thread, and publishes model snapshots and the readable Lagrangian."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import traceback
@@ -29,6 +30,7 @@ class LearnerNode(Node):
         values = declare_schema(self, LEARNER_PARAMETERS)
         config = LearnerConfig.from_parameters(values)
         torch.set_num_threads(values["torch_threads"])
+        os.setpriority(os.PRIO_PROCESS, 0, max(os.getpriority(os.PRIO_PROCESS, 0), values["niceness"]))
         self.assembler = SampleAssembler(config.joint_names, values["joint_state_period"])
         self.learner = OnlineLearner(config, log=self.get_logger().info)
         self.add_on_set_parameters_callback(self._on_set_parameters)
