@@ -126,7 +126,9 @@ class LearnerNode(Node):
     def destroy_node(self) -> None:
         self._running = False
         if self._worker.is_alive():
-            self._worker.join(timeout=5.0)
+            # An iteration in progress (a refit, at nice 10 on a busy machine) ends first: a
+            # worker still in torch when the interpreter exits aborts the process.
+            self._worker.join(timeout=15.0)
         self.get_logger().info(f"training worker stopped ({'cleanly' if not self._worker.is_alive() else 'timed out'})")
         self._states.destroy()
         super().destroy_node()

@@ -18,6 +18,9 @@ from syrenets_ros.dynamics import pendulum
 from syrenets_ros.ros import common as rc
 
 
+STREAM_BATCH_PERIOD_S = 0.02  # the 1 kHz streams are taken this often (wall s)
+
+
 def _key(seconds: float) -> int:
     """Stamps as integer microseconds, so sums of floats pair up exactly."""
     return int(round(seconds * 1e6))
@@ -48,12 +51,23 @@ class Monitor(Node):
         self.equations: list[tuple[float, str]] = []
         self.forecasts: list[ForecastRecord] = []
         self.diagnostics: dict[str, dict[str, str]] = {}
-        self.create_subscription(JointTrajectory, rc.REFERENCE, self.on_reference, rc.STREAM_QOS)
-        self.create_subscription(JointState, rc.JOINT_STATES, self.on_state, rc.STREAM_QOS)
-        self.create_subscription(JointState, rc.PREDICTED_TORQUE, self.on_torque, rc.STREAM_QOS)
+        # The 1 kHz streams are taken in batches on a timer: a callback per message made this
+        # observer cost more CPU than a node of the graph it measures.
+        self._references = rc.TopicReader(self, JointTrajectory, rc.REFERENCE)
+        self._torques = rc.TopicReader(self, JointState, rc.PREDICTED_TORQUE)
+        self._states = rc.TopicReader(self, JointState, rc.JOINT_STATES)
+        self.create_timer(STREAM_BATCH_PERIOD_S, self.take_streams, clock=rc.steady_clock())
         self.create_subscription(String, rc.EQUATION, self.on_equation, rc.LATCHED_QOS)
         self.create_subscription(JointTrajectory, rc.FORECAST, self.on_forecast, 10)
         self.create_subscription(DiagnosticArray, rc.DIAGNOSTICS, self.on_diagnostics, 50)
+
+    def take_streams(self) -> None:
+        """References first, so every answer and state taken with them finds its point."""
+        for msg in self._references.take():
+            self.on_reference(msg)
+        self.on_torques(self._torques.take())
+        for msg in self._states.take():
+            self.on_state(msg)
 
     def on_reference(self, msg: JointTrajectory) -> None:
         if list(msg.joint_names) != list(pendulum.JOINT_NAMES):
@@ -76,15 +90,22 @@ class Monitor(Node):
         if len(self.states) == 0 or t - self.states[-1][0] >= 0.01:
             self.states.append((t, list(msg.position)))
 
-    def on_torque(self, msg: JointState) -> None:
-        key = _key(rc.stamp_to_seconds(msg.header.stamp))
-        desired = self.desired.get(key)
-        if desired is None or len(msg.effort) != 2 or list(msg.name) != list(pendulum.JOINT_NAMES):
+    def on_torques(self, messages: list[JointState]) -> None:
+        """Errors of served torques against the true inverse dynamics, in one batched call."""
+        stamps, desired, served = [], [], []
+        for msg in messages:
+            key = _key(rc.stamp_to_seconds(msg.header.stamp))
+            point = self.desired.get(key)
+            if point is None or len(msg.effort) != 2 or list(msg.name) != list(pendulum.JOINT_NAMES):
+                continue
+            stamps.append(key * 1e-6)
+            desired.append(point)
+            served.append(list(msg.effort))
+        if not stamps:
             return
-        t = key * 1e-6
-        q, qd, qdd = (torch.tensor([v], dtype=torch.float64) for v in desired)
-        truth = pendulum.inverse_dynamics(q, qd, qdd, self.params)[0].tolist()
-        self.torque_error.append((t, math.dist(msg.effort, truth)))
+        q, qd, qdd = (torch.tensor(values, dtype=torch.float64) for values in zip(*desired))
+        truth = pendulum.inverse_dynamics(q, qd, qdd, self.params).tolist()
+        self.torque_error += [(t, math.dist(e, tau)) for t, e, tau in zip(stamps, served, truth)]
 
     def on_equation(self, msg: String) -> None:
         self.equations.append((self.sim_time, msg.data))
@@ -107,3 +128,8 @@ class Monitor(Node):
         # list() copies the keys in one step: the executor thread adds points meanwhile.
         for key in [k for k in list(self.desired) if k < cutoff]:
             self.desired.pop(key, None)
+
+    def destroy_node(self) -> None:
+        for reader in (self._references, self._torques, self._states):
+            reader.destroy()
+        super().destroy_node()

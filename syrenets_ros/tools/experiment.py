@@ -116,7 +116,7 @@ def run_experiment(timeline: Timeline, run_dir: Path, *, real_time_factor: float
             hooks["started"](monitor)
         wait_until(timeline.pd_only, "PD only")
         _set(SIM, {"feedforward_enabled": True})
-        t_ff = monitor.sim_time
+        t_ff, wall_ff = monitor.sim_time, time.monotonic()
         progress(f"t={t_ff:.1f}s  feed-forward ON")
         if "feedforward_on" in hooks:
             hooks["feedforward_on"](monitor)
@@ -128,6 +128,7 @@ def run_experiment(timeline: Timeline, run_dir: Path, *, real_time_factor: float
             t_swap = monitor.sim_time
             progress(f"t={t_swap:.1f}s  SWAP {timeline.swap} via the parameter service (accepted)")
         wait_until(t_swap + timeline.after_swap, "after swap")
+        achieved = (monitor.sim_time - t_ff) / max(time.monotonic() - wall_ff, 1e-9)
     finally:
         exit_codes = graph.stop()
         executor.shutdown()
@@ -153,7 +154,7 @@ def run_experiment(timeline: Timeline, run_dir: Path, *, real_time_factor: float
         learner_change_stamps=[monitor.diagnostics.get("syrenets_learner", {}).get("last_change_stamp", "none")],
         equation=monitor.equations[-1][1] if monitor.equations else "",
         true_equation=true_equation(params_after), node_exit_codes=exit_codes, nodes_died=died,
-        diagnostics=monitor.diagnostics)
+        diagnostics=monitor.diagnostics, real_time_factor=real_time_factor, real_time_factor_achieved=achieved)
     result.plot = str(plot(monitor, result, run_dir / "online.png"))
     (run_dir / "result.json").write_text(result.to_json())
     return result

@@ -50,6 +50,8 @@ class ExperimentResult:
     nodes_died: list[str]
     diagnostics: dict[str, dict[str, str]]
     plot: str = ""
+    real_time_factor: float = math.nan  # asked of the simulator
+    real_time_factor_achieved: float = math.nan  # sim s per wall s, from feed-forward on to the end
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, default=str)
@@ -147,6 +149,8 @@ def summary_table(result: ExperimentResult) -> str:
         torque = result.torque_rmse.get(key, math.nan)
         lines.append(f"{label:<28} {result.tracking_rms[key]:>20.3e} {torque:>22.3e}")
     lines += [
+        f"real-time factor: {result.real_time_factor_achieved:.3f} achieved of {result.real_time_factor:g} "
+        f"asked (sim s per wall s, feed-forward on to the end)",
         f"adaptation time after swap: {result.adaptation_time:.2f} s sim "
         f"(FF torque RMSE back within 1.5x its pre-swap level)",
         f"feed-forward as applied by the simulator: {_feedforward_use(result.diagnostics)}",

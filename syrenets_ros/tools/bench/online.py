@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from pathlib import Path
 
 from typing import TYPE_CHECKING
@@ -119,6 +120,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    load_before = os.getloadavg()
     timeline = Timeline(learned_before_swap=args.before_swap, after_swap=args.after_swap)
     print("== run 1/2: learned feed-forward, swap mid-run")
     learned = run_experiment(timeline, args.run_dir / "learned", real_time_factor=args.real_time_factor)
@@ -150,6 +152,9 @@ def run(args: argparse.Namespace) -> int:
         "true_ff_tracking_rms_rad": true_tracking,
         "learned_vs_true_tracking": learned_tracking / true_tracking if true_tracking else math.nan,
         "pd_only_tracking_rms_rad": learned.tracking_rms["pd_only"],
+        "real_time_factor_asked": args.real_time_factor,
+        "real_time_factor_learned_run": learned.real_time_factor_achieved,
+        "real_time_factor_true_model_run": reference.real_time_factor_achieved,
         "latency_p50_ms": latency["p50"],
         "latency_p99_ms": latency["p99"],
         "latency_answered_fraction": latency["answered"],
@@ -158,6 +163,12 @@ def run(args: argparse.Namespace) -> int:
     for key, value in measured.items():
         target = TARGETS.get(key)
         print(f"{key:<32} {value:>12.4g} {('<= ' + format(target, 'g')) if target else '':>10}")
+    # Timing figures depend on what else runs: the 1-minute load average of the machine
+    # (number of runnable processes; the machine's cores: os.cpu_count()).
+    load = {"load_average_1min_start": load_before[0], "load_average_1min_end": os.getloadavg()[0],
+            "cpu_count": os.cpu_count()}
+    print("machine load: " + ", ".join(f"{k} {v:g}" for k, v in load.items()))
+    measured.update(load)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"measured": measured, "targets": TARGETS,
                                      "learned_run": json.loads(learned.to_json()),
