@@ -27,7 +27,9 @@ PREDICTOR_PARAMETERS = NodeSchema("syrenets_predictor", (
           read_only=True),
     Param("max_payload_bytes", 8_000_000, "larger model payloads are refused", "bytes", 1024, 64_000_000,
           read_only=True),
-    Param("forecast_rate", 1.0, "passive-motion forecasts per second (0 = off)", "Hz", 0.0, 50.0),
+    Param("forecast_rate", 1.0, "passive-motion forecasts per second at most (0 = off); a slow "
+          "forecast waits 9 times its CPU time before the next (forecasts use <= 10 % of a core)",
+          "Hz", 0.0, 50.0),
     Param("forecast_horizon", 2.0, "length of each forecast", "s", 0.05, 20.0),
     Param("forecast_step", 0.01, "variational integrator time step", "s", 0.0005, 0.1),
 ))
