@@ -78,6 +78,19 @@ class Graph:
                 exited[name] = code
         return exited
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) each running node process has used so far, from
+        /proc (Linux); empty elsewhere. The load-independent measure of what a node costs."""
+        used = {}
+        for name, process in self.processes.items():
+            try:
+                with open(f"/proc/{process.pid}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            used[name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return used
+
     def stop(self, timeout: float = 20.0) -> dict[str, int]:
         """SIGINT (a clean rclpy shutdown), then SIGTERM, then SIGKILL; returns exit codes."""
         for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -52,6 +52,8 @@ class ExperimentResult:
     plot: str = ""
     real_time_factor: float = math.nan  # asked of the simulator
     real_time_factor_achieved: float = math.nan  # sim s per wall s, from feed-forward on to the end
+    # CPU seconds per sim second of each node process (and the experiment's own), same span.
+    cpu_per_sim_second: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, default=str)
@@ -151,6 +153,8 @@ def summary_table(result: ExperimentResult) -> str:
     lines += [
         f"real-time factor: {result.real_time_factor_achieved:.3f} achieved of {result.real_time_factor:g} "
         f"asked (sim s per wall s, feed-forward on to the end)",
+        "CPU per sim second (same span): " + (", ".join(
+            f"{name} {value:.3f}" for name, value in result.cpu_per_sim_second.items()) or "n/a"),
         f"adaptation time after swap: {result.adaptation_time:.2f} s sim "
         f"(FF torque RMSE back within 1.5x its pre-swap level)",
         f"feed-forward as applied by the simulator: {_feedforward_use(result.diagnostics)}",

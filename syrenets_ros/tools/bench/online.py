@@ -159,10 +159,11 @@ def run(args: argparse.Namespace) -> int:
         "latency_p99_ms": latency["p99"],
         "latency_answered_fraction": latency["answered"],
     }
-    print(f"\n{'metric':<32} {'measured':>12} {'target':>10}")
+    print(f"\n{'metric':<40} {'measured':>12} {'target':>10}")
     for key, value in measured.items():
         target = TARGETS.get(key)
-        print(f"{key:<32} {value:>12.4g} {('<= ' + format(target, 'g')) if target else '':>10}")
+        print(f"{key:<40} {value:>12.4g} {('<= ' + format(target, 'g')) if target else '':>10}")
+    measured.update({f"cpu_per_sim_s[{name}]": value for name, value in learned.cpu_per_sim_second.items()})
     # Timing figures depend on what else runs: the 1-minute load average of the machine
     # (number of runnable processes; the machine's cores: os.cpu_count()).
     load = {"load_average_1min_start": load_before[0], "load_average_1min_end": os.getloadavg()[0],
