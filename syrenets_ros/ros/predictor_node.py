@@ -4,6 +4,7 @@ as feed-forward commands, and forecasts passive motion with the variational inte
 from __future__ import annotations
 
 import math
+import queue
 import threading
 import time
 import traceback
@@ -24,6 +25,7 @@ from syrenets_ros.ros.parameters import declare_schema
 # A forecast of the learned model costs ~1 s of CPU (measured, 2 s horizon, true model): at
 # forecast_rate 1/s it took a core's worth of time and the GIL from the torque answers.
 FORECAST_CPU_SHARE = 0.1
+MODEL_INBOX = 8  # snapshots waiting for their check
 
 
 class PredictorNode(Node):
@@ -55,22 +57,55 @@ class PredictorNode(Node):
         self._forecast_worker = threading.Thread(target=self._forecast_loop, name="syrenets_forecasts",
                                                  daemon=True)
         self._forecast_timer = None
+        self._model_inbox: queue.Queue[str] = queue.Queue(maxsize=MODEL_INBOX)
+        self.snapshots_dropped = 0
+        self._model_worker = threading.Thread(target=self._model_loop, name="syrenets_models", daemon=True)
         self._schedule_forecasts()
         self.add_post_set_parameters_callback(lambda _params: self._schedule_forecasts())
         self.create_timer(1.0, self.publish_diagnostics, clock=rc.steady_clock())
         self._forecast_worker.start()
+        self._model_worker.start()
         self.get_logger().info(f"ready: serving {list(self.server.joint_names)}; waiting for a model on {rc.MODEL}")
 
     def _schedule_forecasts(self) -> None:
         if self._forecast_timer is not None:
             self.destroy_timer(self._forecast_timer)
             self._forecast_timer = None
+        self._model_inbox: queue.Queue[str] = queue.Queue(maxsize=MODEL_INBOX)
+        self.snapshots_dropped = 0
+        self._model_worker = threading.Thread(target=self._model_loop, name="syrenets_models", daemon=True)
         rate = self.get_parameter("forecast_rate").value
         if rate > 0:
             self._forecast_timer = self.create_timer(1.0 / rate, self._forecast_due.set, clock=rc.steady_clock())
 
     def on_model(self, msg: String) -> None:
-        accepted, reason = self.server.offer(msg.data)
+        """Checking a snapshot takes long (decode, probe evaluations): the model worker does
+        it, so the executor keeps answering references meanwhile. A full inbox (a flood of
+        snapshots) drops the oldest waiting one: the newest is what would be served."""
+        while True:
+            try:
+                self._model_inbox.put_nowait(msg.data)
+                return
+            except queue.Full:
+                try:
+                    self._model_inbox.get_nowait()
+                    self.snapshots_dropped += 1
+                except queue.Empty:
+                    pass
+
+    def _model_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                payload = self._model_inbox.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            try:
+                self.accept_model(payload)
+            except Exception:  # noqa: BLE001 - a snapshot that breaks the check is not served
+                self.get_logger().error(f"snapshot check failed:\n{traceback.format_exc()}")
+
+    def accept_model(self, payload: str) -> None:
+        accepted, reason = self.server.offer(payload)
         if accepted:
             self.get_logger().info(f"serving {reason}")
         else:
@@ -172,6 +207,7 @@ class PredictorNode(Node):
             "model_kind": current.model.kind if current else "none",
             "snapshots_accepted": self.server.accepted,
             "snapshots_refused": sum(self.server.refused.values()),
+            "snapshots_dropped_unchecked": self.snapshots_dropped,
             **{f"refused[{k}]": v for k, v in self.server.refused.items()},
             "torques_served": self.served,
             "bad_reference_points": self.bad_references,
@@ -189,6 +225,7 @@ class PredictorNode(Node):
     def destroy_node(self) -> None:
         self._stopping.set()  # a forecast in flight gives up at its next step
         self._forecast_worker.join(timeout=5.0)
+        self._model_worker.join(timeout=5.0)
         self._states.destroy()
         super().destroy_node()
 
