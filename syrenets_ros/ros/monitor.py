@@ -15,6 +15,7 @@ from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
 from syrenets_ros.dynamics import pendulum
+from syrenets_ros.plant.settings import NODE_NAME as SIM_NODE
 from syrenets_ros.ros import common as rc
 
 
@@ -48,6 +49,7 @@ class Monitor(Node):
         self.equations: list[tuple[float, str]] = []
         self.forecasts: list[ForecastRecord] = []
         self.diagnostics: dict[str, dict[str, str]] = {}
+        self.sim_reports: list[dict[str, str]] = []  # every report of the simulator, in order
         self.create_subscription(JointTrajectory, rc.REFERENCE, self.on_reference, rc.STREAM_QOS)
         self.create_subscription(JointState, rc.JOINT_STATES, self.on_state, rc.STREAM_QOS)
         self.create_subscription(JointState, rc.PREDICTED_TORQUE, self.on_torque, rc.STREAM_QOS)
@@ -99,7 +101,10 @@ class Monitor(Node):
 
     def on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
-            self.diagnostics[status.name] = {kv.key: kv.value for kv in status.values}
+            values = {kv.key: kv.value for kv in status.values}
+            self.diagnostics[status.name] = values
+            if status.name == SIM_NODE:
+                self.sim_reports.append(values)
 
     def trim(self, before: float) -> None:
         """Drop desired points no joint state was paired with, so the table stays bounded."""

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from syrenets_ros.dynamics import pendulum
 from syrenets_ros.tools.bringup import Graph
 from syrenets_ros.tools.graph import NODES, NodeSpec
-from syrenets_ros.tools.report import (SIM, ExperimentResult, adaptation_time, plot, rms, summary_table,
-                                       true_equation)
+from syrenets_ros.tools.report import (SIM, ExperimentResult, adaptation_time, delivered_feedforward, plot, rms,
+                                       summary_table, true_equation)
 
 if TYPE_CHECKING:
     from syrenets_ros.ros.monitor import Monitor
@@ -139,7 +139,8 @@ def run_experiment(timeline: Timeline, run_dir: Path, *, real_time_factor: float
         learner_change_stamps=[monitor.diagnostics.get("syrenets_learner", {}).get("last_change_stamp", "none")],
         equation=monitor.equations[-1][1] if monitor.equations else "",
         true_equation=true_equation(params_after), node_exit_codes=exit_codes, nodes_died=died,
-        diagnostics=monitor.diagnostics)
+        diagnostics=monitor.diagnostics,
+        delivered_ff={k: delivered_feedforward(monitor.sim_reports, *v) for k, v in phases.items() if k != "pd_only"})
     result.plot = str(plot(monitor, result, run_dir / "online.png"))
     (run_dir / "result.json").write_text(result.to_json())
     return result
@@ -165,6 +166,7 @@ def _progress_line(monitor: Monitor, phase: str) -> str:
         equation = equation[:87] + "..."
     return (f"t={t:6.1f}s [{phase}] samples={learner.get('samples_accepted', 0)} "
             f"loss={learner.get('loss', 'n/a')} heldout-RMSE={learner.get('holdout_torque_rmse', 'n/a')} "
-            f"FF-torque-err={ff:.3g} track={track:.3g} rad ff={sim.get('feedforward_in_use', 'n/a')} "
+            f"FF-torque-err={ff:.3g} delivered={sim.get('delivered_ff_error_rms_window', 'n/a')} "
+            f"track={track:.3g} rad ff={sim.get('feedforward_in_use', 'n/a')} "
             f"v{learner.get('model_version', 0)}({learner.get('served_source', '-')})\n"
             f"          {equation}")
