@@ -18,7 +18,9 @@ the start of the step — the same (q_k, q̇_k) at which the forward dynamics is
 the motor torque τ_k obeys the extended inverse dynamics exactly, to round-off:
 ``τ_k = EL(L_rigid)(q_k, q̇_k, q̈_k) + k⊙(q_k − r) + b⊙q̇_k + c⊙sign(q̇_k)``. (Explicit in
 the step, like a discrete controller: stable while k·Δt² and b·Δt stay well below the
-joint's inertia.) Changing them needs no rebuild; they act from the next step on.
+joint's inertia.) Coulomb friction is c·sign(q̇) exactly as written, with sign(0) = 0 and no
+stiction: a joint that friction should hold still chatters around q̇ = 0 at |q̇| ~ c·Δt/M.
+Changing the elements needs no rebuild; they act from the next step on.
 
 A parameter change rebuilds the body from the xacro with the new values and restores
 (q, q̇) with ``resetJointState``, which sets them exactly; the step count (sim time) runs on.
