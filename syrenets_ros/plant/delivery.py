@@ -45,6 +45,16 @@ class DeliveryTally:
         self.squared_error += error * error
         self.max_error = max(self.max_error, error)
 
+    def merge(self, other: "DeliveryTally") -> None:
+        """Add ``other``'s steps to these."""
+        self.exact += other.exact
+        self.stale += other.stale
+        self.missing += other.missing
+        self.stale_age_sum += other.stale_age_sum
+        self.stale_age_max = max(self.stale_age_max, other.stale_age_max)
+        self.squared_error += other.squared_error
+        self.max_error = max(self.max_error, other.max_error)
+
     def rate(self, use: Use) -> float:
         count = {Use.EXACT: self.exact, Use.STALE: self.stale, Use.NONE: self.missing}[use]
         return count / self.steps if self.steps else math.nan
@@ -61,7 +71,8 @@ class DeliveryTally:
 
 class DeliveryAudit:
     """The simulator's record of delivered feed-forward: a window (since the last report)
-    and the whole run."""
+    and the whole run up to the last report (the window joins it at each report, so a step
+    costs one tally update)."""
 
     def __init__(self) -> None:
         self.window = DeliveryTally()
@@ -71,13 +82,12 @@ class DeliveryAudit:
         """One step: the answer used (its torque is None when missing) and the true inverse
         dynamics at the desired point of that step."""
         applied = answer.torque if answer.torque is not None else (0.0,) * len(truth)
-        error = math.dist(applied, truth)
-        self.window.add(answer, error)
-        self.total.add(answer, error)
+        self.window.add(answer, math.dist(applied, truth))
 
     def report(self) -> dict[str, str]:
         """The /diagnostics values of this window and the run; restarts the window."""
         window, total = self.window, self.total
+        total.merge(window)
         values = {
             "delivered_ff_steps_window": str(window.steps),
             "delivered_ff_exact_window": str(window.exact),
@@ -91,6 +101,9 @@ class DeliveryAudit:
             "delivered_ff_error_rms_window": f"{window.rms_error:.6g}",
             "delivered_ff_error_max_window": f"{window.max_error:.6g}",
             "delivered_ff_steps_total": str(total.steps),
+            "steps_feedforward_exact": str(total.exact),
+            "steps_feedforward_stale": str(total.stale),
+            "steps_feedforward_missing": str(total.missing),
             "delivered_ff_exact_rate_total": f"{total.rate(Use.EXACT):.4f}",
             "delivered_ff_stale_rate_total": f"{total.rate(Use.STALE):.4f}",
             "delivered_ff_missing_rate_total": f"{total.rate(Use.NONE):.4f}",

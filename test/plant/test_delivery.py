@@ -39,6 +39,7 @@ def test_window_restarts_at_each_report_and_total_accumulates():
     assert float(values["delivered_ff_exact_rate_window"]) == 1.0
     assert float(values["delivered_ff_error_rms_window"]) == 0.0
     assert values["delivered_ff_steps_total"] == "2"
+    assert (values["steps_feedforward_exact"], values["steps_feedforward_missing"]) == ("1", "1")
     assert float(values["delivered_ff_missing_rate_total"]) == 0.5
     assert float(values["delivered_ff_error_rms_total"]) == pytest.approx(math.sqrt(0.5), rel=1e-5)
     assert audit.report()["delivered_ff_error_rms_window"] == "nan", "an empty window says so"
@@ -53,6 +54,7 @@ def test_buffer_answers_feed_the_audit_with_their_age():
     audit = DeliveryAudit()
     for step in range(6):
         audit.record(buffer.select(step, timeout_steps=3), (float(step), 0.0))
+    audit.report()
     tally = audit.total
     assert (tally.exact, tally.stale, tally.missing) == (2, 3, 1)
     assert (tally.stale_age_sum, tally.stale_age_max) == (1 + 2 + 3, 3)

@@ -45,3 +45,14 @@ def test_zero_sigma_reports_the_truth():
 def test_invalid_sigma_is_refused_with_a_reason(sigma):
     with pytest.raises(ValueError, match="sigma must be 3 finite values"):
         SensorNoise(sigma, seed=0)
+
+
+def test_steps_without_noise_draw_nothing():
+    """Noise off in between: the sequence resumes where it stopped, as the docstring says."""
+    noise = SensorNoise(SIGMA, seed=6)
+    first = _run(noise, 5)
+    noise.sigma = (0.0, 0.0, 0.0)
+    assert not _run(noise, 10).any()
+    noise.sigma = SIGMA
+    assert np.allclose(np.concatenate([first, _run(noise, 5)]), _run(SensorNoise(SIGMA, seed=6), 10),
+                       rtol=1e-8, atol=0)
