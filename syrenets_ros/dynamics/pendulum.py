@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
+from functools import cached_property
 
 import torch
 
@@ -82,8 +83,9 @@ class JointElements:
             if item.name != "rest_angle" and min(values) < 0.0:
                 raise ValueError(f"{item.name} must be >= 0, got {values!r}")
 
-    @property
+    @cached_property
     def is_rigid(self) -> bool:
+        """No element acts (checked once: the simulator asks every step)."""
         return not any(self.stiffness) and not any(self.damping) and not any(self.friction)
 
     def torque_at(self, q: Sequence[float], qd: Sequence[float]) -> JointVector:
@@ -176,9 +178,11 @@ def inverse_dynamics_at(q: Sequence[float], qd: Sequence[float], qdd: Sequence[f
     q1, q2 = q
     m11, m12, m22 = _mass_entries(math.cos(q2), p)
     bias1, bias2 = _bias_entries(math.sin(q1), math.sin(q2), math.sin(q1 + q2), qd[0], qd[1], p)
+    tau = (m11 * qdd[0] + m12 * qdd[1] + bias1, m12 * qdd[0] + m22 * qdd[1] + bias2)
+    if joints.is_rigid:
+        return tau
     passive1, passive2 = joints.torque_at(q, qd)
-    return (m11 * qdd[0] + m12 * qdd[1] + bias1 + passive1,
-            m12 * qdd[0] + m22 * qdd[1] + bias2 + passive2)
+    return tau[0] + passive1, tau[1] + passive2
 
 
 def forward_dynamics(
