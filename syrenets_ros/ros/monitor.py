@@ -41,6 +41,7 @@ class Monitor(Node):
     def __init__(self, params_before: pendulum.PendulumParams) -> None:
         super().__init__("syrenets_monitor")
         self.params = params_before
+        self.joints = pendulum.RIGID  # springs, damping, friction in force (the truth includes them)
         self.sim_time = 0.0
         self.desired: dict[int, tuple[list[float], list[float], list[float]]] = {}
         self.tracking: list[tuple[float, float]] = []  # (t, |q - q_d|)
@@ -85,7 +86,7 @@ class Monitor(Node):
             return
         t = key * 1e-6
         q, qd, qdd = (torch.tensor([v], dtype=torch.float64) for v in desired)
-        truth = pendulum.inverse_dynamics(q, qd, qdd, self.params)[0].tolist()
+        truth = pendulum.inverse_dynamics(q, qd, qdd, self.params, self.joints)[0].tolist()
         self.torque_error.append((t, math.dist(msg.effort, truth)))
 
     def on_equation(self, msg: String) -> None:
