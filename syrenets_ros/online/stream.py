@@ -15,6 +15,8 @@ from typing import Sequence
 
 import torch
 
+from syrenets_ros.learning import integral
+
 # Reasons a joint-state message does not become a sample; counted and reported.
 REJECT_REASONS = (
     "malformed",  # wrong lengths, missing fields
@@ -219,3 +221,31 @@ class ReplayBuffer:
             self._start += 1
             dropped += 1
         return dropped
+
+
+class WindowCutter:
+    """Cuts the sample stream into consecutive, non-overlapping, gap-free integral windows
+    (SPEC §2b) for tracking and change detection; a partial window waits for more samples."""
+
+    def __init__(self, window: int) -> None:
+        if window < 2:
+            raise ValueError("an integral window needs at least 2 samples")
+        self.window = window
+        self._pending: Batch | None = None
+
+    def reset(self) -> None:
+        self._pending = None
+
+    def push(self, new: Batch) -> list[Batch]:
+        """Add samples (time order); returns the windows they complete."""
+        batch = new if self._pending is None else Batch(*(torch.cat(pair) for pair in zip(
+            (self._pending.stamp, self._pending.q, self._pending.qd, self._pending.qdd, self._pending.tau),
+            (new.stamp, new.q, new.qd, new.qdd, new.tau))))
+        period = integral.sample_period(batch.stamp)
+        starts = (integral.window_starts(batch.stamp, self.window, self.window, period)
+                  if math.isfinite(period) else torch.zeros(0, dtype=torch.long))
+        windows = [batch.slice(s, s + self.window) for s in starts.tolist()]
+        used = int(starts[-1]) + self.window if len(starts) else 0
+        # Keep at most one window's worth: a tail that cannot complete (a gap) is dropped.
+        self._pending = batch.slice(max(used, len(batch) - self.window + 1), len(batch))
+        return windows
