@@ -1,11 +1,15 @@
 """The online learning loop, with no ROS import.
 
 Division of labour (SPEC §3): the SyReNet keeps training on the stream and *proposes*
-structure; symbolic distillation refits the coefficients of the proposed terms exactly;
-recursive least squares tracks those coefficients sample by sample. Whichever model predicts
-held-out recent torques best is served. A detected change (the served model's residual jumps
-and stays up) drops pre-change data and resets the coefficient tracker; when tracking does not
-explain the new data, the next refit searches the full library again.
+structure (terms the grammar lacks); symbolic distillation refits the coefficients exactly;
+recursive least squares tracks them window by window. Every comparison with data uses
+integral (momentum-form) rows (SPEC §2b), so sensor noise is averaged, not differentiated.
+The best model on held-out recent rows is served — but only once validated on a full
+holdout and never when it predicts those torques worse than the served one. A change is
+suspected when the noise-normalised residual of the served model jumps and stays up, and
+confirmed (pre-change data dropped, tracker reset) when a refit over both sides fits clearly
+worse than each side alone. A residual that regresses on q̇ or q is reported as a model the
+class cannot express (dissipation, a missing potential).
 """
 
 from __future__ import annotations
@@ -187,9 +191,11 @@ def _rmse(model, batch: Batch, window: int, stride: int) -> float:
 
 
 class OnlineLearner:
-    def __init__(self, config: LearnerConfig, log: Callable[[str], None] = print) -> None:
+    def __init__(self, config: LearnerConfig, log: Callable[[str], None] = print,
+                 warn: Callable[[str], None] | None = None) -> None:
         self.config = config
         self.log = log
+        self.warn = warn or log
         self.device = select_device(config.device)
         n = len(config.joint_names)
         self.buffer = ReplayBuffer(config.buffer_capacity, n)
@@ -402,8 +408,15 @@ class OnlineLearner:
             cause = integral.structured_residual(residual, recent.q.to(torch.float64), recent.qd.to(torch.float64),
                                                  starts, width, math.sqrt(self.config.change_floor)) or ""
         if cause and cause != self.stats.insufficiency:
-            self.log(f"WARN model insufficient: {cause}; serving the least-bad model and searching on")
+            self.warn(f"model insufficient: {cause}; serving the least-bad model and searching on")
         self.stats.insufficiency = cause
+
+    def coefficient_stderr(self) -> dict[str, str]:
+        """The served term model's coefficients with their standard errors, for diagnostics."""
+        if not isinstance(self.served, TermModel):
+            return {}
+        return {name: f"{c:.6g} ± {s:.2g}" for name, c, s in zip(
+            self.served.library.names, self.served.coefficients.tolist(), self.served.stderr.tolist())}
 
     def _track(self, model: TermModel) -> RecursiveLeastSquares:
         """Start coefficient tracking on a refit's terms, from its coefficients."""

@@ -1,0 +1,62 @@
+"""Joint-state streams from the real PyBullet pendulum for learning tests: a multi-sine
+tracked by PD + inverse-dynamics feed-forward, published the way the sim node does (state k
+with the torque applied during step k), with seeded Gaussian sensor noise added to what is
+published — never to the physics (SPEC §2b)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from syrenets_ros.dynamics import pendulum
+from syrenets_ros.plant.excitation import MultiSine
+from syrenets_ros.plant.simulator import Simulator
+
+DT = 1.0e-3
+REALISTIC_NOISE = (1.0e-4, 1.0e-3, 0.1)  # σ_q [rad], σ_q̇ [rad/s], σ_τ [N·m]
+
+
+@dataclass
+class Stream:
+    stamp: torch.Tensor  # (B,)
+    q: torch.Tensor  # (B, 2) published (noisy) samples ...
+    qd: torch.Tensor
+    qdd: torch.Tensor  # forward difference of the published q̇, as the learner forms it
+    tau: torch.Tensor
+    clean_q: torch.Tensor  # ... and the noise-free truth
+    clean_qd: torch.Tensor
+    clean_qdd: torch.Tensor
+    clean_tau: torch.Tensor
+
+
+def simulate(seconds: float, params: pendulum.PendulumParams = pendulum.PendulumParams(), *,
+             seed: int = 0, noise: tuple[float, float, float] = (0.0, 0.0, 0.0), start: float = 0.0) -> Stream:
+    excitation = MultiSine.from_seed(seed, 1.0, 0.2)
+    q0, qd0, _ = excitation.sample(start)
+    steps = round(seconds / DT)
+    reference = [excitation.sample(start + k * DT) for k in range(steps + 1)]
+    q_ref, qd_ref, qdd_ref = (torch.tensor([r[i] for r in reference], dtype=torch.float64) for i in range(3))
+    feedforward = pendulum.inverse_dynamics(q_ref, qd_ref, qdd_ref, params).tolist()
+    states, torques = [], []
+    with Simulator(params, DT, q0, qd0) as sim:
+        for k in range(steps + 1):
+            q, qd = sim.state()
+            q_d, qd_d, _ = reference[k]
+            tau = [feedforward[k][i] + 200.0 * (q_d[i] - q[i]) + 40.0 * (qd_d[i] - qd[i]) for i in range(2)]
+            states.append((*q, *qd))
+            torques.append(tau)
+            sim.step(tau)
+    states_t = torch.tensor(np.array(states), dtype=torch.float64)
+    tau_t = torch.tensor(np.array(torques), dtype=torch.float64)
+    generator = torch.Generator().manual_seed(1000 + seed)
+
+    def noisy(x: torch.Tensor, sigma: float) -> torch.Tensor:
+        return x + sigma * torch.randn(x.shape, generator=generator, dtype=torch.float64)
+
+    q, qd, tau = noisy(states_t[:, :2], noise[0]), noisy(states_t[:, 2:], noise[1]), noisy(tau_t, noise[2])
+    clean_qdd = (states_t[1:, 2:] - states_t[:-1, 2:]) / DT
+    stamp = start + torch.arange(steps, dtype=torch.float64) * DT
+    return Stream(stamp, q[:-1], qd[:-1], (qd[1:] - qd[:-1]) / DT, tau[:-1],
+                  states_t[:-1, :2], states_t[:-1, 2:], clean_qdd, tau_t[:-1])
