@@ -60,3 +60,30 @@ def simulate(seconds: float, params: pendulum.PendulumParams = pendulum.Pendulum
     stamp = start + torch.arange(steps, dtype=torch.float64) * DT
     return Stream(stamp, q[:-1], qd[:-1], (qd[1:] - qd[:-1]) / DT, tau[:-1],
                   states_t[:-1, :2], states_t[:-1, 2:], clean_qdd, tau_t[:-1])
+
+
+def simulate_structure(seconds: float, params: pendulum.PendulumParams = pendulum.PendulumParams(), *,
+                       stiffness: tuple[float, float] = (0.0, 0.0), rest: tuple[float, float] = (0.0, 0.0),
+                       viscous: tuple[float, float] = (0.0, 0.0), seed: int = 0) -> Stream:
+    """Clean samples of the pendulum with joint springs and viscous damping, stepped with the
+    simulator's own scheme (semi-implicit Euler: q̇ first, then q with the new q̇) from the
+    ground-truth forward dynamics, so each sample obeys τ = ID + k(q − r) + b q̇ exactly."""
+    excitation = MultiSine.from_seed(seed, 1.0, 0.2)
+    k, r, b = (torch.tensor(v, dtype=torch.float64) for v in (stiffness, rest, viscous))
+    steps = round(seconds / DT)
+    q_ref, qd_ref, _ = (torch.tensor(v, dtype=torch.float64) for v in excitation.sample(0.0))
+    q, qd = q_ref.clone(), qd_ref.clone()
+    rows = []
+    for step in range(steps + 1):
+        q_d, qd_d, qdd_d = (torch.tensor(v, dtype=torch.float64) for v in excitation.sample(step * DT))
+        feedforward = pendulum.inverse_dynamics(q_d, qd_d, qdd_d, params) + k * (q_d - r) + b * qd_d
+        tau = feedforward + 200.0 * (q_d - q) + 40.0 * (qd_d - qd)
+        rows.append(torch.cat((q, qd, tau)))
+        drive = tau - k * (q - r) - b * qd
+        qd = qd + DT * pendulum.forward_dynamics(q, qd, drive, params)
+        q = q + DT * qd
+    data = torch.stack(rows)
+    q, qd, tau = data[:, :2], data[:, 2:4], data[:, 4:]
+    qdd = (qd[1:] - qd[:-1]) / DT
+    stamp = torch.arange(steps, dtype=torch.float64) * DT
+    return Stream(stamp, q[:-1], qd[:-1], qdd, tau[:-1], q[:-1], qd[:-1], qdd, tau[:-1])

@@ -213,39 +213,39 @@ def _chi2_quantile(dof: int, tail: float) -> float:
     return dof * (1.0 - a + z * math.sqrt(a)) ** 3
 
 
-STRUCTURE_TAIL = 1e-9  # false-alarm probability per check of the structured-residual test
+STRUCTURE_TAIL = 1e-9  # false-alarm probability per check of the missing-structure test
 
 
-def structured_residual(residual: torch.Tensor, q: torch.Tensor, qd: torch.Tensor, starts: torch.Tensor,
-                        window: int, floor: float) -> str | None:
-    """Why a model's integral residual is not noise, or None.
+def missing_structure(model_rows: torch.Tensor, target: torch.Tensor, groups: dict[str, torch.Tensor],
+                      floor: float) -> str | None:
+    """Which kind of physics a term model lacks, or None: a nested likelihood-ratio test.
 
-    Per joint j, the residual rows are regressed on the window means of [1, q_j] (a potential
-    the model lacks, e.g. a spring) and [q̇_j, sign q̇_j] (dissipation it lacks). A group counts
-    when dropping it raises the residual sum of squares beyond the χ² quantile at
-    ``STRUCTURE_TAIL`` (a likelihood-ratio test scaled by the regression's own residual
-    variance, so it holds at every noise level) *and* its explained RMS exceeds ``floor``
-    [N·m] (rounding residuals of an exact model correlate with everything, harmlessly).
+    ``model_rows`` (J, n, p) are the model's own columns on non-overlapping integral rows,
+    ``target`` (J, n) the measured rows, ``groups`` name → (J, n, g) candidate columns the model
+    does not have (e.g. polynomial potential terms, dissipative forces). A group counts when
+    adding it to the model's columns lowers the residual sum of squares beyond the χ² quantile
+    at ``STRUCTURE_TAIL``, scaled by the larger model's own residual variance (so the test holds
+    at every noise level), *and* the explained RMS exceeds ``floor`` [N·m] (rounding residuals
+    of an exact model are not physics). The group explaining most is named.
     """
+    rows = target.numel()
+    y = target.reshape(-1)
+    base = model_rows.reshape(rows, -1)
+
+    def rss(matrix: torch.Tensor) -> float:
+        solution = torch.linalg.lstsq(matrix, y[:, None], driver="gelsd").solution[:, 0]
+        return float((matrix @ solution - y).square().sum())
+
+    reduced = rss(base)
     causes = []
-    rows = residual.shape[0]
-    for j in range(residual.shape[1]):
-        groups = {
-            "missing potential (residual follows q%d)" % (j + 1): [torch.ones_like(q[:, j]), q[:, j]],
-            "dissipation (residual follows qd%d)" % (j + 1): [qd[:, j], torch.sign(qd[:, j])],
-        }
-        columns = {name: integrate(torch.stack(cols, -1), starts, window) for name, cols in groups.items()}
-        full = torch.cat(list(columns.values()), -1)
-        if rows <= full.shape[1] + 2:
-            return None
-        target = residual[:, j]
-        fitted = full @ torch.linalg.lstsq(full, target[:, None]).solution[:, 0]
-        rss_full = float((target - fitted).square().sum())
-        sigma2 = max(rss_full / (rows - full.shape[1]), torch.finfo(torch.float64).tiny)
-        for name, own in columns.items():
-            others = torch.cat([c for n, c in columns.items() if n != name], -1)
-            reduced = others @ torch.linalg.lstsq(others, target[:, None]).solution[:, 0]
-            gain = float((target - reduced).square().sum()) - rss_full
-            if gain / sigma2 > _chi2_quantile(own.shape[1], STRUCTURE_TAIL) and math.sqrt(gain / rows) > floor:
-                causes.append((gain, name))
+    for name, columns in groups.items():
+        grown = torch.cat((base, columns.reshape(rows, -1)), 1)
+        dof = rows - grown.shape[1]
+        if dof < 2:
+            continue
+        full = rss(grown)
+        sigma2 = max(full / dof, torch.finfo(torch.float64).tiny)
+        gain = reduced - full
+        if gain / sigma2 > _chi2_quantile(columns.shape[-1], STRUCTURE_TAIL) and math.sqrt(gain / rows) > floor:
+            causes.append((gain, name))
     return max(causes)[1] if causes else None

@@ -26,7 +26,7 @@ from syrenets_ros.dynamics.pendulum import JOINT_NAMES
 from syrenets_ros.learning import integral
 from syrenets_ros.learning.regression import fit_integral, propose_terms
 from syrenets_ros.learning.syrenet import SyReNet, SyReNetConfig
-from syrenets_ros.learning.terms import TermLibrary, TermModel
+from syrenets_ros.learning.terms import FORCE_LAWS, Force, TermLibrary, TermModel, polynomial_terms
 from syrenets_ros.learning.training import Trainer, select_device
 from syrenets_ros.online.change import ChangeDetector
 from syrenets_ros.online.snapshot import encode_model, load_newest_checkpoint, save_checkpoint
@@ -358,11 +358,11 @@ class OnlineLearner:
                 math.sqrt(config.change_floor))
             self.stats.noise = self.noise.tolist()
         self._check_sufficiency(model, self.buffer.newest(config.fit_samples + config.holdout))
-        if self.served is not None and model is not self.served:
-            served_rmse = _rmse(self.served, holdout, width, stride)
-            if served_rmse <= rmse:
-                self.stats.guard_refusals += 1
-                return None
+        if self.served is not None and model is not self.served and (
+                self._suspected_change is not None or _rmse(self.served, holdout, width, stride) <= rmse):
+            # While a change is suspected, data after it are too few to validate anything.
+            self.stats.guard_refusals += 1
+            return None
         self.stats.wins[source] = self.stats.wins.get(source, 0) + 1
         if source in ("library", "network_guided"):
             self.tracker = self._track(model)
@@ -398,15 +398,27 @@ class OnlineLearner:
         return candidates
 
     def _check_sufficiency(self, model, recent: Batch) -> None:
-        """Say out loud when the model class does not fit: the model's integral residual
-        regresses on q̇ (dissipation it lacks) or on q (a potential it lacks) beyond chance."""
-        width = self.config.integral_window
-        starts = integral.window_starts(recent.stamp, width, width, integral.sample_period(recent.stamp))
+        """Say out loud when the model class does not fit: adding polynomial potential terms
+        (a spring) or dissipative forces to the model's own terms explains its residual beyond
+        chance (:func:`integral.missing_structure`)."""
         cause = ""
-        if len(starts) >= 8 and self._suspected_change is None:
-            residual = _integral_residual(model, recent, width, width)
-            cause = integral.structured_residual(residual, recent.q.to(torch.float64), recent.qd.to(torch.float64),
-                                                 starts, width, math.sqrt(self.config.change_floor)) or ""
+        if isinstance(model, TermModel):
+            width = self.config.integral_window
+            starts = integral.window_starts(recent.stamp, width, width, integral.sample_period(recent.stamp))
+            n = len(self.config.joint_names)
+            potential = [t for t in polynomial_terms(n, max_velocity_degree=0) if t not in model.terms]
+            dissipation = [Force(j, law) for law in FORCE_LAWS for j in range(n) if Force(j, law) not in model.forces]
+            groups = {}
+            if potential:
+                images = TermLibrary(potential).el_images(recent.q, recent.qd, recent.qdd)
+                groups["missing potential (residual follows a polynomial in q)"] = integral.integrate(images, starts, width)
+            if dissipation:
+                forces = torch.stack([f.generalised_force(recent.qd.to(torch.float64)) for f in dissipation], -1)
+                groups["dissipation the model lacks (residual follows q̇)"] = integral.integrate(forces, starts, width)
+            if len(starts) >= 8 and groups:
+                rows = integral.integrate(model.library.el_images(recent.q, recent.qd, recent.qdd), starts, width)
+                target = integral.integrate(recent.tau.to(torch.float64), starts, width)
+                cause = integral.missing_structure(rows, target, groups, math.sqrt(self.config.change_floor)) or ""
         if cause and cause != self.stats.insufficiency:
             self.warn(f"model insufficient: {cause}; serving the least-bad model and searching on")
         self.stats.insufficiency = cause

@@ -8,7 +8,8 @@ import torch
 
 from syrenets_ros.dynamics import euler_lagrange, pendulum
 from syrenets_ros.learning import integral, regression
-from syrenets_ros.learning.terms import Force, Term, TermLibrary, TermModel, polynomial_terms
+from pendulum_streams import simulate_structure
+from syrenets_ros.learning.terms import Force, Term, TermLibrary, TermModel, polynomial_terms, true_pendulum_terms
 from syrenets_ros.online.snapshot import SnapshotError
 
 PARAMS = pendulum.PendulumParams()
@@ -132,17 +133,25 @@ def test_network_proposed_polynomial_term_enters_the_refit():
     assert (trig_only.torque(wide_q, wide_qd, wide_qdd) - truth).abs().max() > 1.0
 
 
-def test_structured_residual_names_the_missing_physics():
-    gen = torch.Generator().manual_seed(5)
-    t = torch.arange(4000, dtype=torch.float64) * 1e-3
-    q = torch.stack((torch.sin(1.1 * t), torch.sin(0.7 * t + 1.0)), -1)
-    qd = torch.stack((1.1 * torch.cos(1.1 * t), 0.7 * torch.cos(0.7 * t + 1.0)), -1)
-    starts = integral.window_starts(t, 100, 100, 1e-3)
-    noise = 0.05 * torch.randn(4000, 2, generator=gen, dtype=torch.float64)
-
-    def verdict(residual):
-        return integral.structured_residual(integral.integrate(residual, starts, 100), q, qd, starts, 100, 0.01)
-
-    assert verdict(noise) is None
-    assert "dissipation" in verdict(noise + torch.stack((torch.zeros_like(t), 2.0 * qd[:, 1]), -1))
-    assert "potential" in verdict(noise + torch.stack((50.0 * q[:, 0], torch.zeros_like(t)), -1))
+@pytest.mark.parametrize("plant, cause", [
+    (dict(), None),
+    (dict(stiffness=(0.0, 50.0), rest=(0.0, 0.3)), "potential"),
+    (dict(viscous=(2.0, 0.0)), "dissipation"),
+])
+def test_missing_structure_names_the_physics_a_rigid_model_lacks(plant, cause):
+    """The rigid pendulum's exact terms on data of a plant with a spring or damping: the
+    nested likelihood-ratio test names what is missing, and nothing on the rigid plant."""
+    stream = simulate_structure(3.0, **plant)
+    rigid = true_pendulum_terms(PARAMS)
+    starts = integral.window_starts(stream.stamp, 100, 100, 1e-3)
+    rows = integral.integrate(rigid.library.el_images(stream.q, stream.qd, stream.qdd), starts, 100)
+    target = integral.integrate(stream.tau, starts, 100)
+    groups = {
+        "missing potential": integral.integrate(
+            TermLibrary(polynomial_terms(2, max_velocity_degree=0)).el_images(stream.q, stream.qd, stream.qdd),
+            starts, 100),
+        "dissipation": integral.integrate(
+            torch.stack([Force(j, "viscous").generalised_force(stream.qd) for j in range(2)], -1), starts, 100),
+    }
+    verdict = integral.missing_structure(rows, target, groups, floor=0.01)
+    assert verdict == (None if cause is None else next(name for name in groups if cause in name))
