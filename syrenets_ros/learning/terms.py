@@ -138,9 +138,9 @@ class Force:
         """(..., n) velocities → (..., n) force with one non-zero entry."""
         column = qd[..., self.joint]
         value = column if self.law == "viscous" else torch.sign(column)
-        out = torch.zeros_like(qd)
-        out[..., self.joint] = value
-        return out
+        zero = torch.zeros_like(value)
+        # Built without in-place writes, so torch.func transforms (the integrator) can trace it.
+        return torch.stack([value if j == self.joint else zero for j in range(qd.shape[-1])], -1)
 
     def to_json(self) -> dict[str, Any]:
         return {"joint": self.joint, "law": self.law}
@@ -412,6 +412,10 @@ class TermModel:
         for force, c in zip(self.forces, self.coefficients[len(self.terms):].tolist()):
             out = out + c * force.generalised_force(qd)
         return out
+
+    def dissipation_fn(self):
+        """q̇ ↦ dissipative force for the forced variational integrator, or None if there is none."""
+        return self.dissipative_force if self.forces else None
 
     def torque(self, q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor) -> torch.Tensor:
         """τ = EL images · c (dissipation included): linear in the coefficients, no autodiff."""

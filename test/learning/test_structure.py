@@ -155,3 +155,29 @@ def test_missing_structure_names_the_physics_a_rigid_model_lacks(plant, cause):
     }
     verdict = integral.missing_structure(rows, target, groups, floor=0.01)
     assert verdict == (None if cause is None else next(name for name in groups if cause in name))
+
+
+def test_forced_variational_integrator_dissipates_what_the_model_says():
+    """Passive motion of a model with viscous damping (forced discrete Lagrange–d'Alembert):
+    the energy lost over the forecast equals the work of the damping force, and a model
+    without dissipation keeps its energy."""
+    from syrenets_ros.dynamics.integrator import VariationalIntegrator
+
+    rigid = true_pendulum_terms(PARAMS)
+    damped = TermModel(TermLibrary(list(rigid.terms), [Force(0, "viscous"), Force(1, "viscous")]),
+                       torch.cat((rigid.coefficients, torch.tensor([2.0, 2.0], dtype=torch.float64))))
+    q0, qd0 = torch.tensor([[1.2, -0.5]], dtype=torch.float64), torch.tensor([[1.0, 0.5]], dtype=torch.float64)
+    h, steps = 0.01, 300
+
+    def energy(rollout):
+        return pendulum.energy(rollout.q[0], rollout.qd[0], PARAMS)
+
+    free = VariationalIntegrator(rigid.lagrangian_fn(), h, tol=1e-12).rollout(q0, qd0, steps)
+    lossy = VariationalIntegrator(damped.lagrangian_fn(), h, tol=1e-12,
+                                  dissipation=damped.dissipation_fn()).rollout(q0, qd0, steps)
+    assert int(lossy.valid_length[0]) == steps + 1
+    assert abs(float(energy(free)[-1] - energy(free)[0])) < 1e-3 * float(energy(free).abs().max())
+    velocity = (lossy.q[0, 1:] - lossy.q[0, :-1]) / h
+    work = float((2.0 * velocity.square()).sum() * h)
+    lost = float(energy(lossy)[0] - energy(lossy)[-1])
+    assert work > 1.0 and lost == pytest.approx(work, rel=0.02)
