@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "sim": ("syrenets_ros.tools.bench.sim", "simulator throughput and pacing"),
     "online": ("syrenets_ros.tools.bench.online", "adaptation time, tracking, predictor latency"),
     "integrator": ("syrenets_ros.tools.bench.integrator", "energy drift of variational vs explicit rollouts"),
+    "noise": ("syrenets_ros.tools.bench.noise", "learning through sensor noise: error vs σ, false alarms, swap"),
 }
 
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from pendulum_streams import DT, REALISTIC_NOISE, simulate
+from syrenets_ros.tools.streams import DT, REALISTIC_NOISE, simulate
 from syrenets_ros.dynamics import pendulum
 from syrenets_ros.learning import integral
 from syrenets_ros.learning.regression import fit_integral

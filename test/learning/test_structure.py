@@ -8,7 +8,7 @@ import torch
 
 from syrenets_ros.dynamics import euler_lagrange, pendulum
 from syrenets_ros.learning import integral, regression
-from pendulum_streams import simulate_structure
+from syrenets_ros.tools.streams import simulate_structure
 from syrenets_ros.learning.terms import Force, Term, TermLibrary, TermModel, polynomial_terms, true_pendulum_terms
 from syrenets_ros.online.snapshot import SnapshotError
 

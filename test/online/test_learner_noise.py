@@ -4,14 +4,12 @@ models only, the model class's insufficiency said out loud."""
 import math
 
 import pytest
-import torch
 
-from pendulum_streams import REALISTIC_NOISE, Stream, simulate, simulate_structure
+from syrenets_ros.tools.streams import REALISTIC_NOISE, Stream, samples, simulate, simulate_structure
 from syrenets_ros.dynamics import pendulum
-from syrenets_ros.learning.terms import TermModel, true_pendulum_terms
+from syrenets_ros.learning.terms import Force, TermModel, true_pendulum_terms
 from syrenets_ros.online.learner import LearnerConfig, OnlineLearner
 from syrenets_ros.online.snapshot import decode_model
-from syrenets_ros.online.stream import JointStateSample
 
 PARAMS = pendulum.PendulumParams()
 TRUTH = true_pendulum_terms(PARAMS)
@@ -21,14 +19,13 @@ def _feed(learner: OnlineLearner, stream: Stream, chunk: int = 1000):
     """Feed in chunks; returns (newest stamp at publication, publication) pairs."""
     published = []
     for start in range(0, len(stream.stamp), chunk):
-        for k in range(start, min(start + chunk, len(stream.stamp))):
-            learner.buffer.push(JointStateSample(float(stream.stamp[k]), tuple(stream.q[k].tolist()),
-                                                 tuple(stream.qd[k].tolist()), tuple(stream.qdd[k].tolist()),
-                                                 tuple(stream.tau[k].tolist())))
+        batch = samples(stream, start, min(start + chunk, len(stream.stamp)))
+        for sample in batch:
+            learner.buffer.push(sample)
         learner.observe()
         publication = learner.maybe_select()
         if publication:
-            published.append((float(stream.stamp[k]), publication))
+            published.append((batch[-1].stamp, publication))
     return published
 
 
@@ -98,7 +95,7 @@ def test_viscous_damping_is_learned_without_a_warning():
     learner = OnlineLearner(_config(), log=lambda _: None)
     published = _feed(learner, simulate_structure(4.0, viscous=(2.0, 2.0)))
     served = decode_model(published[-1][1].payload).model
-    from syrenets_ros.learning.terms import Force
+
     assert served.coefficient_of(Force(0, "viscous")) == pytest.approx(2.0, rel=1e-6)
     assert served.coefficient_of(Force(1, "viscous")) == pytest.approx(2.0, rel=1e-6)
     assert learner.stats.insufficiency == ""

@@ -1,7 +1,9 @@
-"""Joint-state streams from the real PyBullet pendulum for learning tests: a multi-sine
-tracked by PD + inverse-dynamics feed-forward, published the way the sim node does (state k
-with the torque applied during step k), with seeded Gaussian sensor noise added to what is
-published — never to the physics (SPEC §2b)."""
+"""Offline joint-state streams for learning tests and benchmarks, without ROS: the real
+PyBullet pendulum tracking a multi-sine by PD + inverse-dynamics feed-forward, recorded the way
+the sim node publishes (state k with the torque applied during step k), with seeded Gaussian
+sensor noise added to what is recorded — never to the physics (SPEC §2b). Springs and damping
+(not in the PyBullet core here) come from :func:`simulate_structure`, which steps the
+ground-truth dynamics with the simulator's own scheme."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import numpy as np
 import torch
 
 from syrenets_ros.dynamics import pendulum
+from syrenets_ros.online.stream import JointStateSample
 from syrenets_ros.plant.excitation import MultiSine
 from syrenets_ros.plant.simulator import Simulator
 
@@ -87,3 +90,9 @@ def simulate_structure(seconds: float, params: pendulum.PendulumParams = pendulu
     qdd = (qd[1:] - qd[:-1]) / DT
     stamp = torch.arange(steps, dtype=torch.float64) * DT
     return Stream(stamp, q[:-1], qd[:-1], qdd, tau[:-1], q[:-1], qd[:-1], qdd, tau[:-1])
+
+
+def samples(stream: Stream, start: int, stop: int) -> list[JointStateSample]:
+    """Samples ``start:stop`` of a stream as the learner's assembler would produce them."""
+    return [JointStateSample(float(stream.stamp[k]), tuple(stream.q[k].tolist()), tuple(stream.qd[k].tolist()),
+                             tuple(stream.qdd[k].tolist()), tuple(stream.tau[k].tolist())) for k in range(start, stop)]
