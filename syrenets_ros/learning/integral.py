@@ -29,6 +29,7 @@ DEFAULT_WINDOW = 100  # samples per window (0.1 s at 1 kHz): noise ∝ window^-1
 DEFAULT_STRIDE = 25  # window starts for fitting; overlapping windows reuse the data
 NUMERICAL_FLOOR = 1e-12  # relative: below this, residuals are rounding, not signal
 FOLDS = 5  # blocked cross-validation folds for term selection
+MIN_WINDOWS = 200  # a refit on fewer windows than this uses a denser stride
 
 
 def sample_period(stamps: torch.Tensor) -> float:

@@ -353,10 +353,17 @@ class TermLibrary:
         return self._independent_columns(images, tol)
 
     def _independent_columns(self, matrix: torch.Tensor, tol: float) -> tuple["TermLibrary", list[str]]:
+        # Forces first: on little or smooth data a viscous force can lie in the span of many
+        # trig terms, and the physical, simpler column is the one to keep.
+        order = list(range(len(self.terms), len(self))) + list(range(len(self.terms)))
+        matrix = matrix[:, order]
         norms = matrix.norm(dim=0)
         nonzero = norms > tol * norms.max().clamp_min(torch.finfo(matrix.dtype).tiny)
         r = torch.linalg.qr(matrix / norms.clamp_min(torch.finfo(matrix.dtype).tiny), mode="r")[1]
-        keep = (nonzero & (r.diagonal().abs() > tol)).tolist()
+        kept_in_order = (nonzero & (r.diagonal().abs() > tol)).tolist()
+        keep = [False] * len(self)
+        for position, column in enumerate(order):
+            keep[column] = kept_in_order[position]
         if not any(k for k, c in zip(keep, self.columns) if isinstance(c, Term)):
             raise ValueError("no term has an identifiable effect on these data")
         dropped = [name for name, k in zip(self.names, keep) if not k]

@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "online": ("syrenets_ros.tools.bench.online", "adaptation time, tracking, predictor latency"),
     "integrator": ("syrenets_ros.tools.bench.integrator", "energy drift of variational vs explicit rollouts"),
     "noise": ("syrenets_ros.tools.bench.noise", "learning through sensor noise: error vs σ, false alarms, swap"),
+    "structure": ("syrenets_ros.tools.bench.structure", "springs, friction, swaps mid-run, network off/on"),
 }
 
 

@@ -7,6 +7,7 @@ ground-truth dynamics with the simulator's own scheme."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,25 +66,47 @@ def simulate(seconds: float, params: pendulum.PendulumParams = pendulum.Pendulum
                   states_t[:-1, :2], states_t[:-1, 2:], clean_qdd, tau_t[:-1])
 
 
+@dataclass(frozen=True)
+class Plant:
+    """Rigid parameters plus joint springs ½k(q − r)², viscous b·q̇ and Coulomb c·sign(q̇)."""
+
+    params: pendulum.PendulumParams = pendulum.PendulumParams()
+    stiffness: tuple[float, float] = (0.0, 0.0)
+    rest: tuple[float, float] = (0.0, 0.0)
+    viscous: tuple[float, float] = (0.0, 0.0)
+    coulomb: tuple[float, float] = (0.0, 0.0)
+
+    def extra_torque(self, q: torch.Tensor, qd: torch.Tensor) -> torch.Tensor:
+        """What the motor must add to the rigid inverse dynamics (SPEC §2b)."""
+        k, r, b, c = (torch.tensor(v, dtype=torch.float64) for v in (self.stiffness, self.rest, self.viscous,
+                                                                     self.coulomb))
+        return k * (q - r) + b * qd + c * torch.sign(qd)
+
+    def inverse_dynamics(self, q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor) -> torch.Tensor:
+        return pendulum.inverse_dynamics(q, qd, qdd, self.params) + self.extra_torque(q, qd)
+
+
 def simulate_structure(seconds: float, params: pendulum.PendulumParams = pendulum.PendulumParams(), *,
                        stiffness: tuple[float, float] = (0.0, 0.0), rest: tuple[float, float] = (0.0, 0.0),
-                       viscous: tuple[float, float] = (0.0, 0.0), seed: int = 0) -> Stream:
-    """Clean samples of the pendulum with joint springs and viscous damping, stepped with the
+                       viscous: tuple[float, float] = (0.0, 0.0), coulomb: tuple[float, float] = (0.0, 0.0),
+                       seed: int = 0, change_at: float = math.inf, changed: Plant | None = None) -> Stream:
+    """Clean samples of the pendulum with joint springs and friction, stepped with the
     simulator's own scheme (semi-implicit Euler: q̇ first, then q with the new q̇) from the
-    ground-truth forward dynamics, so each sample obeys τ = ID + k(q − r) + b q̇ exactly."""
+    ground-truth forward dynamics, so each sample obeys τ = ID + k(q − r) + b q̇ + c sign q̇
+    exactly. At ``change_at`` the plant becomes ``changed`` with the state continuous."""
+    plant = Plant(params, stiffness, rest, viscous, coulomb)
     excitation = MultiSine.from_seed(seed, 1.0, 0.2)
-    k, r, b = (torch.tensor(v, dtype=torch.float64) for v in (stiffness, rest, viscous))
     steps = round(seconds / DT)
-    q_ref, qd_ref, _ = (torch.tensor(v, dtype=torch.float64) for v in excitation.sample(0.0))
-    q, qd = q_ref.clone(), qd_ref.clone()
+    q, qd = (torch.tensor(v, dtype=torch.float64) for v in excitation.sample(0.0)[:2])
     rows = []
     for step in range(steps + 1):
+        current = changed if changed is not None and step * DT >= change_at else plant
         q_d, qd_d, qdd_d = (torch.tensor(v, dtype=torch.float64) for v in excitation.sample(step * DT))
-        feedforward = pendulum.inverse_dynamics(q_d, qd_d, qdd_d, params) + k * (q_d - r) + b * qd_d
+        feedforward = current.inverse_dynamics(q_d, qd_d, qdd_d)
         tau = feedforward + 200.0 * (q_d - q) + 40.0 * (qd_d - qd)
         rows.append(torch.cat((q, qd, tau)))
-        drive = tau - k * (q - r) - b * qd
-        qd = qd + DT * pendulum.forward_dynamics(q, qd, drive, params)
+        drive = tau - current.extra_torque(q, qd)
+        qd = qd + DT * pendulum.forward_dynamics(q, qd, drive, current.params)
         q = q + DT * qd
     data = torch.stack(rows)
     q, qd, tau = data[:, :2], data[:, 2:4], data[:, 4:]
