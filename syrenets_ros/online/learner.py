@@ -346,6 +346,8 @@ class OnlineLearner:
         holdout = self.buffer.newest(config.holdout)
         fit = self.buffer.newest(config.fit_samples, skip_newest=config.holdout)
         candidates = self._candidates(fit)
+        if not candidates:
+            return None
         width, stride = config.integral_window, config.integral_stride
         scored = sorted(((_rmse(model, holdout, width, stride), source, model) for source, model in candidates),
                         key=lambda item: item[0])
@@ -380,7 +382,11 @@ class OnlineLearner:
             return fit_integral(self.library, fit.stamp, fit.q, fit.qd, fit.qdd, fit.tau, candidates=terms,
                                 window=self.config.integral_window, stride=self.config.integral_stride)
 
-        library_model = refit()
+        try:
+            library_model = refit()
+        except ValueError as exc:  # too few gap-free windows (dropped messages): no refit now
+            self.log(f"no refit this round: {exc}")
+            return candidates
         candidates.append(("library", library_model))
         if self.config.network_enabled and self.stats.training_steps > 0:
             reference = fit.to(self.device)
