@@ -237,15 +237,21 @@ class WindowCutter:
         self._pending = None
 
     def push(self, new: Batch) -> list[Batch]:
-        """Add samples (time order); returns the windows they complete."""
+        """Add samples (time order); returns the windows they complete. After a gap the next
+        window starts at the first sample after it."""
         batch = new if self._pending is None else Batch(*(torch.cat(pair) for pair in zip(
             (self._pending.stamp, self._pending.q, self._pending.qd, self._pending.qdd, self._pending.tau),
             (new.stamp, new.q, new.qd, new.qdd, new.tau))))
         period = integral.sample_period(batch.stamp)
-        starts = (integral.window_starts(batch.stamp, self.window, self.window, period)
-                  if math.isfinite(period) else torch.zeros(0, dtype=torch.long))
-        windows = [batch.slice(s, s + self.window) for s in starts.tolist()]
-        used = int(starts[-1]) + self.window if len(starts) else 0
-        # Keep at most one window's worth: a tail that cannot complete (a gap) is dropped.
-        self._pending = batch.slice(max(used, len(batch) - self.window + 1), len(batch))
+        steps = batch.stamp[1:] - batch.stamp[:-1]
+        gaps = (torch.nonzero((steps - period).abs() > 0.5 * period)[:, 0] + 1).tolist() if math.isfinite(period) else []
+        windows, position = [], 0
+        while position + self.window <= len(batch):
+            inside = [g for g in gaps if position < g < position + self.window]
+            if inside:
+                position = inside[-1]
+                continue
+            windows.append(batch.slice(position, position + self.window))
+            position += self.window
+        self._pending = batch.slice(position, len(batch))
         return windows
