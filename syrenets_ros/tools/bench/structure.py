@@ -23,7 +23,7 @@ import torch
 from syrenets_ros.learning.terms import Force, Term, TermModel, true_pendulum_terms
 from syrenets_ros.online.learner import LearnerConfig, OnlineLearner
 from syrenets_ros.tools.bench.noise import wide_states
-from syrenets_ros.tools.streams import Plant, samples, simulate_structure
+from syrenets_ros.tools.streams import Plant, Stream, samples, simulate_structure
 
 RIGID = Plant()
 SCENARIOS: dict[str, Plant] = {
@@ -55,8 +55,7 @@ def wide_rmse(model, plant: Plant, states) -> float:
     return float(error.square().mean().sqrt())
 
 
-def measure(name: str, plant: Plant, network: bool, change_at: float, seconds: float, train_steps: int) -> dict:
-    stream = simulate_structure(seconds, change_at=change_at, changed=plant)
+def measure(name: str, plant: Plant, stream: Stream, network: bool, change_at: float, train_steps: int) -> dict:
     config = LearnerConfig(snapshot_period=0.0, network_enabled=network, max_train_rate=1e9, seed=0)
     learner = OnlineLearner(config, log=lambda _: None, warn=lambda _: None)
     wide = wide_states()
@@ -142,8 +141,9 @@ def run(args: argparse.Namespace) -> int:
     networks = {"off": (False,), "on": (True,), "both": (False, True)}[args.network]
     results = []
     for name in args.scenarios:
+        stream = simulate_structure(args.seconds, change_at=args.change_at, changed=SCENARIOS[name])
         for network in networks:
-            results.append(measure(name, SCENARIOS[name], network, args.change_at, args.seconds, args.train_steps))
+            results.append(measure(name, SCENARIOS[name], stream, network, args.change_at, args.train_steps))
             print(results[-1], flush=True)
     print(table(results))
     print(f"plot: {plot(results, args.png)}")
