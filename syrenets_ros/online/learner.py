@@ -242,12 +242,12 @@ class OnlineLearner:
             if change is not None and self._suspected_change is None:
                 self._suspected_change = change
         if self._suspected_change is not None:
-            self._maybe_confirm(float(window.stamp[-1]))
+            self._maybe_confirm()
         if self.tracker is not None:
             images = self.tracker.library.el_images(window.q, window.qd, window.qdd)
             self.tracker.update_rows(integral.integrate(images, everything, width), target, self.noise)
 
-    def _maybe_confirm(self, now: float) -> None:
+    def _maybe_confirm(self) -> None:
         """Decide on a suspected change once enough data followed it to fit the library."""
         stamp = self._suspected_change
         guard = self.config.change_window * self.config.integral_window
@@ -261,8 +261,8 @@ class OnlineLearner:
 
     def _confirm_change(self, stamp: float) -> float | None:
         """A residual jump means the system changed *or* the served model extrapolates badly.
-        Tell them apart: if one least-squares fit on the whole library explains the data before
-        and after the jump together about as well as each part alone, nothing changed. The
+        Tell them apart: if one sparse refit of the library explains the data before and after
+        the jump together about as well as each part alone does, nothing changed. The
         flagged window may straddle the change, so one window on each side is left out.
 
         Returns the stamp from which data is trusted, or None if nothing changed."""
@@ -288,14 +288,15 @@ class OnlineLearner:
         return None
 
     def _library_fit_rmse(self, *parts: Batch) -> float:
-        """Held-in RMSE of one sparse refit (:func:`fit_integral`) on the parts together; no
-        window spans two parts (their stamps have a gap)."""
+        """Held-in integral-row RMSE of one sparse refit (:func:`fit_integral`) on the parts
+        together (no window spans two parts: their stamps have a gap); 0 when the parts are
+        too short to select terms."""
         both = Batch(*(torch.cat(columns) for columns in zip(
             *((p.stamp, p.q, p.qd, p.qdd, p.tau) for p in parts))))
         try:
             model = fit_integral(self.library, both.stamp, both.q, both.qd, both.qdd, both.tau,
                                  window=self.config.integral_window, stride=self.config.integral_stride)
-        except ValueError:  # too few windows to select terms: nothing to compare
+        except ValueError:
             return 0.0
         return _rmse(model, both, self.config.integral_window, self.config.integral_stride)
 
