@@ -23,6 +23,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
                   "simulator vs ground truth with springs, damping, friction; sensor noise σ"),
     "online": ("syrenets_ros.tools.bench.online", "adaptation time, tracking, predictor latency"),
     "integrator": ("syrenets_ros.tools.bench.integrator", "energy drift of variational vs explicit rollouts"),
+    "noise": ("syrenets_ros.tools.bench.noise", "learning through sensor noise: error vs σ, false alarms, swap"),
+    "structure": ("syrenets_ros.tools.bench.structure", "springs, friction, swaps mid-run, network off/on"),
 }
 
 
