@@ -380,7 +380,11 @@ def test_true_model_feedforward_in_process_is_exact_and_tracks_better_than_pd(ro
             sim.start()
             assert wait_until(lambda: len(reports("false")) >= 2, 30.0)
             assert all(r.successful for r in _set({"feedforward_enabled": True}, ros_context))
-            assert wait_until(lambda: len(reports("true")) >= 3, 30.0)
+            switched = sim.step_count * 1e-3
+            # Reports are per wall second; on a loaded machine one covers little sim time, so
+            # wait for a window that starts after the PD transient has decayed (3 s sim).
+            assert wait_until(lambda: len([r for r in reports("true") if float(r["sim_time_s"]) > switched + 4.0]) >= 1,
+                              120.0)
             sim.stop()
     finally:
         sim.destroy_node()
