@@ -15,6 +15,7 @@ from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
 from syrenets_ros.dynamics import pendulum
+from syrenets_ros.plant.settings import NODE_NAME as SIM_NODE
 from syrenets_ros.ros import common as rc
 
 
@@ -43,6 +44,7 @@ class Monitor(Node):
     def __init__(self, params_before: pendulum.PendulumParams) -> None:
         super().__init__("syrenets_monitor")
         self.params = params_before
+        self.joints = pendulum.RIGID  # springs, damping, friction in force (the truth includes them)
         self.sim_time = 0.0
         self.desired: dict[int, tuple[list[float], list[float], list[float]]] = {}
         self.tracking: list[tuple[float, float]] = []  # (t, |q - q_d|)
@@ -51,6 +53,7 @@ class Monitor(Node):
         self.equations: list[tuple[float, str]] = []
         self.forecasts: list[ForecastRecord] = []
         self.diagnostics: dict[str, dict[str, str]] = {}
+        self.sim_reports: list[dict[str, str]] = []  # every report of the simulator, in order
         # The 1 kHz streams are taken in batches on a timer: a callback per message made this
         # observer cost more CPU than a node of the graph it measures.
         self._references = rc.TopicReader(self, JointTrajectory, rc.REFERENCE)
@@ -104,7 +107,7 @@ class Monitor(Node):
         if not stamps:
             return
         q, qd, qdd = (torch.tensor(values, dtype=torch.float64) for values in zip(*desired))
-        truth = pendulum.inverse_dynamics(q, qd, qdd, self.params).tolist()
+        truth = pendulum.inverse_dynamics(q, qd, qdd, self.params, self.joints).tolist()
         self.torque_error += [(t, math.dist(e, tau)) for t, e, tau in zip(stamps, served, truth)]
 
     def on_equation(self, msg: String) -> None:
@@ -120,7 +123,10 @@ class Monitor(Node):
 
     def on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
-            self.diagnostics[status.name] = {kv.key: kv.value for kv in status.values}
+            values = {kv.key: kv.value for kv in status.values}
+            self.diagnostics[status.name] = values
+            if status.name == SIM_NODE:
+                self.sim_reports.append(values)
 
     def trim(self, before: float) -> None:
         """Drop desired points no joint state was paired with, so the table stays bounded."""
