@@ -21,7 +21,8 @@ from syrenets_ros.tools.graph import NODES
 if TYPE_CHECKING:
     from syrenets_ros.ros.monitor import Monitor
 
-TARGETS = {"adaptation_time_s": 5.0, "learned_vs_true_tracking": 1.2, "latency_p99_ms": 2.0}
+TARGETS = {"adaptation_time_s": 5.0, "learned_vs_true_tracking": 1.2, "learned_vs_true_in_sim_tracking": 1.1,
+           "delivered_ff_error_rms_before_swap": 1e-3, "latency_p99_ms": 2.0}
 
 
 def true_model_payload(params: pendulum.PendulumParams) -> str:
@@ -122,11 +123,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     load_before = os.getloadavg()
     timeline = Timeline(learned_before_swap=args.before_swap, after_swap=args.after_swap)
-    print("== run 1/2: learned feed-forward, swap mid-run")
+    print("== run 1/3: learned feed-forward, swap mid-run")
     learned = run_experiment(timeline, args.run_dir / "learned", real_time_factor=args.real_time_factor)
     print(summary_table(learned))
 
-    print("\n== run 2/2: true-model feed-forward through the same predictor (no learner)")
+    print("\n== run 2/3: true-model feed-forward through the same predictor (no learner)")
     payload = true_model_payload(pendulum.PendulumParams())
     keep_alive: list = []
 
@@ -142,19 +143,34 @@ def run(args: argparse.Namespace) -> int:
     reference = run_experiment(Timeline(learned_before_swap=args.before_swap, after_swap=0.0, swap={}),
                                args.run_dir / "true_model", real_time_factor=args.real_time_factor, nodes=[n for n in NODES if n.executable != "learner"],
                                hooks={"started": serve_true_model})
+    # The same without transport: the simulator computes the true model's torque itself, so
+    # (run 2) vs (run 3) is what the predictor path costs and (run 1) vs (run 2) the model.
+    print("\n== run 3/3: true-model feed-forward computed in the simulator process (no predictor)")
+    in_process = run_experiment(Timeline(learned_before_swap=args.before_swap, after_swap=0.0, swap={}),
+                                args.run_dir / "true_model_in_sim", real_time_factor=args.real_time_factor,
+                                nodes=[n for n in NODES if n.executable == "pendulum_sim"],
+                                overrides={"pendulum_sim": {"feedforward_source": "true_model"}})
     print("\n== predictor latency at 1 kHz (predictor process alone, true model)")
     latency = predictor_latency()
     learned_tracking = learned.tracking_rms["learned_before_swap"]
+    in_process_tracking = in_process.tracking_rms["learned_before_swap"]
+    delivered = learned.delivered_ff.get("learned_before_swap", {})
     true_tracking = reference.tracking_rms["learned_before_swap"]
     measured = {
         "adaptation_time_s": learned.adaptation_time,
         "learned_ff_tracking_rms_rad": learned_tracking,
         "true_ff_tracking_rms_rad": true_tracking,
         "learned_vs_true_tracking": learned_tracking / true_tracking if true_tracking else math.nan,
+        "true_ff_in_sim_tracking_rms_rad": in_process_tracking,
+        "learned_vs_true_in_sim_tracking": learned_tracking / in_process_tracking if in_process_tracking else math.nan,
+        "delivered_ff_error_rms_before_swap": delivered.get("error_rms", math.nan),
+        "delivered_ff_exact_before_swap": delivered.get("exact", math.nan),
+        "delivered_ff_exact_after_adapting": learned.delivered_ff.get("after_adapting", {}).get("exact", math.nan),
         "pd_only_tracking_rms_rad": learned.tracking_rms["pd_only"],
         "real_time_factor_asked": args.real_time_factor,
         "real_time_factor_learned_run": learned.real_time_factor_achieved,
         "real_time_factor_true_model_run": reference.real_time_factor_achieved,
+        "real_time_factor_in_sim_run": in_process.real_time_factor_achieved,
         "latency_p50_ms": latency["p50"],
         "latency_p99_ms": latency["p99"],
         "latency_answered_fraction": latency["answered"],
@@ -173,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"measured": measured, "targets": TARGETS,
                                      "learned_run": json.loads(learned.to_json()),
-                                     "true_model_run": json.loads(reference.to_json())}, indent=2, default=str))
+                                     "true_model_run": json.loads(reference.to_json()),
+                                     "true_model_in_sim_run": json.loads(in_process.to_json())}, indent=2, default=str))
     print(f"\nwrote {args.json}")
     return 0
