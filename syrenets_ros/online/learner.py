@@ -24,7 +24,8 @@ from syrenets_ros.learning.syrenet import SyReNet, SyReNetConfig
 from syrenets_ros.learning.terms import TermLibrary, TermModel
 from syrenets_ros.learning.training import Trainer, select_device
 from syrenets_ros.online.change import ChangeDetector
-from syrenets_ros.online.snapshot import encode_model, load_newest_checkpoint, save_checkpoint
+from syrenets_ros.online.serving import implausibility, probe_states
+from syrenets_ros.online.snapshot import RunId, encode_model, load_newest_checkpoint, save_checkpoint
 from syrenets_ros.online.stream import Batch, ReplayBuffer
 from syrenets_ros.online.tracking import RecursiveLeastSquares
 from syrenets_ros.schema import NodeSchema, Param
@@ -67,6 +68,16 @@ LEARNER_PARAMETERS = NodeSchema("syrenets_learner", (
     Param("checkpoint_dir", "", "checkpoint folder ('' = no checkpoints)", read_only=True),
     Param("checkpoint_period", 10.0, "wall seconds between checkpoints", "s", 0.1, 86_400.0,
           read_only=True),
+    Param("checkpoint_keep", 5, "newest checkpoint files kept in checkpoint_dir (older ones are deleted)",
+          "files", 1, 100_000, read_only=True),
+    Param("max_feedforward_torque", 500.0, "a model whose |τ| exceeds this on the probe states (q any, "
+          "|q̇| ≤ 2 rad/s, |q̈| ≤ 5 rad/s²) is not published; match the predictor's", "N·m", 1.0, 1.0e5,
+          read_only=True),
+    Param("stamp_tolerance", 2.0, "a joint state stamped further than this from the node's clock (sim "
+          "time under use_sim_time) is refused as off_clock; 0 = no check", "s", 0.0, 1.0e6, read_only=True),
+    Param("sensor_noise", (1.0e-4, 1.0e-3), "σ of q [rad] and q̇ [rad/s] that honest joint states may carry; "
+          "sizes the kinematic consistency check (q_{k+1} − q_k vs Δt·q̇, 6σ)", "", 0.0, 1.0, length=2,
+          read_only=True),
     Param("seed", 0, "random seed of the network and minibatches", "", 0, 2**31 - 1, read_only=True),
 ))
 # What the training worker reads live; every other parameter takes effect at start.
@@ -101,6 +112,8 @@ class LearnerConfig:
     rls_covariance: float = 1e4
     checkpoint_dir: str = _default("checkpoint_dir")
     checkpoint_period: float = _default("checkpoint_period")
+    checkpoint_keep: int = _default("checkpoint_keep")
+    max_feedforward_torque: float = _default("max_feedforward_torque")
     seed: int = _default("seed")
 
     @classmethod
@@ -135,6 +148,7 @@ class Stats:
     candidate_rmse: dict[str, float] = field(default_factory=dict)  # last selection's held-out RMSE
     checkpoints_written: int = 0
     checkpoints_skipped: list[str] = field(default_factory=list)
+    implausible: dict[str, int] = field(default_factory=dict)  # best candidates not published, by source
 
 
 def _rmse(model, batch: Batch) -> float:
@@ -161,7 +175,10 @@ class OnlineLearner:
         self.network = SyReNet(SyReNetConfig(n_joints=n)).to(self.device)
         self.trainer = Trainer(self.network)
         self.stats = Stats()
+        # A new identity per run: receivers order runs by start, versions within a run.
+        self.run_id = RunId.new()
         self.version = 0
+        self._probes = probe_states(n)
         self.served = None  # the model object last published
         self.tracker: RecursiveLeastSquares | None = None
         self._last_selection = -math.inf
@@ -270,13 +287,23 @@ class OnlineLearner:
         scored = sorted(((_rmse(model, holdout), source, model) for source, model in candidates),
                         key=lambda item: item[0])
         self.stats.candidate_rmse = {source: rmse for rmse, source, _ in scored}
-        rmse, source, model = scored[0]
-        if not math.isfinite(rmse):
+        plausible = next((item for item in scored if math.isfinite(item[0]) and self._plausible(*item)), None)
+        if plausible is None:
             return None
+        rmse, source, model = plausible
         self.stats.wins[source] = self.stats.wins.get(source, 0) + 1
         if source in ("library", "network_guided"):
             self.tracker = self._track(model)
         return self._publish(model, source, rmse)
+
+    def _plausible(self, rmse: float, source: str, model) -> bool:
+        """The gate a predictor applies too (serving.implausibility): publish nothing it
+        would refuse, and nothing unsafe if it would not."""
+        reason = implausibility(model, self._probes, self.config.max_feedforward_torque)
+        if reason:
+            self.stats.implausible[source] = self.stats.implausible.get(source, 0) + 1
+            self.log(f"not publishing the {source} candidate (held-out RMSE {rmse:.3g} N·m): {reason}")
+        return reason is None
 
     def _candidates(self, fit: Batch) -> list[tuple[str, object]]:
         """Tracked coefficients, the raw network, and two exact refits: on the whole term
@@ -308,7 +335,8 @@ class OnlineLearner:
         self.served = model
         self.stats.holdout_rmse = rmse
         self.stats.served_source = source
-        payload = encode_model(model, model_version=self.version, joint_names=list(self.config.joint_names),
+        payload = encode_model(model, model_version=self.version, run_id=self.run_id,
+                               joint_names=list(self.config.joint_names),
                                metrics={"holdout_rmse": rmse if math.isfinite(rmse) else -1.0,
                                         "training_steps": self.stats.training_steps})
         return Publication(payload, model.equation(), self.version, source, rmse)
@@ -322,18 +350,20 @@ class OnlineLearner:
         if now - self._last_checkpoint < self.config.checkpoint_period:
             return
         self._last_checkpoint = now
-        save_checkpoint(Path(directory), f"model-{publication.version:08d}.json", publication.payload)
+        save_checkpoint(Path(directory), f"model-{publication.version:08d}.json", publication.payload,
+                        keep=self.config.checkpoint_keep)
         self.stats.checkpoints_written += 1
 
     def resume(self) -> Publication | None:
-        """Serve the newest valid checkpoint at once; corrupt ones are reported and skipped."""
+        """Serve the newest valid checkpoint at once (under this run's identity); corrupt ones
+        are reported and skipped, an implausible one is not served."""
         if not self.config.checkpoint_dir:
             return None
         decoded, skipped = load_newest_checkpoint(Path(self.config.checkpoint_dir))
         for path, reason in skipped:
             self.stats.checkpoints_skipped.append(f"{Path(path).name}: {reason}")
             self.log(f"skipped corrupt checkpoint {path}: {reason}")
-        if decoded is None:
+        if decoded is None or not self._plausible(math.nan, "checkpoint", decoded.model):
             return None
         self.version = decoded.model_version
         if isinstance(decoded.model, TermModel):
