@@ -138,15 +138,17 @@ def run_node(make_node: Callable[[], Node], make_executor: Callable[[], Executor
                 failure.append(error)
                 stop.set()
 
+    spinner = threading.Thread(target=spin, name="ros_executor", daemon=True)
     try:
         node = make_node()
         executor.add_node(node)
-        spinner = threading.Thread(target=spin, name="ros_executor", daemon=True)
         spinner.start()
         stop.wait()
         node.get_logger().info("shutting down" if not failure else f"stopping after an error: {failure[0]!r}")
     finally:
         executor.shutdown(timeout_sec=5.0)
+        if spinner.is_alive():
+            spinner.join(timeout=5.0)  # out of rcl before the node and the context go
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
