@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 import torch
 
@@ -44,14 +43,16 @@ def with_coefficient(term: Term, value: float) -> TermModel:
 
 
 def smooth_motion(count: int, start: float = 1.0, dt: float = 1e-3, params: PendulumParams = PendulumParams()):
-    """Exact (stamp, q, q̇, τ) rows of a smooth motion, stepped like Bullet (semi-implicit
-    Euler), so the forward difference of q̇ is the q̈ that τ was computed with."""
-    q = torch.tensor([0.5, -0.2], dtype=torch.float64)
-    qd = torch.tensor([0.4, 0.8], dtype=torch.float64)
+    """Exact (stamp, q, q̇, τ) rows of a two-sine motion rich enough to identify the
+    Lagrangian in one second, stepped like Bullet (semi-implicit Euler), so that the forward
+    difference of q̇ is the q̈ each τ was computed with."""
+    amplitude, omega, phase = (torch.tensor(v, dtype=torch.float64) for v in ((1.2, 1.5), (3.0, 5.0), (0.3, 1.0)))
+    q = amplitude * torch.sin(omega * start + phase)
+    qd = amplitude * omega * torch.cos(omega * start + phase)
     rows = []
     for k in range(count):
         t = start + k * dt
-        qdd = torch.tensor([-0.4 * math.sin(t), -1.6 * math.sin(2 * t)], dtype=torch.float64)
+        qdd = -amplitude * omega**2 * torch.sin(omega * t + phase)
         tau = inverse_dynamics(q, qd, qdd, params)
         rows.append((t, q.tolist(), qd.tolist(), tau.tolist()))
         qd = qd + dt * qdd

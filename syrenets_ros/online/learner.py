@@ -302,7 +302,10 @@ class OnlineLearner:
         reason = implausibility(model, self._probes, self.config.max_feedforward_torque)
         if reason:
             self.stats.implausible[source] = self.stats.implausible.get(source, 0) + 1
-            self.log(f"not publishing the {source} candidate (held-out RMSE {rmse:.3g} N·m): {reason}")
+            count = self.stats.implausible[source]
+            if count & (count - 1) == 0:  # the 1st, 2nd, 4th, 8th...: a bounded log, every one counted
+                self.log(f"not publishing the {source} candidate (refusal {count}, held-out RMSE {rmse:.3g} N·m): "
+                         f"{reason}")
         return reason is None
 
     def _candidates(self, fit: Batch) -> list[tuple[str, object]]:
