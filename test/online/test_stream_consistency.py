@@ -50,7 +50,7 @@ def feed(assembler: SampleAssembler, rows, now: list[float], clock_offset: float
 def test_honest_data_passes_with_and_without_realistic_noise(noise):
     now = [0.0]
     assembler = assembler_with_clock(now)
-    rows = simulate(2000, noise)
+    rows = simulate(1000, noise)
     assert feed(assembler, rows, now) == len(rows) - 1
     assert sum(assembler.rejected.values()) == 0
 
