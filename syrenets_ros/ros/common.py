@@ -109,7 +109,8 @@ def run_node(make_node: Callable[[], Node], make_executor: Callable[[], Executor
     main thread waits on. rclpy's own handler (or a KeyboardInterrupt) would strike inside
     rclpy's C++ calls mid-callback and invalidate the context under the node's worker
     threads. Here the executor stops, then the node's destroy_node() stops its threads, and
-    only then is the context shut down.
+    only then is the context shut down. A node with long-running callbacks defines
+    ``begin_shutdown()``, called first, so that they give up instead of holding the shutdown.
 
     A callback that raises does not end the node: anyone on the DDS domain can send it input,
     so one bad message must not stop the service. The error is logged with its traceback and
@@ -146,6 +147,8 @@ def run_node(make_node: Callable[[], Node], make_executor: Callable[[], Executor
         stop.wait()
         node.get_logger().info("shutting down" if not failure else f"stopping after an error: {failure[0]!r}")
     finally:
+        if node is not None and hasattr(node, "begin_shutdown"):
+            node.begin_shutdown()  # long callbacks give up now: the executor waits for them below
         executor.shutdown(timeout_sec=5.0)
         if spinner.is_alive():
             spinner.join(timeout=5.0)  # out of rcl before the node and the context go

@@ -195,8 +195,12 @@ class PredictorNode(Node):
                                "serving" if current else "waiting for a model", values)
 
 
+    def begin_shutdown(self) -> None:
+        """A forecast in flight gives up at its next step (see run_node)."""
+        self._stopping.set()
+
     def destroy_node(self) -> None:
-        self._stopping.set()  # a forecast in flight gives up at its next step
+        self.begin_shutdown()
         self._state_node.destroy_node()
         super().destroy_node()
 
