@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "sim": ("syrenets_ros.tools.bench.sim", "simulator throughput and pacing"),
     "online": ("syrenets_ros.tools.bench.online", "adaptation time, tracking, predictor latency"),
     "integrator": ("syrenets_ros.tools.bench.integrator", "energy drift of variational vs explicit rollouts"),
+    "hostile": ("syrenets_ros.tools.bench.hostile", "cost and verdict of issue 12's hostile payloads and streams"),
 }
 
 
