@@ -16,6 +16,7 @@ import json
 import resource
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -39,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--noise", type=float, nargs=2, default=(1e-4, 1e-3), metavar=("SIGMA_Q", "SIGMA_QD"),
                         help="sensor noise added to the published q [rad] and q̇ [rad/s]")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, default=Path("runs/bench_hostile.json"), help="output JSON path")
 
 
 def _peak_mib() -> float:
@@ -142,9 +144,15 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
+    payload_header, payloads = ["payload", "bytes", "verdict", "CPU ms", "peak +MiB", "reason"], _models()
     print("model payloads offered to the predictor's ModelServer (serving the true model v1):")
-    print(_table(["payload", "bytes", "verdict", "CPU ms", "peak +MiB", "reason"], _models()))
+    print(_table(payload_header, payloads))
+    stream_header, stream = ["check", "result", "detail"], _stream(args.steps, tuple(args.noise), args.seed)
     print(f"\nstream checks, PyBullet {args.steps} steps under PD, noise σ_q={args.noise[0]:g} rad, "
           f"σ_q̇={args.noise[1]:g} rad/s (declared sensor_noise 1e-4, 1e-3):")
-    print(_table(["check", "result", "detail"], _stream(args.steps, tuple(args.noise), args.seed)))
+    print(_table(stream_header, stream))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"payloads": [dict(zip(payload_header, row)) for row in payloads],
+                                     "stream": [dict(zip(stream_header, row)) for row in stream]}, indent=2))
+    print(f"\nwrote {args.json}")
     return 0
