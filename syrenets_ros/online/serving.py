@@ -213,7 +213,7 @@ class ModelServer:
         return f"window-mean torque error {error:.3g} N·m over {len(recent)} recent states"
 
     def torque(self, q: Sequence[Sequence[float]], qd: Sequence[Sequence[float]],
-               qdd: Sequence[Sequence[float]]) -> list[list[float]] | None:
+               qdd: Sequence[Sequence[float]]) -> list[list[float] | None] | None:
         """Inverse-dynamics torques of the served model for a batch of points (one call, so
         a message with many points costs about as much as one); None without a model. A row
         is None where the torque is non-finite or beyond ``max_torque``: withheld, counted."""

@@ -39,8 +39,8 @@ KINEMATIC_FLOOR = 1e-9
 class StreamChecks:
     """Plausibility of a live stream. ``clock``: the node's time in seconds (sim time under
     use_sim_time); a state whose stamp is more than ``stamp_tolerance`` seconds from it is
-    refused (0: no stamp check). ``position_noise``/``velocity_noise``: the sensor noise σ_q [rad], σ_q̇ [rad/s]
-    that honest data may carry; they size the kinematic tolerance."""
+    refused (0: no stamp check). ``position_noise``/``velocity_noise``: the sensor noise
+    σ_q [rad], σ_q̇ [rad/s] that honest data may carry; they size the kinematic tolerance."""
 
     clock: Callable[[], float]
     stamp_tolerance: float

@@ -123,7 +123,9 @@ class PredictorNode(Node):
             return list(self._recent_states)
 
     def _recent_samples(self) -> Batch | None:
-        """Samples of the recent joint states, through the same checks as the learner's stream."""
+        """Samples of the recent joint states: consecutive pairs only (gaps and malformed states
+        skipped), q̈ differenced like the learner's. No clock or kinematic checks here: forged
+        states can at worst make a genuine model wait (the probe checks still bound the rest)."""
         states = sorted(self._take_states(), key=lambda m: rc.to_nanoseconds(m.header.stamp))
         assembler = SampleAssembler(self.server.joint_names, self.joint_state_period)
         samples = [assembler.add(rc.stamp_to_seconds(m.header.stamp), m.name, m.position, m.velocity, m.effort)
