@@ -91,4 +91,4 @@ def test_forged_stamps_are_refused_and_the_published_model_stays_exact(learner, 
     assert versions == sorted(set(versions))
     q, qd, qdd = probe_states(2, seed=4)
     newest = snapshots[-1].model
-    assert torch.allclose(newest.torque(q, qd, qdd), TRUE.torque(q, qd, qdd), rtol=1e-6, atol=1e-6)
+    assert torch.allclose(newest.torque(q, qd, qdd), TRUE.torque(q, qd, qdd), rtol=0, atol=1e-8)
