@@ -73,8 +73,10 @@ LEARNER_PARAMETERS = NodeSchema("syrenets_learner", (
     Param("max_feedforward_torque", 500.0, "a model whose |τ| exceeds this on the probe states (q any, "
           "|q̇| ≤ 2 rad/s, |q̈| ≤ 5 rad/s²) is not published; match the predictor's", "N·m", 1.0, 1.0e5,
           read_only=True),
-    Param("stamp_tolerance", 2.0, "a joint state stamped further than this from the node's clock (sim "
-          "time under use_sim_time) is refused as off_clock; 0 = no check", "s", 0.0, 1.0e6, read_only=True),
+    Param("stamp_tolerance", 10.0, "a joint state stamped further than this from the node's clock (sim "
+          "time under use_sim_time) is refused as off_clock; keep it above the longest the joint-state queue "
+          "may hold a state (the order and kinematic checks catch forgeries stamped nearby); 0 = no check",
+          "s", 0.0, 1.0e6, read_only=True),
     Param("sensor_noise", (1.0e-4, 1.0e-3), "σ of q [rad] and q̇ [rad/s] that honest joint states may carry; "
           "sizes the kinematic consistency check (q_{k+1} − q_k vs Δt·q̇, 6σ)", "", 0.0, 1.0, length=2,
           read_only=True),
