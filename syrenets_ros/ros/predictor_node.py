@@ -8,16 +8,19 @@ import queue
 import threading
 import time
 import traceback
+from collections import deque
 
 import torch
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from syrenets_ros.online.serving import PREDICTOR_PARAMETERS, ModelServer
+from syrenets_ros.online.stream import Batch, SampleAssembler
 from syrenets_ros.ros import common as rc
 from syrenets_ros.ros.parameters import declare_schema
 
@@ -32,7 +35,10 @@ class PredictorNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__(PREDICTOR_PARAMETERS.node, **kwargs)
         values = declare_schema(self, PREDICTOR_PARAMETERS)
-        self.server = ModelServer(values["joint_names"], values["max_payload_bytes"])
+        self.server = ModelServer(values["joint_names"], values["max_payload_bytes"],
+                                  max_torque=values["max_feedforward_torque"],
+                                  consistency_tolerance=values["consistency_tolerance"])
+        self.joint_state_period = values["joint_state_period"]
         self.served = 0
         self.bad_references = 0
         self.forecasts = 0
@@ -48,9 +54,15 @@ class PredictorNode(Node):
         # A shallow queue: when behind, answer the freshest points rather than a backlog
         # whose answers would arrive too late to be used.
         self.create_subscription(JointTrajectory, rc.REFERENCE, self.on_reference, rc.FRESHEST_QOS)
-        # Forecasts need one recent state a second, not a callback per 1 kHz message: a
-        # depth-1 queue (DDS keeps only the newest state) taken from on demand.
-        self._states = rc.TopicReader(self, JointState, rc.JOINT_STATES, rc.LATEST_QOS)
+        # Forecasts need one recent state a second and the consistency check of a new snapshot
+        # the last moments of motion, not a callback per 1 kHz message: a queue whose DDS
+        # history keeps the newest `consistency_window` states, taken from on demand.
+        window = values["consistency_window"]
+        self._states = rc.TopicReader(self, JointState, rc.JOINT_STATES, QoSProfile(
+            depth=window, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT,
+            durability=DurabilityPolicy.VOLATILE))
+        self._recent_states: deque[JointState] = deque(maxlen=window)
+        self._states_lock = threading.Lock()  # the model and forecast workers take concurrently
         # Forecasts take long: a worker thread runs them, so torque answers keep flowing on
         # the (single-threaded) executor meanwhile; the timer only says one is due.
         self._forecast_due = threading.Event()
@@ -71,9 +83,6 @@ class PredictorNode(Node):
         if self._forecast_timer is not None:
             self.destroy_timer(self._forecast_timer)
             self._forecast_timer = None
-        self._model_inbox: queue.Queue[str] = queue.Queue(maxsize=MODEL_INBOX)
-        self.snapshots_dropped = 0
-        self._model_worker = threading.Thread(target=self._model_loop, name="syrenets_models", daemon=True)
         rate = self.get_parameter("forecast_rate").value
         if rate > 0:
             self._forecast_timer = self.create_timer(1.0 / rate, self._forecast_due.set, clock=rc.steady_clock())
@@ -105,7 +114,7 @@ class PredictorNode(Node):
                 self.get_logger().error(f"snapshot check failed:\n{traceback.format_exc()}")
 
     def accept_model(self, payload: str) -> None:
-        accepted, reason = self.server.offer(payload)
+        accepted, reason = self.server.offer(payload, self._recent_samples())
         if accepted:
             self.get_logger().info(f"serving {reason}")
         else:
@@ -133,8 +142,7 @@ class PredictorNode(Node):
         if efforts is None:
             return
         for stamp, effort in zip(stamps, efforts):
-            if not all(math.isfinite(e) for e in effort):
-                self.bad_references += 1
+            if effort is None:  # non-finite or beyond max_feedforward_torque: withheld, counted
                 continue
             reply = JointState(name=list(self.server.joint_names), effort=effort)
             reply.header.stamp = rc.seconds_to_stamp(stamp)
@@ -143,12 +151,29 @@ class PredictorNode(Node):
         self.latency_ms.append((time.perf_counter() - started) * 1e3)
         del self.latency_ms[:-2000]
 
+    def _take_states(self) -> list[JointState]:
+        """The newest joint states (at most consistency_window), taken on demand (see __init__)."""
+        with self._states_lock:
+            self._recent_states.extend(self._states.take())
+            return list(self._recent_states)
+
+    def _recent_samples(self) -> Batch | None:
+        """Samples of the recent joint states: consecutive pairs only (gaps and malformed states
+        skipped), q̈ differenced like the learner's. No clock or kinematic checks here: forged
+        states can at worst make a genuine model wait (the probe checks still bound the rest)."""
+        states = sorted(self._take_states(), key=lambda m: rc.to_nanoseconds(m.header.stamp))
+        assembler = SampleAssembler(self.server.joint_names, self.joint_state_period)
+        samples = [assembler.add(rc.stamp_to_seconds(m.header.stamp), m.name, m.position, m.velocity, m.effort)
+                   for m in states]
+        samples = [s for s in samples if s is not None]
+        return Batch.from_samples(samples) if samples else None
+
     def _latest_state(self) -> tuple[Time, list[float], list[float]] | None:
-        """The newest joint state, taken only when a forecast is due (see __init__)."""
-        taken = self._states.take()
-        if not taken:
+        """The newest joint state, when a forecast is due."""
+        states = self._take_states()
+        if not states:
             return None
-        msg = taken[-1]
+        msg = states[-1]
         names = list(msg.name)
         if sorted(names) != sorted(self.server.joint_names) or len(msg.position) != len(names) \
                 or len(msg.velocity) != len(names):
@@ -206,10 +231,13 @@ class PredictorNode(Node):
             "model_version": current.model_version if current else "none",
             "model_kind": current.model.kind if current else "none",
             "snapshots_accepted": self.server.accepted,
+            "run_id": str(current.run_id) if current else "none",
             "snapshots_refused": sum(self.server.refused.values()),
             "snapshots_dropped_unchecked": self.snapshots_dropped,
             **{f"refused[{k}]": v for k, v in self.server.refused.items()},
+            "last_refusal": self.server.last_refusal or "none",
             "torques_served": self.served,
+            "torques_withheld": self.server.withheld,
             "bad_reference_points": self.bad_references,
             "compute_latency_p50_ms": pct(0.5),
             "compute_latency_p99_ms": pct(0.99),
@@ -222,8 +250,12 @@ class PredictorNode(Node):
                                "serving" if current else "waiting for a model", values)
 
 
+    def begin_shutdown(self) -> None:
+        """A forecast in flight gives up at its next step (see run_node)."""
+        self._stopping.set()
+
     def destroy_node(self) -> None:
-        self._stopping.set()  # a forecast in flight gives up at its next step
+        self.begin_shutdown()
         self._forecast_worker.join(timeout=5.0)
         self._model_worker.join(timeout=5.0)
         self._states.destroy()

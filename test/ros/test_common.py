@@ -4,7 +4,6 @@ EventsExecutor loop runs the owner's callbacks and parameter services meanwhile.
 
 from __future__ import annotations
 
-import signal
 import threading
 
 from rclpy.experimental import EventsExecutor
@@ -63,24 +62,3 @@ def test_reader_takes_every_message_in_order_while_the_owner_spins(ros_context):
         reader.destroy()
         talker.destroy_node()
         owner.destroy_node()
-
-
-def test_run_node_hands_a_callback_error_to_its_caller():
-    class Failing(Node):
-        def __init__(self) -> None:
-            super().__init__("failing_node")
-            self.create_timer(0.05, self.fail, clock=rc.steady_clock())
-
-        def fail(self) -> None:
-            raise ValueError("callback failed")
-
-    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        rc.run_node(Failing, args=[])
-    except ValueError as error:
-        assert "callback failed" in str(error)
-    else:
-        raise AssertionError("run_node returned although a callback raised")
-    finally:
-        for signum, handler in handlers.items():  # run_node installed its own
-            signal.signal(signum, handler)
