@@ -51,14 +51,14 @@ LEARNER_PARAMETERS = NodeSchema("syrenets_learner", (
     Param("recent_fraction", 0.5, "share of each minibatch drawn from recent data", "", 0.0, 1.0,
           read_only=True),
     Param("recent_window", 5_000, "what counts as recent", "samples", 1, 10_000_000, read_only=True),
-    Param("holdout", 1_000, "newest samples held out to validate and choose the served model (also the "
+    Param("holdout", 500, "newest samples held out to validate and choose the served model (also the "
           "post-change data a suspected change waits for)", "samples", 200, 100_000, read_only=True),
     Param("fit_samples", 8_000, "samples used by each symbolic refit", "samples", 1_000, 1_000_000,
           read_only=True),
-    # A refit selects terms by 5-fold cross-validation over integral windows: about 1000 samples
-    # at the default window and stride are the least it can use.
-    Param("min_fit_samples", 1_200, "samples needed for the first model (and after a change), besides the "
-          "holdout", "samples", 1_000, 1_000_000, read_only=True),
+    # A refit selects terms by 5-fold cross-validation over integral windows (denser windows on
+    # short records): 600 samples are enough on clean data and keep a swap's adaptation short.
+    Param("min_fit_samples", 600, "samples needed for the first model (and after a change), besides the "
+          "holdout", "samples", 300, 1_000_000, read_only=True),
     Param("integral_window", 100, "samples per integral (momentum-form) row; its noise falls as window^-1.5",
           "samples", 10, 10_000, read_only=True),
     Param("integral_stride", 25, "samples between the starts of overlapping windows for refits and scores",
@@ -214,6 +214,9 @@ class OnlineLearner:
         self.tracker: RecursiveLeastSquares | None = None
         self.noise = torch.full((n,), math.sqrt(config.change_floor), dtype=torch.float64)
         self._suspected_change: float | None = None
+        # After a confirmed change the served model is known to be wrong: watching it again
+        # would only raise the same suspicion; the next served model re-arms the detector.
+        self._detector_armed = True
         self._last_selection = -math.inf
         self._last_checkpoint = time.monotonic()
         self._last_train = -math.inf
@@ -238,9 +241,10 @@ class OnlineLearner:
                 predicted = self.served.torque(window.q, window.qd, window.qdd).to(torch.float64).cpu()
             residual = integral.integrate(predicted, everything, width) - target
             level = (residual.square() / self.noise.square()).mean(-1)
-            change = self.detector.update(window.stamp[:1], level)
-            if change is not None and self._suspected_change is None:
-                self._suspected_change = change
+            if self._detector_armed:
+                change = self.detector.update(window.stamp[:1], level)
+                if change is not None and self._suspected_change is None:
+                    self._suspected_change = change
         if self._suspected_change is not None:
             self._maybe_confirm()
         if self.tracker is not None:
@@ -306,6 +310,8 @@ class OnlineLearner:
         self.stats.change_stamps.append(stamp)
         self.stats.dropped_after_change += dropped
         self.windows.reset()
+        self.detector.reset()
+        self._detector_armed = False
         if self.tracker is not None:
             self.tracker.reset(self.config.rls_covariance)
         self._last_selection = -math.inf  # select again as soon as there is post-change data
@@ -445,6 +451,7 @@ class OnlineLearner:
     def _publish(self, model, source: str, rmse: float) -> Publication:
         self.version += 1
         self.served = model
+        self._detector_armed = True
         self.stats.holdout_rmse = rmse
         self.stats.served_source = source
         metrics = {"holdout_rmse": rmse if math.isfinite(rmse) else -1.0,
