@@ -352,7 +352,7 @@ class OnlineLearner:
         self._last_selection = now
         holdout = self.buffer.newest(config.holdout)
         fit = self.buffer.newest(config.fit_samples, skip_newest=config.holdout)
-        candidates = self._candidates(fit)
+        candidates = self._candidates(fit, holdout)
         if not candidates:
             return None
         width, stride = config.integral_window, config.integral_stride
@@ -377,7 +377,7 @@ class OnlineLearner:
             self.tracker = self._track(model)
         return self._publish(model, source, rmse)
 
-    def _candidates(self, fit: Batch) -> list[tuple[str, object]]:
+    def _candidates(self, fit: Batch, holdout: Batch) -> list[tuple[str, object]]:
         """Tracked coefficients, the raw network, and two exact refits on integral rows: on the
         whole term library, and on the terms the network proposes plus the library (the
         network can add terms the grammar lacks; cross-validation decides)."""
@@ -399,9 +399,15 @@ class OnlineLearner:
             reference = fit.to(self.device)
             frozen = self.network.freeze(reference.q[-256:], reference.qd[-256:]).to(torch.device("cpu"))
             candidates.append(("network", frozen))
-            proposed = propose_terms(frozen.lagrangian_fn(), self.library, fit.q[-256:], fit.qd[-256:],
-                                     fit.qdd[-256:])
             guided = library_model
+            # The network proposes structure only once it predicts held-out torques better than
+            # the library can: then it found something the grammar lacks (an untrained
+            # network's projection proposes noise, and each proposal costs a refit).
+            width, stride = self.config.integral_window, self.config.integral_stride
+            proposed = []
+            if _rmse(frozen, holdout, width, stride) < _rmse(library_model, holdout, width, stride):
+                proposed = propose_terms(frozen.lagrangian_fn(), self.library, fit.q[-256:], fit.qd[-256:],
+                                         fit.qdd[-256:])
             if proposed:
                 grown = refit(list(self.library.columns) + proposed)
                 if _closer_outside(grown, library_model, frozen, fit, self.generator):
