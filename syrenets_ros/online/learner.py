@@ -52,13 +52,13 @@ LEARNER_PARAMETERS = NodeSchema("syrenets_learner", (
     Param("recent_fraction", 0.5, "share of each minibatch drawn from recent data", "", 0.0, 1.0,
           read_only=True),
     Param("recent_window", 5_000, "what counts as recent", "samples", 1, 10_000_000, read_only=True),
-    Param("holdout", 500, "newest samples held out to validate and choose the served model (also the "
+    Param("holdout", 1_000, "newest samples held out to validate and choose the served model (also the "
           "post-change data a suspected change waits for)", "samples", 200, 100_000, read_only=True),
     Param("fit_samples", 8_000, "samples used by each symbolic refit", "samples", 1_000, 1_000_000,
           read_only=True),
-    # A refit selects terms by 5-fold cross-validation over integral windows (denser windows on
-    # short records): 600 samples are enough on clean data and keep a swap's adaptation short.
-    Param("min_fit_samples", 600, "samples needed for the first model (and after a change), besides the "
+    # A refit selects terms by 5-fold cross-validation over integral windows: with 1200 samples
+    # (and the holdout) the spring's missing-potential test still has enough windows to fire.
+    Param("min_fit_samples", 1_200, "samples needed for the first model (and after a change), besides the "
           "holdout", "samples", 300, 1_000_000, read_only=True),
     Param("integral_window", 100, "samples per integral (momentum-form) row; its noise falls as window^-1.5",
           "samples", 10, 10_000, read_only=True),
