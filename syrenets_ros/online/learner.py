@@ -24,7 +24,9 @@ from syrenets_ros.learning.syrenet import SyReNet, SyReNetConfig
 from syrenets_ros.learning.terms import TermLibrary, TermModel
 from syrenets_ros.learning.training import Trainer, select_device
 from syrenets_ros.online.change import ChangeDetector
-from syrenets_ros.online.snapshot import encode_model, load_newest_checkpoint, save_checkpoint
+from syrenets_ros.online.serving import load_model_file
+from syrenets_ros.online.snapshot import (DecodedModel, SnapshotError, encode_model, load_newest_checkpoint,
+                                          save_checkpoint)
 from syrenets_ros.online.stream import Batch, ReplayBuffer
 from syrenets_ros.online.tracking import RecursiveLeastSquares
 from syrenets_ros.schema import NodeSchema, Param
@@ -65,6 +67,8 @@ LEARNER_PARAMETERS = NodeSchema("syrenets_learner", (
     Param("change_floor", 1.0e-4, "mean squared torque residual below which nothing is a change",
           "(N·m)²", 0.0, 1.0e6, read_only=True),
     Param("checkpoint_dir", "", "checkpoint folder ('' = no checkpoints)", read_only=True),
+    Param("initial_model", "", "saved snapshot to start from and adapt (e.g. from `syrenets-ros learn`; "
+          "'' = none; a checkpoint in checkpoint_dir takes precedence)", read_only=True),
     Param("checkpoint_period", 10.0, "wall seconds between checkpoints", "s", 0.1, 86_400.0,
           read_only=True),
     Param("seed", 0, "random seed of the network and minibatches", "", 0, 2**31 - 1, read_only=True),
@@ -101,6 +105,7 @@ class LearnerConfig:
     rls_covariance: float = 1e4
     checkpoint_dir: str = _default("checkpoint_dir")
     checkpoint_period: float = _default("checkpoint_period")
+    initial_model: str = _default("initial_model")
     seed: int = _default("seed")
 
     @classmethod
@@ -117,7 +122,7 @@ class Publication:
     payload: str
     equation: str
     version: int
-    source: str  # "tracked", "library", "network", "network_guided" or "checkpoint"
+    source: str  # "tracked", "library", "network", "network_guided", "checkpoint" or "initial_model"
     holdout_rmse: float
 
 
@@ -135,6 +140,7 @@ class Stats:
     candidate_rmse: dict[str, float] = field(default_factory=dict)  # last selection's held-out RMSE
     checkpoints_written: int = 0
     checkpoints_skipped: list[str] = field(default_factory=list)
+    initial_model_refused: str = ""  # why the configured initial model was not used
 
 
 def _rmse(model, batch: Batch) -> float:
@@ -147,9 +153,14 @@ def _rmse(model, batch: Batch) -> float:
 
 
 class OnlineLearner:
-    def __init__(self, config: LearnerConfig, log: Callable[[str], None] = print) -> None:
+    """``clock`` paces selections, training and checkpoints: wall time on a live stream, the
+    recording's time when a bag is replayed (so the periods mean the same in both)."""
+
+    def __init__(self, config: LearnerConfig, log: Callable[[str], None] = print,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.log = log
+        self.clock = clock
         self.device = select_device(config.device)
         n = len(config.joint_names)
         self.buffer = ReplayBuffer(config.buffer_capacity, n)
@@ -165,7 +176,7 @@ class OnlineLearner:
         self.served = None  # the model object last published
         self.tracker: RecursiveLeastSquares | None = None
         self._last_selection = -math.inf
-        self._last_checkpoint = time.monotonic()
+        self._last_checkpoint = clock()
         self._last_train = -math.inf
 
     # -- stream ---------------------------------------------------------------------------
@@ -237,7 +248,7 @@ class OnlineLearner:
     def train_step(self) -> bool:
         """One network step on a recent-favouring minibatch, rate-limited."""
         config = self.config
-        now = time.monotonic()
+        now = self.clock()
         if not config.network_enabled or now - self._last_train < 1.0 / config.max_train_rate:
             return False
         if len(self.buffer) - config.holdout < config.batch_size:
@@ -256,7 +267,7 @@ class OnlineLearner:
     # -- selection ------------------------------------------------------------------------
     def maybe_select(self) -> Publication | None:
         """Every snapshot period: build candidates, serve the best on held-out recent data."""
-        now = time.monotonic()
+        now = self.clock()
         if now - self._last_selection < self.config.snapshot_period:
             return None
         available = len(self.buffer)
@@ -277,6 +288,11 @@ class OnlineLearner:
         if source in ("library", "network_guided"):
             self.tracker = self._track(model)
         return self._publish(model, source, rmse)
+
+    def select_now(self) -> Publication | None:
+        """Select at once, whatever the snapshot period (e.g. when a recording ends)."""
+        self._last_selection = -math.inf
+        return self.maybe_select()
 
     def _candidates(self, fit: Batch) -> list[tuple[str, object]]:
         """Tracked coefficients, the raw network, and two exact refits: on the whole term
@@ -318,7 +334,7 @@ class OnlineLearner:
         directory = self.config.checkpoint_dir
         if not directory or publication is None:
             return
-        now = time.monotonic()
+        now = self.clock()
         if now - self._last_checkpoint < self.config.checkpoint_period:
             return
         self._last_checkpoint = now
@@ -326,17 +342,30 @@ class OnlineLearner:
         self.stats.checkpoints_written += 1
 
     def resume(self) -> Publication | None:
-        """Serve the newest valid checkpoint at once; corrupt ones are reported and skipped."""
-        if not self.config.checkpoint_dir:
-            return None
-        decoded, skipped = load_newest_checkpoint(Path(self.config.checkpoint_dir))
-        for path, reason in skipped:
-            self.stats.checkpoints_skipped.append(f"{Path(path).name}: {reason}")
-            self.log(f"skipped corrupt checkpoint {path}: {reason}")
+        """Serve the newest valid checkpoint at once, else the configured initial model;
+        corrupt checkpoints and a refused initial model are reported and skipped. Served
+        coefficients are tracked from there, so the model adapts to the live data."""
+        decoded, source = None, "checkpoint"
+        if self.config.checkpoint_dir:
+            decoded, skipped = load_newest_checkpoint(Path(self.config.checkpoint_dir))
+            for path, reason in skipped:
+                self.stats.checkpoints_skipped.append(f"{Path(path).name}: {reason}")
+                self.log(f"skipped corrupt checkpoint {path}: {reason}")
+        if decoded is None and self.config.initial_model:
+            decoded, source = self._initial_model(), "initial_model"
         if decoded is None:
             return None
         self.version = decoded.model_version
         if isinstance(decoded.model, TermModel):
             self.tracker = self._track(decoded.model)
-        self.log(f"resumed from checkpoint model v{decoded.model_version} ({decoded.model.kind})")
-        return self._publish(decoded.model, "checkpoint", math.nan)
+        self.log(f"starting from {source.replace('_', ' ')} v{decoded.model_version} ({decoded.model.kind})")
+        return self._publish(decoded.model, source, math.nan)
+
+    def _initial_model(self) -> DecodedModel | None:
+        """The initial model file, validated as the predictor validates a snapshot."""
+        try:
+            return load_model_file(self.config.initial_model, self.config.joint_names)
+        except SnapshotError as exc:
+            self.stats.initial_model_refused = str(exc)
+            self.log(f"initial model refused, learning from scratch: {exc}")
+            return None

@@ -108,6 +108,7 @@ class LearnerNode(Node):
             "last_change_stamp": stats.change_stamps[-1] if stats.change_stamps else "none",
             "checkpoints_written": stats.checkpoints_written,
             "checkpoints_skipped": len(stats.checkpoints_skipped),
+            "initial_model_refused": stats.initial_model_refused or "no",
             "worker_errors": self.worker_errors,
         }
         level = DiagnosticStatus.ERROR if self.worker_errors else (
