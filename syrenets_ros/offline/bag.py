@@ -112,14 +112,26 @@ class JointStateBag:
 
     @property
     def message_count(self) -> int:
-        """Messages on the topic in the whole recording (the window may hold fewer)."""
-        return sum(c.msgcount for c in self._connections)
+        """Messages on the topic; within a window, estimated from its share of the recording."""
+        total = sum(c.msgcount for c in self._connections)
+        reader = self._reader
+        duration = reader.end_time - reader.start_time
+        if (self.start is None and self.end is None) or duration <= 0:
+            return total
+        first, last = (min(max(t, reader.start_time), reader.end_time) for t in self._window_bounds())
+        return math.ceil(total * (last - first) / duration)
 
     def _window(self) -> tuple[int | None, int | None]:
+        """[start, stop) in receive time [ns]; None = open end."""
         def at(seconds: float | None) -> int | None:
             return None if seconds is None else self.start_time + int(round(seconds * NANOSECONDS))
 
         return at(self.start), at(self.end)
+
+    def _window_bounds(self) -> tuple[int, int]:
+        start, stop = self._window()
+        return (self._reader.start_time if start is None else start,
+                self._reader.end_time if stop is None else stop)
 
     def timed_messages(self) -> Iterator[tuple[int, JointStateMessage]]:
         """(receive time [ns], message) in recording order."""
