@@ -38,33 +38,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class ProgressBar:
-    """A one-line bar on a terminal; a line per 10 % otherwise (logs stay short)."""
+    """A one-line bar on a terminal (stderr); without one, a line per 10 % on stdout, so
+    logs stay short and stderr holds only errors."""
 
-    def __init__(self, stream=sys.stderr) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
         self.started = time.monotonic()
         self._last_draw = 0.0
         self._last_decile = -1
 
     def __call__(self, progress) -> None:
         fraction = min(1.0, progress.messages / max(progress.total, 1))
-        elapsed = time.monotonic() - self.started
         line = (f"{progress.messages}/{progress.total} messages, {progress.accepted} samples, "
-                f"{elapsed:.0f} s")
+                f"{time.monotonic() - self.started:.0f} s")
         if self.tty:
             if time.monotonic() - self._last_draw >= 0.25:
                 self._last_draw = time.monotonic()
-                bar = "#" * int(30 * fraction)
-                self.stream.write(f"\r[{bar:<30}] {100 * fraction:3.0f}% {line}")
-                self.stream.flush()
+                sys.stderr.write(f"\r[{'#' * int(30 * fraction):<30}] {100 * fraction:3.0f}% {line}")
+                sys.stderr.flush()
         elif int(10 * fraction) > self._last_decile:
             self._last_decile = int(10 * fraction)
-            print(f"{100 * fraction:3.0f}% {line}", file=self.stream, flush=True)
+            print(f"{100 * fraction:3.0f}% {line}", flush=True)
 
     def close(self) -> None:
         if self.tty:
-            self.stream.write("\n")
+            sys.stderr.write("\n")
 
 
 def _fail(message: str) -> int:
