@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "sim": ("syrenets_ros.tools.bench.sim", "simulator throughput and pacing"),
     "online": ("syrenets_ros.tools.bench.online", "adaptation time, tracking, predictor latency"),
     "integrator": ("syrenets_ros.tools.bench.integrator", "energy drift of variational vs explicit rollouts"),
+    "bags": ("syrenets_ros.tools.bench.bags", "`learn` CPU time per million messages and its peak memory"),
 }
 
 
