@@ -49,7 +49,7 @@ def test_round_trip_record_learn_predict(ros_context, tmp_path, capsys):
         with spinning(ros_context, sim), spinning(ros_context, recorder):
             assert wait_until(lambda: sim.count_subscribers("/joint_states") > 0, 10.0)
             sim.start()
-            assert wait_until(lambda: recorder.counts["/joint_states"] >= 3000, 120.0), recorder.counts
+            assert wait_until(lambda: recorder.counts["/joint_states"] >= 4000, 120.0), recorder.counts
             sim.stop()
     finally:
         recorder.destroy_node()
@@ -72,7 +72,7 @@ def test_round_trip_record_learn_predict(ros_context, tmp_path, capsys):
 def _learnable_bag(path, storage: str = "mcap") -> None:
     """Exact samples of the true pendulum along a smooth trajectory: τ_k is the inverse
     dynamics at (q_k, q̇_k) with q̈_k the forward difference the learner forms."""
-    t = torch.arange(0, 2.5, 1e-3, dtype=torch.float64)[:, None]
+    t = torch.arange(0, 4.0, 1e-3, dtype=torch.float64)[:, None]
     q = torch.cat((torch.sin(1.3 * t), 0.8 * torch.cos(2.1 * t + 0.4)), 1)
     qd = torch.cat((1.3 * torch.cos(1.3 * t), -1.68 * torch.sin(2.1 * t + 0.4)), 1)
     qdd = (qd[1:] - qd[:-1]) / 1e-3
