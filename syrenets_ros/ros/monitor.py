@@ -104,5 +104,6 @@ class Monitor(Node):
     def trim(self, before: float) -> None:
         """Drop desired points no joint state was paired with, so the table stays bounded."""
         cutoff = _key(before)
-        for key in [k for k in self.desired if k < cutoff]:
-            del self.desired[key]
+        # list() copies the keys in one step: the executor thread adds points meanwhile.
+        for key in [k for k in list(self.desired) if k < cutoff]:
+            self.desired.pop(key, None)

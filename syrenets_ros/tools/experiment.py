@@ -7,6 +7,8 @@ ROS is imported only when an experiment runs.
 
 from __future__ import annotations
 
+import os
+import random
 import shutil
 import signal
 import subprocess
@@ -47,6 +49,16 @@ class Timeline:
 DEFAULT_REAL_TIME_FACTOR = 0.5
 
 
+def private_domain() -> str:
+    """An experiment measures one graph: unless the user chose a ROS_DOMAIN_ID, it runs on a
+    DDS domain of its own, so another graph on this machine (a second demo, a bring-up) cannot
+    mix its joint states or diagnostics into the numbers. Set for this process and the nodes
+    it starts; returns the domain."""
+    if not os.environ.get("ROS_DOMAIN_ID"):
+        os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(1, 101))
+    return os.environ["ROS_DOMAIN_ID"]
+
+
 def run_experiment(timeline: Timeline, run_dir: Path, *, real_time_factor: float = DEFAULT_REAL_TIME_FACTOR,
                    overrides: dict[str, dict[str, object]] | None = None,
                    progress: Callable[[str], None] = print,
@@ -59,6 +71,7 @@ def run_experiment(timeline: Timeline, run_dir: Path, *, real_time_factor: float
     records the run there (replacing an earlier recording)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     hooks = hooks or {}
+    domain = private_domain()
     params_before = pendulum.PendulumParams()
     params_after = params_before.with_changes(m2=timeline.swap.get("link2_mass", params_before.m2),
                                               l2=timeline.swap.get("link2_length", params_before.l2))
@@ -104,7 +117,8 @@ def run_experiment(timeline: Timeline, run_dir: Path, *, real_time_factor: float
     try:
         if bag_dir is not None:
             recorder = _start_recording(bag_dir, run_dir / "logs", monitor, progress)
-        progress(f"starting {', '.join(n.name for n in nodes)} (logs in {run_dir / 'logs'})")
+        progress(f"starting {', '.join(n.name for n in nodes)} on ROS_DOMAIN_ID={domain} "
+                 f"(logs in {run_dir / 'logs'})")
         graph.start()
         wait_until(0.05, "startup")
         if "started" in hooks:
