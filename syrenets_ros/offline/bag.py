@@ -37,9 +37,9 @@ class JointStateMessage:
 
     stamp: float
     names: list[str]
-    position: np.ndarray
-    velocity: np.ndarray
-    effort: np.ndarray
+    position: list[float]
+    velocity: list[float]
+    effort: list[float]
 
 
 def _one_line(error: BaseException) -> str:
@@ -158,7 +158,9 @@ class JointStateBag:
             self.undecodable += 1
             return None
         stamp = msg.header.stamp
-        return JointStateMessage(stamp.sec + stamp.nanosec * 1e-9, msg.name, msg.position, msg.velocity, msg.effort)
+        # Python floats: what the sample assembler reads element by element (numpy scalars are slow).
+        return JointStateMessage(stamp.sec + stamp.nanosec * 1e-9, msg.name, msg.position.tolist(),
+                                 msg.velocity.tolist(), msg.effort.tolist())
 
 
 def estimate_period(stamps: Sequence[float]) -> float:

@@ -20,16 +20,17 @@ from syrenets_ros.offline.bag import NANOSECONDS, BagError, JointStateBag, estim
 from syrenets_ros.online.learner import LearnerConfig, OnlineLearner, Publication, Stats
 from syrenets_ros.online.stream import REJECT_REASONS, Batch, JointStateSample, SampleAssembler
 
-# The live worker loops continuously; stepping the learner every 10 ms of recording keeps its
-# training rate (up to 100 steps/s) and ingestion close to that.
-STEP_PERIOD = 0.01
+# The live worker loops continuously, one training step per pass at most. Offline the learner
+# is stepped every training period of recording (at most every 0.1 s: fewer, larger ingests
+# cost less per sample, and the tracker updates in full blocks).
+MAX_STEP_PERIOD = 0.1
 PERIOD_PROBE = 1000  # messages used to estimate the sampling period
 REPORT_POINTS = 20_000  # samples kept (evenly spread over the recording) for the report
 
 
 @dataclass
 class Progress:
-    """What a progress callback is told, every STEP_PERIOD of recording at most."""
+    """What a progress callback is told, at each step of the learner."""
 
     messages: int
     total: int
@@ -75,6 +76,7 @@ def learn_from_bag(bag: JointStateBag, config: LearnerConfig, period: float | No
     stride = max(1, math.ceil(bag.message_count / REPORT_POINTS))
     kept: list[JointStateSample] = []
     publication: Publication | None = None
+    step_period = min(MAX_STEP_PERIOD, 1.0 / config.max_train_rate) if config.network_enabled else MAX_STEP_PERIOD
     next_step = -math.inf
 
     def step() -> None:
@@ -91,7 +93,7 @@ def learn_from_bag(bag: JointStateBag, config: LearnerConfig, period: float | No
             if assembler.accepted % stride == 0:
                 kept.append(sample)
         if now[0] >= next_step:
-            next_step = now[0] + STEP_PERIOD
+            next_step = now[0] + step_period
             step()
             if progress is not None:
                 progress(Progress(assembler.received, bag.message_count, assembler.accepted))

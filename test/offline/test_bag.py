@@ -31,9 +31,9 @@ def test_folder_and_single_file_of_both_storages_read_back_exactly(tmp_path, sto
             messages = list(bag)
         assert [m.stamp for m in messages] == pytest.approx([5.0 + k * 1e-3 for k in range(50)], abs=1e-12)
         assert messages[7].names == NAMES
-        assert messages[7].position.tolist() == [7.0, -7.0]
-        assert messages[7].velocity.tolist() == [14.0, -14.0]
-        assert messages[7].effort.tolist() == [21.0, -21.0]
+        assert messages[7].position == [7.0, -7.0]
+        assert messages[7].velocity == [14.0, -14.0]
+        assert messages[7].effort == [21.0, -21.0]
 
 
 def test_topic_given_without_leading_slash_and_time_window(tmp_path):
