@@ -10,6 +10,7 @@ would have made on the same stream.
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -49,7 +50,7 @@ class OfflineResult:
     undecodable: int
     stats: Stats
     report: Batch  # accepted samples spread evenly over the recording, for plots
-    notes: list[str] = field(default_factory=list)  # what the learner logged
+    notes: list[str] = field(default_factory=list)  # what the learner logged (changes, refusals)
 
 
 def bag_period(bag: JointStateBag) -> float:
@@ -105,8 +106,8 @@ def learn_from_bag(bag: JointStateBag, config: LearnerConfig, period: float | No
         raise BagError(f"too little usable data on {bag.topic}: {assembler.received} messages gave "
                        f"{assembler.accepted} samples ({reasons}; period {period:.6g} s, joints "
                        f"{','.join(config.joint_names)}); the learner needs {config.min_fit_samples}")
-    return OfflineResult(publication, learner.served, tuple(config.joint_names), period, assembler.received, assembler.accepted, rejected,
-                         bag.undecodable, learner.stats, Batch.from_samples(kept), notes)
+    return OfflineResult(publication, learner.served, tuple(config.joint_names), period, assembler.received,
+                         assembler.accepted, rejected, bag.undecodable, learner.stats, Batch.from_samples(kept), notes)
 
 
 def report_residuals(result: OfflineResult) -> torch.Tensor:
@@ -127,17 +128,19 @@ def plot_report(result: OfflineResult, path: Path, title: str = "") -> Path:
 
     batch, residual = result.report, report_residuals(result)
     names = result.joint_names
-    t = (batch.stamp - batch.stamp[0]).numpy()
+    origin = float(batch.stamp.min())
+    t = (batch.stamp - origin).numpy()
     fig, axes = plt.subplots(len(names) + 1, 1, figsize=(11, 3.2 * (len(names) + 1)))
     for j, (ax, name) in enumerate(zip(axes, names)):
-        ax.plot(t, batch.tau[:, j].numpy(), lw=0.8, label="measured (effort)")
-        ax.plot(t, (batch.tau[:, j] + residual[:, j]).numpy(), lw=0.8, ls="--", label="predicted (learned model)")
-        for stamp in result.stats.change_stamps:
-            ax.axvline(stamp - float(batch.stamp[0]), color="red", ls=":", label="change detected")
+        # Points, not lines: a recording may hold restarts and reordered stamps.
+        ax.plot(t, batch.tau[:, j].numpy(), ".", ms=1.5, label="measured (effort)")
+        ax.plot(t, (batch.tau[:, j] + residual[:, j]).numpy(), ".", ms=1.0, label="predicted (learned model)")
+        for k, stamp in enumerate(result.stats.change_stamps):
+            ax.axvline(stamp - origin, color="red", ls=":", label="change detected" if k == 0 else None)
         ax.set_ylabel(f"τ {name} [N·m]")
         ax.grid(alpha=0.3)
-        ax.legend(loc="upper right", fontsize=8)
-    axes[len(names) - 1].set_xlabel("time since the first sample [s]")
+        ax.legend(loc="upper right", fontsize=8, markerscale=8)
+    axes[len(names) - 1].set_xlabel("stamp − earliest stamp [s]")
     ax = axes[-1]
     for j, name in enumerate(names):
         ax.hist(residual[:, j].numpy(), bins=100, alpha=0.6, label=name)
@@ -146,7 +149,7 @@ def plot_report(result: OfflineResult, path: Path, title: str = "") -> Path:
     ax.set_ylabel("samples")
     ax.legend(fontsize=8)
     if title:
-        fig.suptitle(title, fontsize=9)
+        fig.suptitle(textwrap.shorten(title, 600), fontsize=8, wrap=True)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

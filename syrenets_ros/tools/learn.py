@@ -6,7 +6,6 @@ with a one-line error and exit code 2."""
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -111,8 +110,8 @@ def run(args: argparse.Namespace) -> int:
     rejected = ", ".join(f"{reason} {count}" for reason, count in result.rejected.items()) or "none"
     print(f"samples: {result.accepted} from {result.messages} messages (period {result.period:.6g} s); "
           f"rejected: {rejected}; undecodable: {result.undecodable}")
-    for stamp in stats.change_stamps:
-        print(f"system change detected at t={stamp:.3f} s: earlier samples were dropped")
+    for note in result.notes:
+        print(f"learner: {note}")
     wins = ", ".join(f"{source} {count}" for source, count in sorted(stats.wins.items()))
     print(f"served: {publication.source} (selections won: {wins}; network steps {stats.training_steps})")
     print(publication.equation)
@@ -127,4 +126,4 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"cannot write the results: {error}")
     print(f"snapshot: {output}\nreport: {report}\nlearning took {cpu:.1f} s CPU"
           f" ({cpu / max(result.messages, 1) * 1e6:.1f} s per million messages)")
-    return 0 if math.isfinite(publication.holdout_rmse) else EXIT_UNUSABLE
+    return 0
