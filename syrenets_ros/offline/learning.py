@@ -105,7 +105,9 @@ def learn_from_bag(bag: JointStateBag, config: LearnerConfig, period: float | No
         reasons = ", ".join(f"{n} {r}" for r, n in rejected.items()) or "none rejected"
         raise BagError(f"too little usable data on {bag.topic}: {assembler.received} messages gave "
                        f"{assembler.accepted} samples ({reasons}; period {period:.6g} s, joints "
-                       f"{','.join(config.joint_names)}); the learner needs {config.min_fit_samples}")
+                       f"{','.join(config.joint_names)}); the learner needs {config.min_fit_samples}"
+                       + ("; a message needs position, velocity and effort of every joint" if "malformed" in rejected
+                          else ""))
     return OfflineResult(publication, learner.served, tuple(config.joint_names), period, assembler.received,
                          assembler.accepted, rejected, bag.undecodable, learner.stats, Batch.from_samples(kept), notes)
 

@@ -171,6 +171,10 @@ def test_too_little_usable_data_is_a_clear_error(tmp_path, sim_states):
     write_joint_states(tmp_path / "elsewhere", [(s, ["a", "b"], q, qd, tau) for s, _, q, qd, tau in sim_states])
     with JointStateBag(tmp_path / "elsewhere") as bag, pytest.raises(BagError, match="missing_joint"):
         learn_from_bag(bag, LearnerConfig(**CONFIG))
+    # Many robots publish no effort: every message is malformed, and the error says what is needed.
+    write_joint_states(tmp_path / "no_effort", [(s, names, q, qd, []) for s, names, q, qd, _ in sim_states])
+    with JointStateBag(tmp_path / "no_effort") as bag, pytest.raises(BagError, match="malformed.*needs .*effort"):
+        learn_from_bag(bag, LearnerConfig(**CONFIG))
 
 
 def test_the_network_trains_at_its_rate_per_recorded_second(tmp_path, sim_states):
