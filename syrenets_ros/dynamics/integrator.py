@@ -26,6 +26,11 @@ reverse here), vmapped over trajectories. A trajectory whose Newton solve does n
 ``‖r‖∞ ≤ tol·(1 + ‖p_k‖∞)`` within ``max_iter`` updates (or turns non-finite) stops there:
 its later points are NaN and ``valid_length`` says how many leading points are usable.
 
+Structure: one rollout loop (``FixedStepIntegrator.rollout``: buffers, per-trajectory early
+stop and its reason, progress, the ``Rollout``), as torchdiffeq's fixed-grid solvers have one
+integrate loop; each scheme supplies only its start state, one step and the read-back of what
+it recorded (the variational scheme's node velocities).
+
 Speed: torch.func transforms cost milliseconds of Python dispatch per call for a 2-DoF
 system, so the per-step functions are traced once per batch shape into a flat ATen graph
 (``accelerate="trace"``, ~3x faster, checked against the eager result) or additionally
@@ -36,10 +41,11 @@ changes (a frozen snapshot per integrator).
 
 from __future__ import annotations
 
+import abc
 import logging
 import math
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable, Literal, Sequence
 
 import torch
 from torch.func import grad, jacrev, vmap
@@ -51,6 +57,9 @@ from .euler_lagrange import LagrangianFn
 Rule = Literal["midpoint", "trapezoid"]
 Accelerate = Literal["eager", "trace", "compile"]
 Progress = Callable[[int, int], None]
+# What a scheme carries from step to step, per trajectory, as (B, n) tensors: [0] is q, [1] the
+# scheme's second recorded coordinate (q̇, or the discrete momentum p), the rest private to it.
+State = tuple[torch.Tensor, ...]
 RULES: tuple[str, ...] = ("midpoint", "trapezoid")
 ACCELERATIONS: tuple[str, ...] = ("eager", "trace", "compile")
 _READBACK_CHUNK = 32_768
@@ -213,14 +222,15 @@ def _inf_norm(x: torch.Tensor) -> torch.Tensor:
     return x.abs().amax(dim=-1)
 
 
-def _extrapolate(history: list[torch.Tensor], start: torch.Tensor) -> torch.Tensor:
+def _extrapolate(history: Sequence[torch.Tensor], known: int) -> torch.Tensor:
     """Newton warm start: polynomial extrapolation of the last midpoint velocities (newest
-    first), O(h³) accurate once three are known, so one update usually converges."""
-    if len(history) == 3:
+    first; only the first ``known`` are real, the seed q̇₀ stands in before any), O(h³)
+    accurate once three are known, so one update usually converges."""
+    if known >= 3:
         return 3.0 * history[0] - 3.0 * history[1] + history[2]
-    if len(history) == 2:
+    if known == 2:
         return 2.0 * history[0] - history[1]
-    return history[0] if history else start
+    return history[0]
 
 
 def _nan_after(values: torch.Tensor, valid_length: torch.Tensor) -> torch.Tensor:
@@ -229,14 +239,95 @@ def _nan_after(values: torch.Tensor, valid_length: torch.Tensor) -> torch.Tensor
     return values.masked_fill((index >= valid_length.unsqueeze(1)).unsqueeze(-1), math.nan)
 
 
+# ------------------------------------------------------------------- the one rollout loop
+
+
+class FixedStepIntegrator(abc.ABC):
+    """The rollout loop every fixed-step scheme shares (like torchdiffeq's FixedGridODESolver):
+    input checks, output buffers, per-trajectory early stop with its reason, progress and the
+    :class:`Rollout` live here once; a scheme supplies its start state, one step and the
+    read-back of what it recorded."""
+
+    #: why a trajectory whose start state is not finite never moves
+    start_failure = "initial state is not finite"
+
+    def __init__(self, h: float, name: str, step_failure: str) -> None:
+        self.h = _check_step(h)
+        self.name = name  # Rollout.scheme
+        self.step_failure = step_failure  # why a step's ``ok`` is False, "at step k (t = …)" follows
+
+    @abc.abstractmethod
+    def _initial(self, q0: torch.Tensor, qd0: torch.Tensor) -> State:
+        """The state at t = 0 of (B, n) initial positions and velocities."""
+
+    @abc.abstractmethod
+    def _step(self, state: State, tau: torch.Tensor, alive: torch.Tensor, k: int) -> tuple[State, torch.Tensor, torch.Tensor | int]:
+        """Advance every trajectory by one step under torque ``tau`` (B, n) (only those
+        ``alive`` need be right); returns (next state, (B,) ok, (B,) Newton updates or 0)."""
+
+    @abc.abstractmethod
+    def _finish(
+        self, q: torch.Tensor, second: torch.Tensor, qd0: torch.Tensor, valid_length: torch.Tensor, failures: list[str]
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """(q̇, p or None, valid lengths) from the recorded (B, T, n) q and second coordinate;
+        may shorten a valid length, then says why in ``failures``."""
+
+    def rollout(
+        self, q0: torch.Tensor, qd0: torch.Tensor, steps: int, tau: torch.Tensor | None = None, progress: Progress | None = None
+    ) -> Rollout:
+        """Roll (B, n) initial states forward ``steps`` steps under torque ``tau`` (ZOH);
+        ``progress(steps_done, trajectories_alive)`` is called after every step taken, the
+        loop ends early once no trajectory is alive."""
+        q0, qd0, forcing = _prepare(q0, qd0, steps, tau)
+        batch, n = q0.shape
+        device = q0.device
+        state = self._initial(q0, qd0)
+        recorded = [torch.empty(batch, steps + 1, n, dtype=torch.float64, device=device) for _ in range(2)]
+        for points, value in zip(recorded, state):
+            points[:, 0] = value
+        iterations = torch.zeros(batch, steps, dtype=torch.int32, device=device)
+        alive = torch.stack([torch.isfinite(value).all(dim=-1) for value in state]).all(dim=0)
+        converged_steps = torch.zeros(batch, dtype=torch.int64, device=device)
+        failures = ["" if bool(a) else self.start_failure for a in alive]
+        for k in range(steps):
+            if not bool(alive.any()):
+                break
+            candidate, ok, newton_updates = self._step(state, forcing[k], alive, k)
+            iterations[:, k] = newton_updates
+            for b in (alive & ~ok).nonzero().flatten().tolist():
+                failures[b] = f"{self.step_failure} at step {k} (t = {k * self.h:.6g} s)"
+            alive = alive & ok
+            converged_steps += alive.to(torch.int64)
+            keep = alive.unsqueeze(-1)
+            state = tuple(torch.where(keep, new, old) for new, old in zip(candidate, state))
+            for points, value in zip(recorded, state):
+                points[:, k + 1] = value
+            if progress is not None:
+                progress(k + 1, int(alive.sum()))
+        qd, p, valid_length = self._finish(*recorded, qd0, converged_steps + 1, failures)
+        return Rollout(
+            scheme=self.name,
+            t=torch.arange(steps + 1, dtype=torch.float64, device=device) * self.h,
+            q=_nan_after(recorded[0], valid_length),
+            qd=_nan_after(qd, valid_length),
+            p=None if p is None else _nan_after(p, valid_length),
+            converged_steps=valid_length - 1,
+            valid_length=valid_length,
+            newton_iterations=iterations,
+            failures=tuple(failures),
+        )
+
+
 # ----------------------------------------------------------------------- variational
 
 
-class VariationalIntegrator:
+class VariationalIntegrator(FixedStepIntegrator):
     """Midpoint/trapezoid variational integrator for one Lagrangian and one step size.
 
     Keep one instance per (model, h) to reuse its traced step functions across forecasts.
     """
+
+    start_failure = "initial momentum ∂L/∂q̇(q0, q̇0) is not finite"
 
     def __init__(
         self,
@@ -247,7 +338,7 @@ class VariationalIntegrator:
         max_iter: int = 20,
         accelerate: Accelerate = "trace",
     ) -> None:
-        self.h = _check_step(h)
+        super().__init__(h, f"variational-{rule}", f"Newton did not converge within {max_iter} iterations")
         if not (isinstance(tol, (int, float)) and tol > 0.0):
             raise ValueError(f"tol must be > 0, got {tol!r}")
         if not isinstance(max_iter, int) or max_iter < 1:
@@ -305,53 +396,15 @@ class VariationalIntegrator:
             qd = torch.where(done.unsqueeze(-1), qd, qd - step)
         return qd, done
 
-    def rollout(
-        self, q0: torch.Tensor, qd0: torch.Tensor, steps: int, tau: torch.Tensor | None = None, progress: Progress | None = None
-    ) -> Rollout:
-        """Roll (B, n) initial states forward ``steps`` steps under torque ``tau`` (ZOH);
-        ``progress(steps_done, trajectories_alive)`` is called after every step."""
-        q0, qd0, forcing = _prepare(q0, qd0, steps, tau)
-        batch, n = q0.shape
-        device = q0.device
-        q_out = torch.empty(batch, steps + 1, n, dtype=torch.float64, device=device)
-        p_out = torch.empty_like(q_out)
-        iterations = torch.zeros(batch, steps, dtype=torch.int32, device=device)
-        q, p = q0, self.momentum(q0, qd0)
-        q_out[:, 0], p_out[:, 0] = q, p
-        alive = torch.isfinite(p).all(dim=-1)
-        converged_steps = torch.zeros(batch, dtype=torch.int64, device=device)
-        failures = ["" if bool(a) else "initial momentum ∂L/∂q̇(q0, q̇0) is not finite" for a in alive]
-        history: list[torch.Tensor] = []  # last three midpoint velocities, newest first
-        for k in range(steps):
-            if not bool(alive.any()):
-                break
-            v, p_next, done, count = self._solve_step(_extrapolate(history, qd0), q, p, forcing[k], alive)
-            iterations[:, k] = count
-            failed = alive & ~done
-            for b in failed.nonzero().flatten().tolist():
-                failures[b] = f"Newton did not converge at step {k} (t = {k * self.h:.6g} s) within {self.max_iter} iterations"
-            alive = alive & done
-            converged_steps += alive.to(torch.int64)
-            keep = alive.unsqueeze(-1)
-            q = torch.where(keep, q + self.h * v, q)
-            p = torch.where(keep, p_next, p)
-            q_out[:, k + 1], p_out[:, k + 1] = q, p
-            history = [torch.where(keep, v, history[0] if history else qd0)] + history[:2]
-            if progress is not None:
-                progress(k + 1, int(alive.sum()))
-        qd_out, valid_length = self._read_back_velocities(q_out, p_out, qd0, converged_steps + 1, failures)
-        t = torch.arange(steps + 1, dtype=torch.float64, device=device) * self.h
-        return Rollout(
-            scheme=f"variational-{self.rule}",
-            t=t,
-            q=_nan_after(q_out, valid_length),
-            qd=_nan_after(qd_out, valid_length),
-            p=_nan_after(p_out, valid_length),
-            converged_steps=valid_length - 1,
-            valid_length=valid_length,
-            newton_iterations=iterations,
-            failures=tuple(failures),
-        )
+    def _initial(self, q0: torch.Tensor, qd0: torch.Tensor) -> State:
+        """(q, p, the last three midpoint velocities, newest first): p by the continuous
+        Legendre transform; q̇₀ seeds the warm-start history."""
+        return q0, self.momentum(q0, qd0), qd0, qd0, qd0
+
+    def _step(self, state: State, tau: torch.Tensor, alive: torch.Tensor, k: int) -> tuple[State, torch.Tensor, torch.Tensor]:
+        q, p, *history = state
+        v, p_next, done, count = self._solve_step(_extrapolate(history, known=min(k, 3)), q, p, tau, alive)
+        return (q + self.h * v, p_next, v, history[0], history[1]), done, count
 
     def _solve_step(
         self, v: torch.Tensor, q: torch.Tensor, p: torch.Tensor, tau: torch.Tensor, alive: torch.Tensor
@@ -366,16 +419,16 @@ class VariationalIntegrator:
             count += pending.to(torch.int32)
         return v, p_next, done, count
 
-    def _read_back_velocities(
+    def _finish(
         self, q: torch.Tensor, p: torch.Tensor, qd0: torch.Tensor, valid_length: torch.Tensor, failures: list[str]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Node velocities by the inverse Legendre transform, warm started from the average of
-        the adjacent midpoint velocities; returns (q̇ (B, T, n), new valid lengths)."""
+        the adjacent midpoint velocities; returns (q̇ (B, T, n), p, new valid lengths)."""
         batch, points, n = q.shape
         qd = torch.full_like(q, math.nan)
         qd[:, 0] = qd0
         if points == 1 or not bool((valid_length > 1).any()):
-            return qd, valid_length
+            return qd, p, valid_length
         mid = (q[:, 1:] - q[:, :-1]) / self.h
         guess = torch.cat((0.5 * (mid[:, :-1] + mid[:, 1:]), mid[:, -1:]), dim=1)
         valid_nodes = torch.arange(1, points, device=q.device).unsqueeze(0) < valid_length.unsqueeze(1)
@@ -388,7 +441,7 @@ class VariationalIntegrator:
         new_length = torch.minimum(valid_length, first_bad + 1)
         for b in (new_length < valid_length).nonzero().flatten().tolist():
             failures[b] = f"velocity read-back (inverse Legendre transform) failed at point {int(new_length[b])}"
-        return qd, new_length
+        return qd, p, new_length
 
 
 def variational_rollout(
@@ -410,7 +463,7 @@ def variational_rollout(
 # -------------------------------------------------------------------------- explicit
 
 
-class ExplicitIntegrator:
+class ExplicitIntegrator(FixedStepIntegrator):
     """Explicit Euler or classic RK4 on (q, q̇) with q̈ = M⁻¹(τ − bias) from the Euler–Lagrange
     equations of L (``euler_lagrange.acceleration``, per sample).
 
@@ -421,7 +474,8 @@ class ExplicitIntegrator:
     def __init__(self, L: LagrangianFn, h: float, scheme: Literal["euler", "rk4"] = "rk4", accelerate: Accelerate = "trace") -> None:
         if scheme not in ("euler", "rk4"):
             raise ValueError(f"scheme must be 'euler' or 'rk4', got {scheme!r}")
-        self.L, self.h, self.scheme = L, _check_step(h), scheme
+        super().__init__(h, f"explicit-{scheme}", "state became non-finite")
+        self.L, self.scheme = L, scheme
         h = self.h
 
         def acceleration(q: torch.Tensor, qd: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
@@ -440,48 +494,19 @@ class ExplicitIntegrator:
             a4 = acceleration(q4, v4, tau)
             return q + h / 6.0 * (qd + 2.0 * v2 + 2.0 * v3 + v4), qd + h / 6.0 * (a1 + 2.0 * a2 + 2.0 * a3 + a4)
 
-        self._step = _ShapeCache(euler if scheme == "euler" else rk4, accelerate)
+        self._advance = _ShapeCache(euler if scheme == "euler" else rk4, accelerate)
 
-    def rollout(
-        self, q0: torch.Tensor, qd0: torch.Tensor, steps: int, tau: torch.Tensor | None = None, progress: Progress | None = None
-    ) -> Rollout:
-        """Roll (B, n) initial states forward ``steps`` steps under torque ``tau`` (ZOH);
-        ``progress(steps_done, trajectories_alive)`` is called after every step."""
-        q0, qd0, forcing = _prepare(q0, qd0, steps, tau)
-        batch, n = q0.shape
-        q_out = torch.empty(batch, steps + 1, n, dtype=torch.float64, device=q0.device)
-        qd_out = torch.empty_like(q_out)
-        q_out[:, 0], qd_out[:, 0] = q0, qd0
-        q, qd = q0, qd0
-        alive = torch.ones(batch, dtype=torch.bool, device=q0.device)
-        converged_steps = torch.zeros(batch, dtype=torch.int64, device=q0.device)
-        failures = [""] * batch
-        for k in range(steps):
-            q_next, qd_next = self._step(q, qd, forcing[k])
-            finite = torch.isfinite(q_next).all(dim=-1) & torch.isfinite(qd_next).all(dim=-1)
-            for b in (alive & ~finite).nonzero().flatten().tolist():
-                failures[b] = f"state became non-finite at step {k} (t = {k * self.h:.6g} s)"
-            alive = alive & finite
-            if not bool(alive.any()):
-                break
-            converged_steps += alive.to(torch.int64)
-            keep = alive.unsqueeze(-1)
-            q, qd = torch.where(keep, q_next, q), torch.where(keep, qd_next, qd)
-            q_out[:, k + 1], qd_out[:, k + 1] = q, qd
-            if progress is not None:
-                progress(k + 1, int(alive.sum()))
-        valid_length = converged_steps + 1
-        return Rollout(
-            scheme=f"explicit-{self.scheme}",
-            t=torch.arange(steps + 1, dtype=torch.float64, device=q0.device) * self.h,
-            q=_nan_after(q_out, valid_length),
-            qd=_nan_after(qd_out, valid_length),
-            p=None,
-            converged_steps=converged_steps,
-            valid_length=valid_length,
-            newton_iterations=torch.zeros(batch, steps, dtype=torch.int32, device=q0.device),
-            failures=tuple(failures),
-        )
+    def _initial(self, q0: torch.Tensor, qd0: torch.Tensor) -> State:
+        return q0, qd0
+
+    def _step(self, state: State, tau: torch.Tensor, alive: torch.Tensor, k: int) -> tuple[State, torch.Tensor, int]:
+        q, qd = self._advance(*state, tau)
+        return (q, qd), torch.isfinite(q).all(dim=-1) & torch.isfinite(qd).all(dim=-1), 0
+
+    def _finish(
+        self, q: torch.Tensor, qd: torch.Tensor, qd0: torch.Tensor, valid_length: torch.Tensor, failures: list[str]
+    ) -> tuple[torch.Tensor, None, torch.Tensor]:
+        return qd, None, valid_length
 
 
 def explicit_euler_rollout(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 
 import pytest
 import torch
@@ -160,6 +161,55 @@ def test_nan_producing_lagrangian_stops_only_the_affected_trajectory(make):
     assert q.shape[0] == stopped + 1 and bool(torch.isfinite(q).all() and torch.isfinite(qd).all())
     assert bool(torch.isnan(rollout.q[0, stopped + 1 :]).all())
     assert bool(torch.isfinite(rollout.q[1]).all())
+
+
+def _integrators(L, h):
+    """Every scheme, each through the one shared rollout loop."""
+    return [vi.VariationalIntegrator(L, h, rule, accelerate="eager") for rule in vi.RULES] + [
+        vi.ExplicitIntegrator(L, h, scheme, accelerate="eager") for scheme in ("euler", "rk4")
+    ]
+
+
+def test_every_scheme_reports_progress_and_failures_alike():
+    """Progress after every step taken, none after the last trajectory stopped; a failure names
+    its step and time the same way in every scheme."""
+
+    def lagrangian(q, qd):
+        return pendulum.lagrangian(q, qd, PARAMS) + 1e-3 * torch.sqrt(1.2 - q[0])
+
+    h, steps = 0.01, 30
+    q0 = torch.tensor([[1.0, -0.5], [-0.5, 0.2]], dtype=torch.float64)
+    qd0 = torch.tensor([[2.0, 0.0], [0.0, 0.0]], dtype=torch.float64)
+    for integrator in _integrators(lagrangian, h):
+        calls = []
+        rollout = integrator.rollout(q0, qd0, steps, progress=lambda done, alive: calls.append((done, alive)))
+        stopped = int(rollout.converged_steps[0])
+        assert 0 < stopped < steps, integrator.name
+        assert calls == [(k + 1, 2 if k < stopped else 1) for k in range(steps)], integrator.name
+        match = re.fullmatch(r"(.+) at step (\d+) \(t = (\S+) s\)", rollout.failures[0])
+        assert match is not None, rollout.failures
+        assert match[1] == integrator.step_failure and int(match[2]) == stopped
+        assert float(match[3]) == pytest.approx(stopped * h)
+        assert rollout.scheme == integrator.name and rollout.failures[1] == ""
+
+        alone = []
+        single = integrator.rollout(q0[:1], qd0[:1], steps, progress=lambda done, alive: alone.append((done, alive)))
+        assert alone == [(k + 1, 1) for k in range(stopped)] + [(stopped + 1, 0)], integrator.name
+        assert single.failures == rollout.failures[:1]
+
+
+def test_a_start_state_without_finite_momentum_never_moves():
+    def lagrangian(q, qd):  # ∂L/∂q̇ is infinite at q̇₁ = 0
+        return pendulum.lagrangian(q, qd, PARAMS) + torch.abs(qd[0]) ** 0.5
+
+    q0 = torch.tensor([[1.0, -0.5], [0.3, 0.1]], dtype=torch.float64)
+    qd0 = torch.tensor([[0.0, 0.0], [1.0, 0.0]], dtype=torch.float64)
+    calls = []
+    rollout = vi.VariationalIntegrator(lagrangian, 0.01, accelerate="eager").rollout(
+        q0, qd0, 5, progress=lambda done, alive: calls.append((done, alive)))
+    assert rollout.failures[0] == vi.VariationalIntegrator.start_failure
+    assert int(rollout.valid_length[0]) == 1 and bool(torch.isnan(rollout.q[0, 1:]).all())
+    assert calls[0] == (1, 1) and int(rollout.converged_steps[1]) > 0
 
 
 def test_trapezoid_rule_reduces_to_velocity_verlet_for_constant_mass():
