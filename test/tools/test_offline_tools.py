@@ -14,7 +14,7 @@ from rclpy.parameter import Parameter
 from ros_helpers import spinning, wait_until
 
 from syrenets_ros.dynamics import pendulum
-from syrenets_ros.offline.bag import JOINT_STATE, TYPESTORE, add_topic, open_writer, write_joint_states
+from syrenets_ros.offline.bag import JOINT_STATE, TYPESTORE, JointStateBag, add_topic, open_writer, write_joint_states
 from syrenets_ros.online.serving import load_model_file
 from syrenets_ros.tools import cli
 
@@ -163,3 +163,34 @@ def test_predict_refuses_bad_models_and_bad_csv(tmp_path, capsys):
 def test_record_refuses_to_overwrite_or_run_for_nothing(tmp_path, capsys, argv, reason):
     (tmp_path / "exists").mkdir()
     assert reason in _one_line_error(capsys, [a.format(tmp=tmp_path) for a in argv])
+
+
+def test_record_runs_for_its_duration_and_leaves_a_complete_bag(ros_context, tmp_path):
+    """`syrenets-ros record OUT --duration S` as a user runs it, beside a publishing node."""
+    import time
+
+    from rclpy.node import Node
+    from sensor_msgs.msg import JointState
+
+    talker = Node("talker", context=ros_context)
+    publisher = talker.create_publisher(JointState, "/joint_states", 100)
+    process = subprocess.Popen([sys.executable, "-m", "syrenets_ros.tools.cli", "record", str(tmp_path / "bag"),
+                                "--duration", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120.0
+        k = 0
+        while process.poll() is None and time.monotonic() < deadline:
+            msg = JointState(name=["joint1", "joint2"], position=[0.0, 0.0], velocity=[0.0, 0.0], effort=[0.0, 0.0])
+            msg.header.stamp.nanosec = k
+            publisher.publish(msg)
+            k += 1
+            time.sleep(0.005)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        talker.destroy_node()
+    assert process.returncode == 0, err
+    with JointStateBag(tmp_path / "bag") as bag:
+        recorded = sum(1 for _ in bag)
+    assert recorded > 0 and f"/joint_states {recorded}" in out, out
