@@ -29,12 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--period", default="auto",
                         help="joint-state period [s]; auto = estimated from the stamps")
     parser.add_argument("--snapshot-period", type=float, default=OFFLINE_SNAPSHOT_PERIOD,
-                        help="recorded seconds between model selections (the node's snapshot_period, "
+                        help="recorded seconds between model selections, default %(default)s (the node's "
+                             "snapshot_period, "
                              f"{defaults.snapshot_period:g} s live: each selection refits, which costs "
                              "far more than a recorded second; a detected change and the end of the "
                              "recording select at once either way)")
     parser.add_argument("--train-rate", type=float, default=defaults.max_train_rate,
-                        help="network steps per recorded second (the node's max_train_rate)")
+                        help="network steps per recorded second, default %(default)s (the node's max_train_rate)")
     parser.add_argument("--device", default=defaults.device, choices=("auto", "cpu", "cuda"))
     parser.add_argument("-o", "--output", type=Path, default=Path("model.json"), help="snapshot to write")
     parser.add_argument("--report", type=Path, default=None, help="PNG report (default: OUTPUT with .png)")
