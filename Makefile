@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv demo test bench-speed bench-paper bench-sim bench-online bench-integrator clean
+.PHONY: venv demo test bench-speed bench-paper bench-sim bench-exactness bench-online bench-integrator clean
 
 $(STAMP): requirements.txt setup.py setup.cfg package.xml
 	@echo "== setting up $(VENV) (pinned deps; reused on the next run) =="
@@ -33,6 +33,9 @@ bench-paper: $(STAMP)
 
 bench-sim: $(STAMP)
 	$(VENV)/bin/syrenets-ros bench sim
+
+bench-exactness: $(STAMP)
+	$(VENV)/bin/syrenets-ros bench exactness
 
 bench-online: $(STAMP)
 	$(VENV)/bin/syrenets-ros bench online

@@ -337,7 +337,11 @@ class VariationalIntegrator(FixedStepIntegrator):
         tol: float = 1e-12,
         max_iter: int = 20,
         accelerate: Accelerate = "trace",
+        dissipation: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
+        """``dissipation(v)`` is a generalised force the motion works against (e.g. viscous
+        b·v, Coulomb c·sign v); it enters the forced discrete Lagrange–d'Alembert equations
+        at the step's discrete velocity v = (q_{k+1} − q_k)/h, split half and half like τ."""
         super().__init__(h, f"variational-{rule}", f"Newton did not converge within {max_iter} iterations")
         if not (isinstance(tol, (int, float)) and tol > 0.0):
             raise ValueError(f"tol must be > 0, got {tol!r}")
@@ -350,8 +354,9 @@ class VariationalIntegrator(FixedStepIntegrator):
 
         def residual(v: torch.Tensor, q: torch.Tensor, p: torch.Tensor, tau: torch.Tensor):
             q_next = q + self.h * v
-            r = p + d1(q, q_next) + half_h * tau
-            return r, (r, d2(q, q_next) + half_h * tau)
+            force = tau if dissipation is None else tau - dissipation(v)
+            r = p + d1(q, q_next) + half_h * force
+            return r, (r, d2(q, q_next) + half_h * force)
 
         tol = self.tol
 

@@ -24,33 +24,44 @@ from syrenets_ros.dynamics.pendulum import PendulumParams
 from syrenets_ros.learning.payload import SnapshotError, tensor_from_json, tensor_to_json
 
 FUNCTIONS: tuple[str, ...] = ("one", "cos", "sin")
+FORCE_LAWS: tuple[str, ...] = ("viscous", "coulomb")
 MAX_JOINTS = 8
 MAX_VELOCITY_DEGREE = 4
+MAX_POSITION_DEGREE = 2
 MAX_FREQUENCY = 8
 MAX_TERMS = 4096
 
 
 @dataclass(frozen=True, order=True)
 class Term:
-    """φ(q, q̇) = Π_i q̇_i^velocity[i] · function(Σ_i angle[i] q_i).
+    """φ(q, q̇) = Π_i q̇_i^velocity[i] · Π_i q_i^position[i] · function(Σ_i angle[i] q_i).
 
     Canonical form (so that distinct terms are distinct functions): "one" has a zero angle;
-    cos/sin have a non-zero angle whose first non-zero entry is positive.
+    cos/sin have a non-zero angle whose first non-zero entry is positive. The polynomial factor
+    in q (empty = none) carries what no trig library holds, e.g. a spring's ½k(q−r)²; the
+    default grammar leaves it out and the network proposes it (SPEC §3).
     """
 
     velocity: tuple[int, ...]
     function: str
     angle: tuple[int, ...]
+    position: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         n = len(self.velocity)
         if not 1 <= n <= MAX_JOINTS or len(self.angle) != n:
             raise ValueError(f"velocity and angle must both have 1..{MAX_JOINTS} equal lengths")
-        for name, values in (("velocity", self.velocity), ("angle", self.angle)):
+        if self.position == ():
+            object.__setattr__(self, "position", (0,) * n)
+        if len(self.position) != n:
+            raise ValueError(f"position must have {n} entries")
+        for name, values in (("velocity", self.velocity), ("angle", self.angle), ("position", self.position)):
             if not all(type(v) is int for v in values):
                 raise ValueError(f"{name} entries must be integers, got {values!r}")
         if any(e < 0 for e in self.velocity) or sum(self.velocity) > MAX_VELOCITY_DEGREE:
             raise ValueError(f"velocity exponents must be >= 0 with total <= {MAX_VELOCITY_DEGREE}")
+        if any(e < 0 for e in self.position) or sum(self.position) > MAX_POSITION_DEGREE:
+            raise ValueError(f"position exponents must be >= 0 with total <= {MAX_POSITION_DEGREE}")
         if any(abs(k) > MAX_FREQUENCY for k in self.angle):
             raise ValueError(f"angle coefficients must be within ±{MAX_FREQUENCY}")
         if self.function not in FUNCTIONS:
@@ -68,7 +79,8 @@ class Term:
     def to_sympy(self) -> sp.Expr:
         n = len(self.velocity)
         q, qd = _symbols(n)
-        monomial = sp.Mul(*(qd[i] ** e for i, e in enumerate(self.velocity)))
+        monomial = sp.Mul(*(qd[i] ** e for i, e in enumerate(self.velocity)),
+                          *(q[i] ** e for i, e in enumerate(self.position)))
         if self.function == "one":
             return monomial
         angle = sp.Add(*(k * q[i] for i, k in enumerate(self.angle)))
@@ -79,18 +91,69 @@ class Term:
         return sp.sstr(self.to_sympy())
 
     def to_json(self) -> dict[str, Any]:
-        return {"velocity": list(self.velocity), "function": self.function, "angle": list(self.angle)}
+        """Structured data; the polynomial factor only when present (older readers agree)."""
+        obj: dict[str, Any] = {"velocity": list(self.velocity), "function": self.function, "angle": list(self.angle)}
+        if any(self.position):
+            obj["position"] = list(self.position)
+        return obj
 
     @classmethod
     def from_json(cls, obj: object, n_joints: int) -> "Term":
-        if not isinstance(obj, dict) or set(obj) != {"velocity", "function", "angle"}:
-            raise ValueError("expected keys velocity, function, angle")
+        required = {"velocity", "function", "angle"}
+        if not isinstance(obj, dict) or not required <= set(obj) <= required | {"position"}:
+            raise ValueError("expected keys velocity, function, angle (and optionally position)")
         velocity, function, angle = obj["velocity"], obj["function"], obj["angle"]
-        if not isinstance(velocity, list) or not isinstance(angle, list) or not isinstance(function, str):
-            raise ValueError("velocity and angle must be lists, function a string")
-        if len(velocity) != n_joints or len(angle) != n_joints:
-            raise ValueError(f"velocity and angle must have {n_joints} entries")
-        return cls(tuple(velocity), function, tuple(angle))
+        position = obj.get("position", [0] * n_joints)
+        if not all(isinstance(v, list) for v in (velocity, angle, position)) or not isinstance(function, str):
+            raise ValueError("velocity, angle and position must be lists, function a string")
+        if len(velocity) != n_joints or len(angle) != n_joints or len(position) != n_joints:
+            raise ValueError(f"velocity, angle and position must have {n_joints} entries")
+        return cls(tuple(velocity), function, tuple(angle), tuple(position))
+
+
+@dataclass(frozen=True, order=True)
+class Force:
+    """A dissipative generalised force on one joint, linear in its coefficient (SPEC §2b).
+
+    "viscous": b·q̇_j (Rayleigh function ½b q̇_j²); "coulomb": c·sign(q̇_j) (D = c|q̇_j|).
+    No Lagrangian produces these; the model class carries them beside L.
+    """
+
+    joint: int
+    law: str
+
+    def __post_init__(self) -> None:
+        if type(self.joint) is not int or not 0 <= self.joint < MAX_JOINTS:
+            raise ValueError(f"force joint must be an integer in 0..{MAX_JOINTS - 1}")
+        if self.law not in FORCE_LAWS:
+            raise ValueError(f"force law {self.law!r} not in {FORCE_LAWS}")
+
+    @property
+    def name(self) -> str:
+        """The dissipation function's term whose gradient is this force."""
+        velocity = f"qd{self.joint + 1}"
+        return f"{velocity}**2/2" if self.law == "viscous" else f"Abs({velocity})"
+
+    def generalised_force(self, qd: torch.Tensor) -> torch.Tensor:
+        """(..., n) velocities → (..., n) force with one non-zero entry."""
+        column = qd[..., self.joint]
+        value = column if self.law == "viscous" else torch.sign(column)
+        zero = torch.zeros_like(value)
+        # Built without in-place writes, so torch.func transforms (the integrator) can trace it.
+        return torch.stack([value if j == self.joint else zero for j in range(qd.shape[-1])], -1)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"joint": self.joint, "law": self.law}
+
+    @classmethod
+    def from_json(cls, obj: object, n_joints: int) -> "Force":
+        if not isinstance(obj, dict) or set(obj) != {"joint", "law"}:
+            raise ValueError("expected keys joint, law")
+        if type(obj["joint"]) is not int or not 0 <= obj["joint"] < n_joints:
+            raise ValueError(f"force joint must be an integer in 0..{n_joints - 1}")
+        if not isinstance(obj["law"], str):
+            raise ValueError("force law must be a string")
+        return cls(obj["joint"], obj["law"])
 
 
 def _symbols(n: int) -> tuple[list[sp.Symbol], list[sp.Symbol]]:
@@ -101,8 +164,9 @@ def _symbols(n: int) -> tuple[list[sp.Symbol], list[sp.Symbol]]:
 
 def _sort_key(term: Term) -> tuple:
     """Simpler terms first: the rank check keeps the first of a collinear group."""
-    return (term.degree, FUNCTIONS.index(term.function) > 0, sum(map(abs, term.angle)),
-            [-e for e in term.velocity], FUNCTIONS.index(term.function), [-k for k in term.angle])
+    return (term.degree, sum(term.position), FUNCTIONS.index(term.function) > 0, sum(map(abs, term.angle)),
+            [-e for e in term.velocity], [-e for e in term.position], FUNCTIONS.index(term.function),
+            [-k for k in term.angle])
 
 
 def grammar_angles(n_joints: int) -> list[tuple[int, ...]]:
@@ -130,19 +194,28 @@ def _monomial_indices(exponent: Sequence[int], width: int) -> list[int]:
 
 
 class TermLibrary:
-    """An ordered set of terms, evaluated vectorised: features and Euler–Lagrange images."""
+    """An ordered set of Lagrangian terms and dissipative forces, evaluated vectorised.
 
-    def __init__(self, terms: Sequence[Term]) -> None:
-        if not terms:
+    Columns of :meth:`el_images` are the Lagrangian terms' Euler–Lagrange images followed by
+    the forces' generalised forces: τ = images · c is linear in every coefficient.
+    """
+
+    def __init__(self, terms: Sequence[Term], forces: Sequence[Force] = ()) -> None:
+        if not terms and not forces:
             raise ValueError("a term library needs at least one term")
-        n = len(terms[0].velocity)
+        n = len(terms[0].velocity) if terms else None
+        if n is None:
+            raise ValueError("a term library needs at least one Lagrangian term")
         if any(len(t.velocity) != n for t in terms):
             raise ValueError("all terms must have the same number of joints")
-        if len(set(terms)) != len(terms):
+        if any(f.joint >= n for f in forces):
+            raise ValueError(f"force joints must be < {n}")
+        if len(set(terms)) != len(terms) or len(set(forces)) != len(forces):
             raise ValueError("duplicate terms")
-        if len(terms) > MAX_TERMS:
-            raise ValueError(f"{len(terms)} terms exceed the limit {MAX_TERMS}")
+        if len(terms) + len(forces) > MAX_TERMS:
+            raise ValueError(f"{len(terms) + len(forces)} terms exceed the limit {MAX_TERMS}")
         self.terms: tuple[Term, ...] = tuple(terms)
+        self.forces: tuple[Force, ...] = tuple(forces)
         self.n_joints = n
         width = max(1, max(t.degree for t in terms))
         eye = [[int(i == k) for i in range(n)] for k in range(n)]
@@ -167,76 +240,110 @@ class TermLibrary:
         self._d1_idx = torch.tensor(d1_idx)
         self._d2_coef = torch.tensor(d2_coef, dtype=torch.float64)
         self._d2_idx = torch.tensor(d2_idx)
+        # The polynomial factor P(q) = Π q_i^a_i and its gradient, by the same gather-product.
+        position_width = max(1, max(sum(t.position) for t in terms))
+        self._polynomial = any(any(t.position) for t in terms)
+        self._p0_idx = torch.tensor([_monomial_indices(t.position, position_width) for t in terms])
+        self._p1_coef = torch.tensor([list(t.position) for t in terms], dtype=torch.float64)
+        self._p1_idx = torch.tensor([[_monomial_indices([max(a - b, 0) for a, b in zip(t.position, eye[k])],
+                                                        position_width) for k in range(n)] for t in terms])
         self._angles = torch.tensor([t.angle for t in terms], dtype=torch.float64)
         self._function = torch.tensor([FUNCTIONS.index(t.function) for t in terms])
 
     @classmethod
     def grammar(cls, n_joints: int = 2, *, max_velocity_degree: int = 2,
-                extra_angles: Sequence[tuple[int, ...]] = ()) -> "TermLibrary":
-        """Velocity monomials up to ``max_velocity_degree`` × {1, cos, sin of the grammar angles}."""
+                extra_angles: Sequence[tuple[int, ...]] = (), dissipation: bool = False) -> "TermLibrary":
+        """Velocity monomials up to ``max_velocity_degree`` × {1, cos, sin of the grammar angles};
+        with ``dissipation``, viscous and Coulomb forces on every joint."""
         angles = list(dict.fromkeys(list(grammar_angles(n_joints)) + [tuple(a) for a in extra_angles]))
         terms = []
         for e in _velocity_exponents(n_joints, max_velocity_degree):
             terms.append(Term(e, "one", (0,) * n_joints))
             terms += [Term(e, f, a) for a in angles for f in ("cos", "sin")]
-        return cls(sorted(terms, key=_sort_key))
+        forces = [Force(j, law) for law in FORCE_LAWS for j in range(n_joints)] if dissipation else []
+        return cls(sorted(terms, key=_sort_key), forces)
 
     def __len__(self) -> int:
-        return len(self.terms)
+        return len(self.terms) + len(self.forces)
 
     @property
     def names(self) -> list[str]:
-        return [t.name for t in self.terms]
+        return [t.name for t in self.terms] + [f.name for f in self.forces]
 
-    def index(self, term: Term) -> int:
-        return self.terms.index(term)
+    @property
+    def columns(self) -> tuple[Term | Force, ...]:
+        return self.terms + self.forces
+
+    def index(self, term: Term | Force) -> int:
+        return self.columns.index(term)
+
+    def extended(self, terms: Sequence[Term] = (), forces: Sequence[Force] = ()) -> "TermLibrary":
+        """This library plus new terms/forces (kept in grammar order, duplicates ignored)."""
+        all_terms = sorted(set(self.terms) | set(terms), key=_sort_key)
+        all_forces = sorted(set(self.forces) | set(forces))
+        return TermLibrary(all_terms, all_forces)
+
+    def subset(self, columns: Sequence[int]) -> "TermLibrary":
+        chosen = [self.columns[i] for i in sorted(columns)]
+        return TermLibrary([c for c in chosen if isinstance(c, Term)], [c for c in chosen if isinstance(c, Force)])
 
     def to_sympy(self) -> list[sp.Expr]:
         return [t.to_sympy() for t in self.terms]
 
-    def _trig(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """g(angle), dg/dangle and the (…, p) angles for every term."""
+    def _position_factor(self, q: torch.Tensor, g: torch.Tensor, dg_dq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """h = P(q)·g and ∂h/∂q for the polynomial factor P (identity when no term has one)."""
+        if not self._polynomial:
+            return g, dg_dq
+        p0 = self._monomials(q, self._p0_idx)
+        p1 = self._p1_coef.to(q) * self._monomials(q, self._p1_idx)
+        return p0 * g, p1 * g[..., None] + p0[..., None] * dg_dq
+
+    def _trig(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """h(q) = P(q)·g(angle) and its gradient ∂h/∂q, shapes (…, p) and (…, p, n)."""
         angle = q @ self._angles.to(q).T
         cos, sin = torch.cos(angle), torch.sin(angle)
         f = self._function.to(q.device)
         one = torch.ones_like(angle)
         g = torch.where(f == 1, cos, torch.where(f == 2, sin, one))
         dg = torch.where(f == 1, -sin, torch.where(f == 2, cos, torch.zeros_like(angle)))
-        return g, dg, angle
+        return self._position_factor(q, g, dg[..., None] * self._angles.to(q))
 
     @staticmethod
-    def _monomials(qd: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """Products of gathered velocity columns; a gather-product keeps gradients finite at 0."""
-        ext = torch.cat((torch.ones_like(qd[..., :1]), qd), -1)
-        flat = idx.to(qd.device).reshape(-1, idx.shape[-1])
+    def _monomials(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Products of gathered columns of [1, x]; a gather-product keeps gradients finite at 0."""
+        ext = torch.cat((torch.ones_like(x[..., :1]), x), -1)
+        flat = idx.to(x.device).reshape(-1, idx.shape[-1])
         out = ext[..., flat[:, 0]]
         for d in range(1, flat.shape[1]):
             out = out * ext[..., flat[:, d]]
-        return out.reshape(*qd.shape[:-1], *idx.shape[:-1])
+        return out.reshape(*x.shape[:-1], *idx.shape[:-1])
 
     def features(self, q: torch.Tensor, qd: torch.Tensor) -> torch.Tensor:
-        """φ_m(q, q̇) for inputs (..., n); returns (..., p). Works per sample (n,) too."""
-        g, _, _ = self._trig(q)
-        return self._monomials(qd, self._idx0) * g
+        """φ_m(q, q̇) of the Lagrangian terms for inputs (..., n); returns (..., p_L)."""
+        h, _ = self._trig(q)
+        return self._monomials(qd, self._idx0) * h
 
     def el_images(self, q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor) -> torch.Tensor:
-        """Euler–Lagrange torque of every term, closed form; inputs (B, n), returns (B, n, p).
+        """Euler–Lagrange torque of every column, closed form; inputs (B, n), returns (B, n, p).
 
-        For φ = m(q̇) g(q): τ_k = Σ_i ∂²m/∂q̇_k∂q̇_i q̈_i g + ∂m/∂q̇_k ġ − m ∂g/∂q_k.
+        For φ = m(q̇) h(q): τ_k = Σ_i ∂²m/∂q̇_k∂q̇_i q̈_i h + ∂m/∂q̇_k ḣ − m ∂h/∂q_k; a force
+        column is its generalised force.
         """
-        g, dg, _ = self._trig(q)
+        h, dh = self._trig(q)
         m0 = self._monomials(qd, self._idx0)
         m1 = self._d1_coef.to(qd) * self._monomials(qd, self._d1_idx)
         m2 = self._d2_coef.to(qd) * self._monomials(qd, self._d2_idx)
-        angles = self._angles.to(q)
-        g_dot = dg * (qd @ angles.T)
+        h_dot = (dh * qd[..., None, :]).sum(-1)
         acc = (m2 * qdd[..., None, None, :]).sum(-1)
-        tau = acc * g[..., None] + m1 * g_dot[..., None] - (m0 * dg)[..., None] * angles
-        return tau.transpose(-1, -2)
+        tau = (acc * h[..., None] + m1 * h_dot[..., None] - m0[..., None] * dh).transpose(-1, -2)
+        if not self.forces:
+            return tau
+        forces = torch.stack([f.generalised_force(qd) for f in self.forces], -1)
+        return torch.cat((tau, forces), -1)
 
     def identifiable(self, q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor, *,
                      tol: float = 1e-8) -> tuple["TermLibrary", list[str]]:
-        """Keep terms whose EL image is independent of the (simpler) terms before them.
+        """Keep columns whose EL image is independent of the (simpler) columns before them.
 
         One unpivoted QR of the column-normalised image matrix: |R_jj| is the sine of the angle
         between column j and the span of columns < j. Returns the kept library and the names of
@@ -246,50 +353,79 @@ class TermLibrary:
         return self._independent_columns(images, tol)
 
     def _independent_columns(self, matrix: torch.Tensor, tol: float) -> tuple["TermLibrary", list[str]]:
+        # Forces first: on little or smooth data a viscous force can lie in the span of many
+        # trig terms, and the physical, simpler column is the one to keep.
+        order = list(range(len(self.terms), len(self))) + list(range(len(self.terms)))
+        matrix = matrix[:, order]
         norms = matrix.norm(dim=0)
         nonzero = norms > tol * norms.max().clamp_min(torch.finfo(matrix.dtype).tiny)
         r = torch.linalg.qr(matrix / norms.clamp_min(torch.finfo(matrix.dtype).tiny), mode="r")[1]
-        keep = nonzero & (r.diagonal().abs() > tol)
-        kept = [t for t, k in zip(self.terms, keep.tolist()) if k]
-        dropped = [t.name for t, k in zip(self.terms, keep.tolist()) if not k]
-        if not kept:
+        kept_in_order = (nonzero & (r.diagonal().abs() > tol)).tolist()
+        keep = [False] * len(self)
+        for position, column in enumerate(order):
+            keep[column] = kept_in_order[position]
+        if not any(k for k, c in zip(keep, self.columns) if isinstance(c, Term)):
             raise ValueError("no term has an identifiable effect on these data")
-        return TermLibrary(kept), dropped
+        dropped = [name for name, k in zip(self.names, keep) if not k]
+        return self.subset([i for i, k in enumerate(keep) if k]), dropped
 
 
 class TermModel:
-    """L = Σ c_m φ_m: the distilled, servable model (Model protocol, kind "terms")."""
+    """L = Σ c_m φ_m plus dissipative forces Σ c_f F_f: the distilled, servable model
+    (Model protocol, kind "terms"). ``stderr`` holds the coefficients' standard errors from
+    the fit's covariance (zeros when unknown, e.g. for an exact construction)."""
 
     kind: ClassVar[str] = "terms"
 
     def __init__(self, library: TermLibrary, coefficients: torch.Tensor,
-                 fit_report: dict[str, Any] | None = None) -> None:
+                 fit_report: dict[str, Any] | None = None, stderr: torch.Tensor | None = None) -> None:
         coefficients = torch.as_tensor(coefficients, dtype=torch.float64).detach().cpu()
         if coefficients.shape != (len(library),):
             raise ValueError(f"{len(library)} terms need {len(library)} coefficients, got {tuple(coefficients.shape)}")
         if not torch.isfinite(coefficients).all():
             raise ValueError("coefficients must be finite")
+        stderr = (torch.zeros_like(coefficients) if stderr is None
+                  else torch.as_tensor(stderr, dtype=torch.float64).detach().cpu())
+        if stderr.shape != coefficients.shape or not (torch.isfinite(stderr).all() and (stderr >= 0).all()):
+            raise ValueError("stderr must be finite, non-negative, one per coefficient")
         self.library = library
         self.coefficients = coefficients
+        self.stderr = stderr
         self.fit_report: dict[str, Any] = dict(fit_report or {})
 
     @property
     def terms(self) -> tuple[Term, ...]:
         return self.library.terms
 
-    def coefficient_of(self, term: Term) -> float:
+    @property
+    def forces(self) -> tuple[Force, ...]:
+        return self.library.forces
+
+    def coefficient_of(self, term: Term | Force) -> float:
         """The coefficient of ``term`` (0 when the model does not contain it)."""
-        return float(self.coefficients[self.terms.index(term)]) if term in self.terms else 0.0
+        columns = self.library.columns
+        return float(self.coefficients[columns.index(term)]) if term in columns else 0.0
 
     def lagrangian(self, q: torch.Tensor, qd: torch.Tensor) -> torch.Tensor:
-        return self.library.features(q, qd) @ self.coefficients.to(q)
+        return self.library.features(q, qd) @ self.coefficients[:len(self.terms)].to(q)
 
     def lagrangian_fn(self) -> LagrangianFn:
         """Per-sample L(q, q̇) for euler_lagrange and the integrator."""
         return self.lagrangian
 
+    def dissipative_force(self, qd: torch.Tensor) -> torch.Tensor:
+        """Σ c_f F_f(q̇), shape (..., n): what the motor must add against friction."""
+        out = torch.zeros_like(qd)
+        for force, c in zip(self.forces, self.coefficients[len(self.terms):].tolist()):
+            out = out + c * force.generalised_force(qd)
+        return out
+
+    def dissipation_fn(self):
+        """q̇ ↦ dissipative force for the forced variational integrator, or None if there is none."""
+        return self.dissipative_force if self.forces else None
+
     def torque(self, q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor) -> torch.Tensor:
-        """τ = EL images · c: linear in the coefficients, no autodiff."""
+        """τ = EL images · c (dissipation included): linear in the coefficients, no autodiff."""
         return self.library.el_images(q, qd, qdd) @ self.coefficients.to(q)
 
     def to_sympy(self, digits: int | None = None) -> sp.Expr:
@@ -297,38 +433,83 @@ class TermModel:
         return sp.Add(*[sp.Float(float(f"{c:.{digits}g}") if digits else c) * t.to_sympy()
                         for c, t in zip(self.coefficients.tolist(), self.terms)])
 
+    def _with_uncertainty(self, names: Sequence[str], offset: int, digits: int) -> str:
+        """Σ c(±σ)*name: each coefficient with its standard error, e.g. 7.594(±0.003)*qd1**2."""
+        parts = []
+        for i, name in enumerate(names):
+            c, s = float(self.coefficients[offset + i]), float(self.stderr[offset + i])
+            parts.append(f"{c:.{digits}g}(±{s:.1g})*{name}" if s > 0 else f"{c:.{digits}g}*{name}")
+        return " + ".join(parts).replace("+ -", "- ") if parts else "0"
+
     def equation(self, digits: int = 4) -> str:
-        """Readable L in q1.., qd1..: coefficients rounded, grouped by trig factor."""
-        expr = self.to_sympy(digits)
-        trig = sorted(expr.atoms(sp.cos, sp.sin), key=sp.default_sort_key)
-        return "L = " + sp.sstr(sp.collect(expr, trig) if trig else expr)
+        """Readable L (and D when the model dissipates) in q1.., qd1..: coefficients rounded
+        and, when the fit estimated them, with their standard errors; otherwise L is grouped
+        by trig factor."""
+        if bool((self.stderr[:len(self.terms)] > 0).any()):
+            text = "L = " + self._with_uncertainty([t.name for t in self.terms], 0, digits)
+        else:
+            expr = self.to_sympy(digits)
+            trig = sorted(expr.atoms(sp.cos, sp.sin), key=sp.default_sort_key)
+            text = "L = " + sp.sstr(sp.collect(expr, trig) if trig else expr)
+        if self.forces:
+            text += "; D = " + self._with_uncertainty([f.name for f in self.forces], len(self.terms), digits)
+        return text
 
     def to_payload(self) -> dict[str, Any]:
-        return {"n_joints": self.library.n_joints, "terms": [t.to_json() for t in self.terms],
-                "coefficients": tensor_to_json(self.coefficients)}
+        payload = {"n_joints": self.library.n_joints, "terms": [t.to_json() for t in self.terms],
+                   "coefficients": tensor_to_json(self.coefficients)}
+        if self.forces:
+            payload["forces"] = [f.to_json() for f in self.forces]
+        if bool((self.stderr > 0).any()):
+            payload["stderr"] = tensor_to_json(self.stderr)
+        return payload
 
     @classmethod
     def from_payload(cls, payload: dict) -> "TermModel":
         """Parse against the allow-list; any deviation raises SnapshotError with the reason."""
-        if not isinstance(payload, dict) or set(payload) != {"n_joints", "terms", "coefficients"}:
-            raise SnapshotError("terms model: expected keys n_joints, terms, coefficients")
-        n, terms = payload["n_joints"], payload["terms"]
+        required = {"n_joints", "terms", "coefficients"}
+        if not isinstance(payload, dict) or not required <= set(payload) <= required | {"forces", "stderr"}:
+            raise SnapshotError("terms model: expected keys n_joints, terms, coefficients (optional forces, stderr)")
+        n, terms, forces = payload["n_joints"], payload["terms"], payload.get("forces", [])
         if type(n) is not int or not 1 <= n <= MAX_JOINTS:
             raise SnapshotError(f"terms model: n_joints must be an integer in 1..{MAX_JOINTS}")
         if not isinstance(terms, list) or not 1 <= len(terms) <= MAX_TERMS:
             raise SnapshotError(f"terms model: terms must be a list of 1..{MAX_TERMS} entries")
-        parsed = []
-        for i, obj in enumerate(terms):
-            try:
-                parsed.append(Term.from_json(obj, n))
-            except ValueError as exc:
-                raise SnapshotError(f"terms model: terms[{i}]: {exc}") from exc
-        if len(set(parsed)) != len(parsed):
+        if not isinstance(forces, list) or len(forces) > 2 * n * len(FORCE_LAWS):
+            raise SnapshotError("terms model: forces must be a short list")
+        parsed_terms, parsed_forces = [], []
+        for kind, items, parse, out in (("terms", terms, Term.from_json, parsed_terms),
+                                        ("forces", forces, Force.from_json, parsed_forces)):
+            for i, obj in enumerate(items):
+                try:
+                    out.append(parse(obj, n))
+                except ValueError as exc:
+                    raise SnapshotError(f"terms model: {kind}[{i}]: {exc}") from exc
+        if len(set(parsed_terms)) != len(parsed_terms) or len(set(parsed_forces)) != len(parsed_forces):
             raise SnapshotError("terms model: duplicate terms")
+        width = len(parsed_terms) + len(parsed_forces)
         coefficients = tensor_from_json(payload["coefficients"], "terms model coefficients")
-        if coefficients.shape != (len(parsed),):
-            raise SnapshotError(f"terms model: coefficients must have shape ({len(parsed)},)")
-        return cls(TermLibrary(parsed), coefficients)
+        if coefficients.shape != (width,):
+            raise SnapshotError(f"terms model: coefficients must have shape ({width},)")
+        stderr = None
+        if "stderr" in payload:
+            stderr = tensor_from_json(payload["stderr"], "terms model stderr")
+            if stderr.shape != (width,) or not bool((stderr >= 0).all()):
+                raise SnapshotError(f"terms model: stderr must have shape ({width},) and be >= 0")
+        try:
+            return cls(TermLibrary(parsed_terms, parsed_forces), coefficients, stderr=stderr)
+        except ValueError as exc:
+            raise SnapshotError(f"terms model: {exc}") from exc
+
+
+def polynomial_terms(n_joints: int, max_velocity_degree: int = 2) -> list[Term]:
+    """Terms with a polynomial factor in q (q_i, q_i², q_i·q_j) times the even velocity
+    monomials (1, q̇_i q̇_j): what the network's products build and the trig grammar lacks — a
+    spring ½k(q_i − r)² is k/2·q_i² − k r·q_i (SPEC §2b). Odd velocity degrees are left out:
+    q̇_i·P(q) is a total derivative or a gyroscopic term no pendulum has."""
+    positions = [e for e in _velocity_exponents(n_joints, MAX_POSITION_DEGREE) if sum(e) > 0]
+    velocities = [e for e in _velocity_exponents(n_joints, max_velocity_degree) if sum(e) % 2 == 0]
+    return sorted((Term(v, "one", (0,) * n_joints, p) for v in velocities for p in positions), key=_sort_key)
 
 
 def true_pendulum_terms(params: PendulumParams) -> TermModel:

@@ -50,6 +50,7 @@ class OfflineResult:
     undecodable: int
     stats: Stats
     report: Batch  # accepted samples spread evenly over the recording, for plots
+    coefficients: dict[str, str]  # term -> "value ± standard error" of a served term model
     notes: list[str] = field(default_factory=list)  # what the learner logged (changes, refusals)
 
 
@@ -109,7 +110,8 @@ def learn_from_bag(bag: JointStateBag, config: LearnerConfig, period: float | No
                        + ("; a message needs position, velocity and effort of every joint" if "malformed" in rejected
                           else ""))
     return OfflineResult(publication, learner.served, tuple(config.joint_names), period, assembler.received,
-                         assembler.accepted, rejected, bag.undecodable, learner.stats, Batch.from_samples(kept), notes)
+                         assembler.accepted, rejected, bag.undecodable, learner.stats, Batch.from_samples(kept),
+                         learner.coefficient_stderr(), notes)
 
 
 def report_residuals(result: OfflineResult) -> torch.Tensor:

@@ -1,11 +1,15 @@
 """The online learning loop, with no ROS import.
 
 Division of labour (SPEC §3): the SyReNet keeps training on the stream and *proposes*
-structure; symbolic distillation refits the coefficients of the proposed terms exactly;
-recursive least squares tracks those coefficients sample by sample. Whichever model predicts
-held-out recent torques best is served. A detected change (the served model's residual jumps
-and stays up) drops pre-change data and resets the coefficient tracker; when tracking does not
-explain the new data, the next refit searches the full library again.
+structure (terms the grammar lacks); symbolic distillation refits the coefficients exactly;
+recursive least squares tracks them window by window. Every comparison with data uses
+integral (momentum-form) rows (SPEC §2b), so sensor noise is averaged, not differentiated.
+The best model on held-out recent rows is served — but only once validated on a full
+holdout and never when it predicts those torques worse than the served one. A change is
+suspected when the noise-normalised residual of the served model jumps and stays up, and
+confirmed (pre-change data dropped, tracker reset) when a refit over both sides fits clearly
+worse than each side alone. A residual that regresses on q̇ or q is reported as a model the
+class cannot express (dissipation, a missing potential).
 """
 
 from __future__ import annotations
@@ -19,15 +23,16 @@ from typing import Callable, Sequence
 import torch
 
 from syrenets_ros.dynamics.pendulum import JOINT_NAMES
-from syrenets_ros.learning.regression import fit_terms, rank_terms_by_network, refit_by_rank
+from syrenets_ros.learning import integral
+from syrenets_ros.learning.regression import fit_integral, propose_terms
 from syrenets_ros.learning.syrenet import SyReNet, SyReNetConfig
-from syrenets_ros.learning.terms import TermLibrary, TermModel
+from syrenets_ros.learning.terms import FORCE_LAWS, Force, TermLibrary, TermModel, polynomial_terms
 from syrenets_ros.learning.training import Trainer, select_device
 from syrenets_ros.online.change import ChangeDetector
 from syrenets_ros.online.serving import load_model_file
 from syrenets_ros.online.snapshot import (DecodedModel, SnapshotError, encode_model, load_newest_checkpoint,
                                           save_checkpoint)
-from syrenets_ros.online.stream import Batch, ReplayBuffer
+from syrenets_ros.online.stream import Batch, ReplayBuffer, WindowCutter
 from syrenets_ros.online.tracking import RecursiveLeastSquares
 from syrenets_ros.schema import NodeSchema, Param
 
@@ -48,24 +53,29 @@ LEARNER_PARAMETERS = NodeSchema("syrenets_learner", (
     Param("recent_fraction", 0.5, "share of each minibatch drawn from recent data", "", 0.0, 1.0,
           read_only=True),
     Param("recent_window", 5_000, "what counts as recent", "samples", 1, 10_000_000, read_only=True),
-    Param("holdout", 1_000, "newest samples held out to choose the served model", "samples", 10, 100_000,
+    Param("holdout", 1_000, "newest samples held out to validate and choose the served model (also the "
+          "post-change data a suspected change waits for)", "samples", 200, 100_000, read_only=True),
+    Param("fit_samples", 8_000, "samples used by each symbolic refit", "samples", 1_000, 1_000_000,
           read_only=True),
-    # 8000 / 500 measured: with 4000 / 2000 the learner confirmed 0 of 16 swaps (link 1, gravity,
-    # the demo's link 2): the change check needs a post-change fit within the first ~0.5 s.
-    Param("fit_samples", 8_000, "samples used by each symbolic refit", "samples", 100, 1_000_000,
-          read_only=True),
-    Param("min_fit_samples", 500, "samples needed before the first model (and after a change)",
-          "samples", 50, 1_000_000, read_only=True),
+    # A refit selects terms by 5-fold cross-validation over integral windows: about 1000 samples
+    # at the default window and stride are the least it can use.
+    Param("min_fit_samples", 1_200, "samples needed for the first model (and after a change), besides the "
+          "holdout", "samples", 1_000, 1_000_000, read_only=True),
+    Param("integral_window", 100, "samples per integral (momentum-form) row; its noise falls as window^-1.5",
+          "samples", 10, 10_000, read_only=True),
+    Param("integral_stride", 25, "samples between the starts of overlapping windows for refits and scores",
+          "samples", 1, 10_000, read_only=True),
     Param("snapshot_period", 1.0, "wall seconds between model selections and publications", "s",
           0.05, 3600.0),
     Param("network_enabled", True, "train the SyReNet (structure search beside the library refit)"),
     # 10 steps/s keeps the 1 kHz simulator and predictor on time on a 2-core machine.
     Param("max_train_rate", 10.0, "network training steps per wall second at most", "1/s", 0.1, 10_000.0),
-    Param("change_window", 100, "samples per change-detection window", "samples", 10, 100_000,
+    Param("change_window", 2, "integral rows per change-detection window", "rows", 1, 1_000,
           read_only=True),
-    Param("change_ratio", 10.0, "residual jump (× baseline) that flags a change", "", 1.5, 1.0e6),
-    Param("change_floor", 1.0e-4, "mean squared torque residual below which nothing is a change",
-          "(N·m)²", 0.0, 1.0e6, read_only=True),
+    Param("change_ratio", 10.0, "jump of the noise-normalised residual (× baseline) that flags a change",
+          "", 1.5, 1.0e6),
+    Param("change_floor", 1.0e-4, "integral-row residual variance taken as the noise floor at least",
+          "(N·m)²", 1.0e-12, 1.0e6, read_only=True),
     Param("checkpoint_dir", "", "checkpoint folder ('' = no checkpoints)", read_only=True),
     Param("initial_model", "", "saved snapshot to start from and adapt (e.g. from `syrenets-ros learn`; "
           "'' = none; a checkpoint in checkpoint_dir takes precedence)", read_only=True),
@@ -101,6 +111,8 @@ class LearnerConfig:
     change_window: int = _default("change_window")
     change_ratio: float = _default("change_ratio")
     change_floor: float = _default("change_floor")
+    integral_window: int = _default("integral_window")
+    integral_stride: int = _default("integral_stride")
     rls_forgetting: float = 1.0
     rls_covariance: float = 1e4
     checkpoint_dir: str = _default("checkpoint_dir")
@@ -141,14 +153,46 @@ class Stats:
     checkpoints_written: int = 0
     checkpoints_skipped: list[str] = field(default_factory=list)
     initial_model_refused: str = ""  # why the configured initial model was not used
+    noise: list[float] = field(default_factory=list)  # per-joint noise scale of one integral row [N·m]
+    guard_refusals: int = 0  # better-scoring models not served: under-validated or worse than the served one
+    insufficiency: str = ""  # why the model class does not fit ("" = it does)
+    admitted_terms: list[str] = field(default_factory=list)  # network-proposed terms last admitted
 
 
-def _rmse(model, batch: Batch) -> float:
-    if len(batch) == 0:
-        return math.inf
+def _integral_residual(model, batch: Batch, window: int, stride: int) -> torch.Tensor:
+    """Integral-row residuals (J, n) of a model on a batch: noise-robust (SPEC §2b), so a score
+    built on them is not biased towards wrong models by differentiated sensor noise."""
+    starts = integral.window_starts(batch.stamp, window, stride, integral.sample_period(batch.stamp))
+    if len(starts) == 0:
+        return torch.zeros(0, batch.q.shape[-1], dtype=torch.float64)
     with torch.no_grad():
-        error = model.torque(batch.q, batch.qd, batch.qdd) - batch.tau
-    value = float(error.square().mean().sqrt())
+        predicted = model.torque(batch.q, batch.qd, batch.qdd).to(torch.float64).cpu()
+    return integral.integrate(predicted - batch.tau.to(torch.float64).cpu(), starts, window)
+
+
+def _closer_outside(grown, base, network, fit: Batch, generator: torch.Generator, count: int = 512) -> bool:
+    """Admit network-proposed terms only if the refit carrying them agrees with the network
+    better than the plain refit does on states *outside* the recently visited envelope (each
+    joint's q, q̇, q̈ range widened by half its width on both sides): where a trig series that
+    merely fits the visited range (e.g. for a spring) and the true structure part ways."""
+    def widened(x: torch.Tensor) -> torch.Tensor:
+        low, high = x.min(0).values, x.max(0).values
+        span = (high - low).clamp_min(1e-3)
+        u = torch.rand(count, x.shape[1], generator=generator, dtype=torch.float64)
+        return low - span + u * 3.0 * span
+
+    q, qd, qdd = widened(fit.q), widened(fit.qd), widened(fit.qdd)
+    with torch.no_grad():
+        reference = network.torque(q, qd, qdd).to(torch.float64)
+    distance = [float((m.torque(q, qd, qdd) - reference).square().mean()) for m in (grown, base)]
+    return distance[0] < distance[1]
+
+
+def _rmse(model, batch: Batch, window: int, stride: int) -> float:
+    residual = _integral_residual(model, batch, window, stride)
+    if residual.numel() == 0:
+        return math.inf
+    value = float(residual.square().mean().sqrt())
     return value if math.isfinite(value) else math.inf
 
 
@@ -157,16 +201,20 @@ class OnlineLearner:
     recording's time when a bag is replayed (so the periods mean the same in both)."""
 
     def __init__(self, config: LearnerConfig, log: Callable[[str], None] = print,
+                 warn: Callable[[str], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.log = log
+        self.warn = warn or log
         self.clock = clock
         self.device = select_device(config.device)
         n = len(config.joint_names)
         self.buffer = ReplayBuffer(config.buffer_capacity, n)
-        self.detector = ChangeDetector(window=config.change_window, ratio=config.change_ratio,
-                                       floor=config.change_floor)
-        self.library = TermLibrary.grammar(n)
+        # Detection runs on integral rows normalised by the estimated noise: a level of 1 is
+        # the noise floor, so one ratio works at every noise level.
+        self.detector = ChangeDetector(window=config.change_window, ratio=config.change_ratio, floor=1.0)
+        self.windows = WindowCutter(config.integral_window)
+        self.library = TermLibrary.grammar(n, dissipation=True)
         self.generator = torch.Generator().manual_seed(config.seed)
         torch.manual_seed(config.seed)
         self.network = SyReNet(SyReNetConfig(n_joints=n)).to(self.device)
@@ -175,40 +223,62 @@ class OnlineLearner:
         self.version = 0
         self.served = None  # the model object last published
         self.tracker: RecursiveLeastSquares | None = None
+        self.noise = torch.full((n,), math.sqrt(config.change_floor), dtype=torch.float64)
+        self._suspected_change: float | None = None
         self._last_selection = -math.inf
         self._last_checkpoint = clock()
         self._last_train = -math.inf
 
     # -- stream ---------------------------------------------------------------------------
     def observe(self) -> int:
-        """Move new samples into the buffer; feed the change detector and the tracker."""
+        """Move new samples into the buffer; cut them into integral rows that feed the change
+        detector and the coefficient tracker."""
         new = self.buffer.ingest()
         if new is None:
             return 0
+        for window in self.windows.push(new):
+            self._observe_window(window)
+        return len(new)
+
+    def _observe_window(self, window: Batch) -> None:
+        width = self.config.integral_window
+        everything = torch.zeros(1, dtype=torch.long)
+        target = integral.integrate(window.tau.to(torch.float64), everything, width)
         if self.served is not None:
             with torch.no_grad():
-                residual = (self.served.torque(new.q, new.qd, new.qdd) - new.tau).square().mean(-1)
-            change = self.detector.update(new.stamp, residual)
-            trusted_from = None if change is None else self._confirm_change(change)
-            if trusted_from is not None:
-                self._on_change(change, trusted_from)
+                predicted = self.served.torque(window.q, window.qd, window.qdd).to(torch.float64).cpu()
+            residual = integral.integrate(predicted, everything, width) - target
+            level = (residual.square() / self.noise.square()).mean(-1)
+            change = self.detector.update(window.stamp[:1], level)
+            if change is not None and self._suspected_change is None:
+                self._suspected_change = change
+        if self._suspected_change is not None:
+            self._maybe_confirm()
         if self.tracker is not None:
-            # The block update solves a (n·B)² system: keep blocks small so a backlog after a
-            # slow iteration costs linear, not cubic, time.
-            for start in range(0, len(new), TRACKER_BLOCK):
-                block = new.slice(start, start + TRACKER_BLOCK)
-                self.tracker.update(block.q, block.qd, block.qdd, block.tau)
-        return len(new)
+            images = self.tracker.library.el_images(window.q, window.qd, window.qdd)
+            self.tracker.update_rows(integral.integrate(images, everything, width), target, self.noise)
+
+    def _maybe_confirm(self) -> None:
+        """Decide on a suspected change once enough data followed it to fit the library."""
+        stamp = self._suspected_change
+        guard = self.config.change_window * self.config.integral_window
+        newest = self.buffer.newest(self.config.holdout + guard)
+        if len(newest) < self.config.holdout + guard or float(newest.stamp[0]) < stamp:
+            return
+        self._suspected_change = None
+        trusted_from = self._confirm_change(stamp)
+        if trusted_from is not None:
+            self._on_change(stamp, trusted_from)
 
     def _confirm_change(self, stamp: float) -> float | None:
         """A residual jump means the system changed *or* the served model extrapolates badly.
-        Tell them apart: if one exact refit explains the data before and after the jump
-        together about as well as each part alone, nothing changed. The flagged window may
-        straddle the change, so one window on each side of it is left out.
+        Tell them apart: if one sparse refit of the library explains the data before and after
+        the jump together about as well as each part alone does, nothing changed. The
+        flagged window may straddle the change, so one window on each side is left out.
 
         Returns the stamp from which data is trusted, or None if nothing changed."""
         recent = self.buffer.newest(len(self.buffer))
-        guard = self.config.change_window
+        guard = self.config.change_window * self.config.integral_window
         split = int((recent.stamp < stamp).sum())
         pre = recent.slice(max(0, split - guard - self.config.fit_samples), max(0, split - guard))
         post = recent.slice(split + guard, len(recent))
@@ -217,15 +287,10 @@ class OnlineLearner:
         trusted_from = float(post.stamp[0])
         if len(pre) < guard:
             return trusted_from
-
-        def fit_rmse(batch: Batch) -> float:
-            return _rmse(fit_terms(self.library, batch.q, batch.qd, batch.qdd, batch.tau), batch)
-
-        both = Batch(*(torch.cat(pair) for pair in zip(
-            (pre.stamp, pre.q, pre.qd, pre.qdd, pre.tau), (post.stamp, post.q, post.qd, post.qdd, post.tau))))
-        joint = fit_rmse(both)
-        separate = max(fit_rmse(pre), fit_rmse(post))
-        if joint > 3.0 * separate and joint ** 2 > self.config.change_floor:
+        joint = self._library_fit_rmse(pre, post)
+        separate = max(self._library_fit_rmse(pre), self._library_fit_rmse(post))
+        noise_floor = float(self.noise.square().mean())
+        if joint > 3.0 * separate and joint ** 2 > noise_floor:
             return trusted_from
         self.detector.reset()
         self._last_selection = -math.inf
@@ -233,11 +298,25 @@ class OnlineLearner:
                  f"after: RMSE {joint:.3g} N·m): reselecting the model")
         return None
 
+    def _library_fit_rmse(self, *parts: Batch) -> float:
+        """Held-in integral-row RMSE of one sparse refit (:func:`fit_integral`) on the parts
+        together (no window spans two parts: their stamps have a gap); 0 when the parts are
+        too short to select terms."""
+        both = Batch(*(torch.cat(columns) for columns in zip(
+            *((p.stamp, p.q, p.qd, p.qdd, p.tau) for p in parts))))
+        try:
+            model = fit_integral(self.library, both.stamp, both.q, both.qd, both.qdd, both.tau,
+                                 window=self.config.integral_window, stride=self.config.integral_stride)
+        except ValueError:
+            return 0.0
+        return _rmse(model, both, self.config.integral_window, self.config.integral_stride)
+
     def _on_change(self, stamp: float, trusted_from: float) -> None:
         dropped = self.buffer.drop_before(trusted_from)
         self.stats.change_detections += 1
         self.stats.change_stamps.append(stamp)
         self.stats.dropped_after_change += dropped
+        self.windows.reset()
         if self.tracker is not None:
             self.tracker.reset(self.config.rls_covariance)
         self._last_selection = -math.inf  # select again as soon as there is post-change data
@@ -266,23 +345,37 @@ class OnlineLearner:
 
     # -- selection ------------------------------------------------------------------------
     def maybe_select(self) -> Publication | None:
-        """Every snapshot period: build candidates, serve the best on held-out recent data."""
+        """Every snapshot period: build candidates, score them on held-out recent integral
+        rows, and serve the best — only when it is validated on a full held-out set and
+        predicts those torques at least as well as the model it would replace."""
         now = self.clock()
         if now - self._last_selection < self.config.snapshot_period:
             return None
-        available = len(self.buffer)
-        if available < self.config.min_fit_samples:
+        config = self.config
+        if len(self.buffer) < config.min_fit_samples + config.holdout:
             return None
         self._last_selection = now
-        holdout_size = min(self.config.holdout, available // 4)
-        holdout = self.buffer.newest(holdout_size)
-        fit = self.buffer.newest(self.config.fit_samples, skip_newest=holdout_size)
+        holdout = self.buffer.newest(config.holdout)
+        fit = self.buffer.newest(config.fit_samples, skip_newest=config.holdout)
         candidates = self._candidates(fit)
-        scored = sorted(((_rmse(model, holdout), source, model) for source, model in candidates),
+        if not candidates:
+            return None
+        width, stride = config.integral_window, config.integral_stride
+        scored = sorted(((_rmse(model, holdout, width, stride), source, model) for source, model in candidates),
                         key=lambda item: item[0])
         self.stats.candidate_rmse = {source: rmse for rmse, source, _ in scored}
         rmse, source, model = scored[0]
         if not math.isfinite(rmse):
+            return None
+        if source in ("library", "network_guided"):
+            self.noise = torch.tensor(model.fit_report["noise"], dtype=torch.float64).clamp_min(
+                math.sqrt(config.change_floor))
+            self.stats.noise = self.noise.tolist()
+        self._check_sufficiency(model, self.buffer.newest(config.fit_samples + config.holdout))
+        if self.served is not None and model is not self.served and (
+                self._suspected_change is not None or _rmse(self.served, holdout, width, stride) <= rmse):
+            # While a change is suspected, data after it are too few to validate anything.
+            self.stats.guard_refusals += 1
             return None
         self.stats.wins[source] = self.stats.wins.get(source, 0) + 1
         if source in ("library", "network_guided"):
@@ -295,24 +388,70 @@ class OnlineLearner:
         return self.maybe_select()
 
     def _candidates(self, fit: Batch) -> list[tuple[str, object]]:
-        """Tracked coefficients, the raw network, and two exact refits: on the whole term
-        library, and on the terms the network ranks highest (the data decides the cut)."""
+        """Tracked coefficients, the raw network, and two exact refits on integral rows: on the
+        whole term library, and on the terms the network proposes plus the library (the
+        network can add terms the grammar lacks; cross-validation decides)."""
         candidates: list[tuple[str, object]] = []
         if self.tracker is not None:
             candidates.append(("tracked", self.tracker.model()))
 
         def refit(terms=None) -> TermModel:
-            return fit_terms(self.library, fit.q, fit.qd, fit.qdd, fit.tau, candidates=terms)
+            return fit_integral(self.library, fit.stamp, fit.q, fit.qd, fit.qdd, fit.tau, candidates=terms,
+                                window=self.config.integral_window, stride=self.config.integral_stride)
 
-        candidates.append(("library", refit()))
+        try:
+            library_model = refit()
+        except ValueError as exc:  # too few gap-free windows (dropped messages): no refit now
+            self.log(f"no refit this round: {exc}")
+            return candidates
+        candidates.append(("library", library_model))
         if self.config.network_enabled and self.stats.training_steps > 0:
             reference = fit.to(self.device)
             frozen = self.network.freeze(reference.q[-256:], reference.qd[-256:]).to(torch.device("cpu"))
             candidates.append(("network", frozen))
-            ranking = rank_terms_by_network(frozen.lagrangian_fn(), self.library, fit.q[-256:],
-                                            fit.qd[-256:], fit.qdd[-256:])
-            candidates.append(("network_guided", refit_by_rank(ranking, refit, float(fit.tau.square().mean()))))
+            proposed = propose_terms(frozen.lagrangian_fn(), self.library, fit.q[-256:], fit.qd[-256:],
+                                     fit.qdd[-256:])
+            guided = library_model
+            if proposed:
+                grown = refit(list(self.library.columns) + proposed)
+                if _closer_outside(grown, library_model, frozen, fit, self.generator):
+                    guided = grown
+                    self.stats.admitted_terms = [t.name for t in proposed if t in grown.terms]
+            candidates.append(("network_guided", guided))
         return candidates
+
+    def _check_sufficiency(self, model, recent: Batch) -> None:
+        """Say out loud when the model class does not fit: adding polynomial potential terms
+        (a spring) or dissipative forces to the model's own terms explains its residual beyond
+        chance (:func:`integral.missing_structure`)."""
+        cause = ""
+        if isinstance(model, TermModel):
+            width = self.config.integral_window
+            starts = integral.window_starts(recent.stamp, width, width, integral.sample_period(recent.stamp))
+            n = len(self.config.joint_names)
+            potential = [t for t in polynomial_terms(n, max_velocity_degree=0) if t not in model.terms]
+            dissipation = [Force(j, law) for law in FORCE_LAWS for j in range(n) if Force(j, law) not in model.forces]
+            groups = {}
+            if potential:
+                images = TermLibrary(potential).el_images(recent.q, recent.qd, recent.qdd)
+                groups["missing potential (residual follows a polynomial in q)"] = integral.integrate(images, starts, width)
+            if dissipation:
+                forces = torch.stack([f.generalised_force(recent.qd.to(torch.float64)) for f in dissipation], -1)
+                groups["dissipation the model lacks (residual follows q̇)"] = integral.integrate(forces, starts, width)
+            if len(starts) >= 8 and groups:
+                rows = integral.integrate(model.library.el_images(recent.q, recent.qd, recent.qdd), starts, width)
+                target = integral.integrate(recent.tau.to(torch.float64), starts, width)
+                cause = integral.missing_structure(rows, target, groups, math.sqrt(self.config.change_floor)) or ""
+        if cause and cause != self.stats.insufficiency:
+            self.warn(f"model insufficient: {cause}; serving the least-bad model and searching on")
+        self.stats.insufficiency = cause
+
+    def coefficient_stderr(self) -> dict[str, str]:
+        """The served term model's coefficients with their standard errors, for diagnostics."""
+        if not isinstance(self.served, TermModel):
+            return {}
+        return {name: f"{c:.6g} ± {s:.2g}" for name, c, s in zip(
+            self.served.library.names, self.served.coefficients.tolist(), self.served.stderr.tolist())}
 
     def _track(self, model: TermModel) -> RecursiveLeastSquares:
         """Start coefficient tracking on a refit's terms, from its coefficients."""
@@ -324,9 +463,12 @@ class OnlineLearner:
         self.served = model
         self.stats.holdout_rmse = rmse
         self.stats.served_source = source
+        metrics = {"holdout_rmse": rmse if math.isfinite(rmse) else -1.0,
+                   "training_steps": self.stats.training_steps}
+        if isinstance(model, TermModel):
+            metrics.update({f"stderr[{name}]": float(s) for name, s in zip(model.library.names, model.stderr)})
         payload = encode_model(model, model_version=self.version, joint_names=list(self.config.joint_names),
-                               metrics={"holdout_rmse": rmse if math.isfinite(rmse) else -1.0,
-                                        "training_steps": self.stats.training_steps})
+                               metrics=metrics)
         return Publication(payload, model.equation(), self.version, source, rmse)
 
     # -- checkpoints ----------------------------------------------------------------------

@@ -127,7 +127,8 @@ class ModelServer:
             return None
         if integrator is None or integrator.h != step:
             # One traced integrator per (model, step), reused by every forecast.
-            integrator = VariationalIntegrator(model.model.lagrangian_fn(), step, tol=1e-10)
+            dissipation = getattr(model.model, "dissipation_fn", lambda: None)()
+            integrator = VariationalIntegrator(model.model.lagrangian_fn(), step, tol=1e-10, dissipation=dissipation)
             with self._lock:
                 if self._current is model:
                     self._integrator = integrator

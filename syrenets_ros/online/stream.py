@@ -15,6 +15,8 @@ from typing import Sequence
 
 import torch
 
+from syrenets_ros.learning import integral
+
 # Reasons a joint-state message does not become a sample; counted and reported.
 REJECT_REASONS = (
     "malformed",  # wrong lengths, missing fields
@@ -220,3 +222,37 @@ class ReplayBuffer:
             self._start += 1
             dropped += 1
         return dropped
+
+
+class WindowCutter:
+    """Cuts the sample stream into consecutive, non-overlapping, gap-free integral windows
+    (SPEC §2b) for tracking and change detection; a partial window waits for more samples."""
+
+    def __init__(self, window: int) -> None:
+        if window < 2:
+            raise ValueError("an integral window needs at least 2 samples")
+        self.window = window
+        self._pending: Batch | None = None
+
+    def reset(self) -> None:
+        self._pending = None
+
+    def push(self, new: Batch) -> list[Batch]:
+        """Add samples (time order); returns the windows they complete. After a gap the next
+        window starts at the first sample after it."""
+        batch = new if self._pending is None else Batch(*(torch.cat(pair) for pair in zip(
+            (self._pending.stamp, self._pending.q, self._pending.qd, self._pending.qdd, self._pending.tau),
+            (new.stamp, new.q, new.qd, new.qdd, new.tau))))
+        period = integral.sample_period(batch.stamp)
+        steps = batch.stamp[1:] - batch.stamp[:-1]
+        gaps = (torch.nonzero((steps - period).abs() > 0.5 * period)[:, 0] + 1).tolist() if math.isfinite(period) else []
+        windows, position = [], 0
+        while position + self.window <= len(batch):
+            inside = [g for g in gaps if position < g < position + self.window]
+            if inside:
+                position = inside[-1]
+                continue
+            windows.append(batch.slice(position, position + self.window))
+            position += self.window
+        self._pending = batch.slice(position, len(batch))
+        return windows

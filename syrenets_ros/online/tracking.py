@@ -31,6 +31,7 @@ class RecursiveLeastSquares:
         self.covariance = torch.eye(p, dtype=torch.float64) * covariance_scale
         self.residual_mse = math.nan
         self.samples = 0
+        self.weighted = False  # rows weighted by their noise scale: covariance = coefficient covariance
 
     def reset(self, covariance_scale: float = 1e6) -> None:
         """Forget the certainty, keep the estimate (used after a detected change)."""
@@ -38,20 +39,33 @@ class RecursiveLeastSquares:
         self.residual_mse = math.nan
 
     def update(self, q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor, tau: torch.Tensor) -> float:
-        """Absorb a batch (B, n); returns the a-priori (prediction) residual MSE of the batch."""
+        """Absorb a batch of samples (B, n); returns the a-priori (prediction) residual MSE."""
         q, qd, qdd, tau = (t.detach().to(torch.float64).cpu().reshape(-1, self.library.n_joints)
                            for t in (q, qd, qdd, tau))
-        batch = q.shape[0]
-        phi = self.library.el_images(q, qd, qdd).reshape(-1, len(self.library))
-        residual = tau.reshape(-1) - phi @ self.theta
+        return self.update_rows(self.library.el_images(q, qd, qdd), tau)
+
+    def update_rows(self, images: torch.Tensor, target: torch.Tensor,
+                    scale: torch.Tensor | None = None) -> float:
+        """Absorb B rows of n joint equations: images (B, n, p), target (B, n) — per-sample
+        rows or integral rows (SPEC §2b). ``scale`` (n,) is each joint row's noise scale: rows
+        are weighted by 1/scale (noisier joints count less). Returns the a-priori residual MSE
+        (unweighted, in the target's units)."""
+        batch = images.shape[0]
+        phi = images.detach().to(torch.float64).cpu().reshape(-1, len(self.library))
+        target = target.detach().to(torch.float64).cpu().reshape(-1)
+        residual = target - phi @ self.theta
+        self.weighted = scale is not None
+        weights = (torch.ones_like(target) if scale is None
+                   else (1.0 / scale.to(torch.float64)).repeat(batch))
         lam = self.forgetting
-        # Sample s of B is worth λ^(B−1−s) at the end of the batch; the prior is worth λ^B.
+        # Row s of B is worth λ^(B−1−s) at the end of the batch; the prior is worth λ^B.
         ages = torch.arange(batch - 1, -1, -1, dtype=torch.float64).repeat_interleave(self.library.n_joints)
         prior = self.covariance / lam**batch
-        gain_denominator = torch.diag(lam ** (-ages)) + phi @ prior @ phi.T
-        gain = torch.linalg.solve(gain_denominator, phi @ prior).T
-        self.theta = self.theta + gain @ residual
-        covariance = prior - gain @ phi @ prior
+        weighted = phi * weights[:, None]
+        gain_denominator = torch.diag(lam ** (-ages)) + weighted @ prior @ weighted.T
+        gain = torch.linalg.solve(gain_denominator, weighted @ prior).T
+        self.theta = self.theta + gain @ (residual * weights)
+        covariance = prior - gain @ weighted @ prior
         self.covariance = 0.5 * (covariance + covariance.T)
         batch_mse = float(residual.square().mean())
         a = self.residual_smoothing
@@ -60,4 +74,7 @@ class RecursiveLeastSquares:
         return batch_mse
 
     def model(self) -> TermModel:
-        return TermModel(self.library, self.theta.clone())
+        """The tracked coefficients; standard errors from the RLS covariance when rows were
+        weighted by their noise scale (the covariance is then in coefficient units²)."""
+        stderr = self.covariance.diagonal().clamp_min(0.0).sqrt() if self.weighted else None
+        return TermModel(self.library, self.theta.clone(), stderr=stderr)

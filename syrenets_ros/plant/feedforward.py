@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 from enum import Enum
+from typing import NamedTuple
 
 Torque = tuple[float, ...]
 
@@ -20,6 +21,15 @@ class Use(Enum):
     EXACT = "exact"  # the answer for this very step
     STALE = "stale"  # the newest earlier answer within the timeout
     NONE = "none"  # nothing usable: PD only
+
+
+class Answer(NamedTuple):
+    """What :meth:`FeedForwardBuffer.select` found for a step; ``age`` is how many steps
+    before it the used answer was stamped (0 when exact or none)."""
+
+    torque: Torque | None
+    use: Use
+    age: int = 0
 
 
 class FeedForwardBuffer:
@@ -56,7 +66,7 @@ class FeedForwardBuffer:
             del self._torques[self._steps.pop()]  # drop the farthest-future answer
         return ""
 
-    def select(self, step: int, timeout_steps: int) -> tuple[Torque | None, Use]:
+    def select(self, step: int, timeout_steps: int) -> Answer:
         """The torque to use at ``step``, and which kind it is; drops answers that can no
         longer be used (older than ``timeout_steps`` before ``step``)."""
         cut = bisect.bisect_left(self._steps, step - timeout_steps)
@@ -65,8 +75,9 @@ class FeedForwardBuffer:
         del self._steps[:cut]
         exact = self._torques.get(step)
         if exact is not None:
-            return exact, Use.EXACT
+            return Answer(exact, Use.EXACT)
         earlier = bisect.bisect_right(self._steps, step)
         if earlier > 0:
-            return self._torques[self._steps[earlier - 1]], Use.STALE
-        return None, Use.NONE
+            stamped = self._steps[earlier - 1]
+            return Answer(self._torques[stamped], Use.STALE, step - stamped)
+        return Answer(None, Use.NONE)

@@ -4,16 +4,22 @@ boundary. No ROS import."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
-from syrenets_ros.dynamics.pendulum import JOINT_NAMES, PendulumParams
+from syrenets_ros.dynamics.pendulum import JOINT_NAMES, JointElements, PendulumParams
 from syrenets_ros.plant.excitation import MAX_AMPLITUDE, MultiSine
 from syrenets_ros.schema import NodeSchema, Param
 
 NODE_NAME = "pendulum_sim"
 _PAPER = PendulumParams()
 _JOINTS = len(JOINT_NAMES)
+_ZEROS = (0.0,) * _JOINTS
+# Upper bounds of [σ_q, σ_q̇, σ_τ]: beyond them the "sensor" reports mostly noise.
+MEASUREMENT_NOISE_LIMITS = (1.0, 10.0, 100.0)
+FEEDFORWARD_SOURCES = ("predictor", "true_model")
 
 SIM_PARAMETERS = NodeSchema(NODE_NAME, (
     Param("link1_mass", _PAPER.m1, "mass of the upper rod; body rebuilt at a step boundary, q and q̇ kept",
@@ -30,6 +36,10 @@ SIM_PARAMETERS = NodeSchema(NODE_NAME, (
           "inertia", "N·m·s/rad", 0.0, 1.0e4, length=_JOINTS),
     Param("torque_limit", 500.0, "clamp of |τ| per joint (> 0)", "N·m", 0.0, 1.0e5),
     Param("feedforward_enabled", True, "add /syrenets/predicted_torque to the PD torque"),
+    Param("feedforward_source", FEEDFORWARD_SOURCES[0], "where the feed-forward comes from: predictor = "
+          "/syrenets/predicted_torque; true_model = the true inverse dynamics of the system in force, "
+          "computed in this process (tracking without transport loss or model error)",
+          choices=FEEDFORWARD_SOURCES),
     Param("feedforward_timeout", 0.05, "newest earlier prediction used when none is stamped for now, "
           "at most this old", "s", 0.0, 1.0),
     Param("excitation_seed", 0, "seed of the multi-sine reference", "", 0, 2**31 - 1),
@@ -40,6 +50,20 @@ SIM_PARAMETERS = NodeSchema(NODE_NAME, (
           "latency", "s", 0.0, 1.0),
     Param("reference_points", 10, "steps per /pendulum/reference message: every N steps, the next N "
           "points, answered in one batched predictor call", "", 1, 100),
+    Param("joint_stiffness", _ZEROS, "joint springs: the motor adds k⊙(q − r); applied exactly by the "
+          "simulator at a step boundary", "N·m/rad", 0.0, 1.0e4, length=_JOINTS),
+    Param("joint_rest_angle", _ZEROS, "r: where each joint spring is relaxed", "rad", -math.pi, math.pi,
+          length=_JOINTS),
+    Param("joint_damping", _ZEROS, "viscous joint damping b: the motor adds b⊙q̇; keep b·time_step well "
+          "below the joint's inertia", "N·m·s/rad", 0.0, 1.0e3, length=_JOINTS),
+    Param("joint_friction", _ZEROS, "Coulomb joint friction c: the motor adds c⊙sign(q̇)", "N·m", 0.0, 1.0e3,
+          length=_JOINTS),
+    Param("measurement_noise", (0.0, 0.0, 0.0), "[σ_q, σ_q̇, σ_τ] of the Gaussian noise on /joint_states and "
+          "on what the controller sees, never on the physics; at most "
+          + ", ".join(f"{limit:g}" for limit in MEASUREMENT_NOISE_LIMITS),
+          "rad, rad/s, N·m", 0.0, max(MEASUREMENT_NOISE_LIMITS), length=3),
+    Param("noise_seed", 0, "seed of the measurement noise; a new value restarts the noise sequence", "",
+          0, 2**31 - 1),
     Param("clock_divider", 10, "/clock every N steps: each use_sim_time node runs a callback per /clock "
           "message, and message stamps carry the exact time anyway", "", 1, 1000),
 ))
@@ -70,6 +94,20 @@ class SimSettings:
     reference_lead: float = _default("reference_lead")
     reference_points: int = _default("reference_points")
     clock_divider: int = _default("clock_divider")
+    feedforward_source: str = _default("feedforward_source")
+    joint_stiffness: tuple[float, ...] = _default("joint_stiffness")
+    joint_rest_angle: tuple[float, ...] = _default("joint_rest_angle")
+    joint_damping: tuple[float, ...] = _default("joint_damping")
+    joint_friction: tuple[float, ...] = _default("joint_friction")
+    measurement_noise: tuple[float, ...] = _default("measurement_noise")
+    noise_seed: int = _default("noise_seed")
+
+    @cached_property
+    def joint_elements(self) -> JointElements:
+        """Springs, damping and friction as the simulator and the ground truth take them
+        (built once per settings: the step loop reads it every step)."""
+        return JointElements(self.joint_stiffness, self.joint_rest_angle, self.joint_damping,
+                             self.joint_friction)
 
 
 def settings_with(settings: SimSettings, changes: dict[str, Any], *, running: bool = True) -> SimSettings:
@@ -81,6 +119,9 @@ def settings_with(settings: SimSettings, changes: dict[str, Any], *, running: bo
     new = replace(settings, params=settings.params.with_changes(**physical), **checked)
     if new.torque_limit <= 0.0:
         raise ValueError(f"torque_limit must be > 0, got {new.torque_limit!r}")
+    for name, sigma, limit in zip(("σ_q", "σ_q̇", "σ_τ"), new.measurement_noise, MEASUREMENT_NOISE_LIMITS):
+        if sigma > limit:
+            raise ValueError(f"measurement_noise {name} must be <= {limit:g}, got {sigma!r}")
     MultiSine.from_seed(new.excitation_seed, new.excitation_amplitude,
                         new.excitation_base_frequency)  # raises on a bad combination
     return new

@@ -11,6 +11,17 @@ collision shapes, the inertia is taken from the URDF (not recomputed from shapes
 velocity clamp is lifted far above any reachable speed, and the torque command is re-sent
 before every step (Bullet clears applied forces after a step).
 
+Springs, viscous damping and Coulomb friction (SPEC §2b) are applied by this class, not by
+Bullet (whose joint damping is not the exact b·q̇ of the step): the torque handed to Bullet
+for step k is ``τ_k − k⊙(q_k − r) − b⊙q̇_k − c⊙sign(q̇_k)``, all evaluated at the state at
+the start of the step — the same (q_k, q̇_k) at which the forward dynamics is evaluated. So
+the motor torque τ_k obeys the extended inverse dynamics exactly, to round-off:
+``τ_k = EL(L_rigid)(q_k, q̇_k, q̈_k) + k⊙(q_k − r) + b⊙q̇_k + c⊙sign(q̇_k)``. (Explicit in
+the step, like a discrete controller: stable while k·Δt² and b·Δt stay well below the
+joint's inertia.) Coulomb friction is c·sign(q̇) exactly as written, with sign(0) = 0 and no
+stiction: a joint that friction should hold still chatters around q̇ = 0 at |q̇| ~ c·Δt/M.
+Changing the elements needs no rebuild; they act from the next step on.
+
 A parameter change rebuilds the body from the xacro with the new values and restores
 (q, q̇) with ``resetJointState``, which sets them exactly; the step count (sim time) runs on.
 """
@@ -27,7 +38,7 @@ import pybullet
 import xacro
 from pybullet_utils import bullet_client
 
-from syrenets_ros.dynamics.pendulum import JOINT_NAMES, PendulumParams
+from syrenets_ros.dynamics.pendulum import JOINT_NAMES, RIGID, JointElements, PendulumParams
 from syrenets_ros.resources import urdf_xacro
 
 JointVector = tuple[float, float]
@@ -65,8 +76,10 @@ class Simulator:
         q0: Sequence[float] = (0.0, 0.0),
         qd0: Sequence[float] = (0.0, 0.0),
         xacro_path: Path | None = None,
+        joints: JointElements = RIGID,
     ) -> None:
         params.validate()
+        joints.validate()
         if not (math.isfinite(time_step) and time_step > 0.0):
             raise ValueError(f"time_step must be a positive finite number, got {time_step!r}")
         self._time_step = float(time_step)
@@ -76,12 +89,17 @@ class Simulator:
         self._body = -1
         self._joints: tuple[int, int] = (0, 1)
         self._params = params
+        self._elements = joints
         self._steps = 0
         self._build(params, _as_pair(q0, "q0"), _as_pair(qd0, "qd0"))
 
     @property
     def params(self) -> PendulumParams:
         return self._params
+
+    @property
+    def joint_elements(self) -> JointElements:
+        return self._elements
 
     @property
     def time_step(self) -> float:
@@ -105,8 +123,12 @@ class Simulator:
         return info[0], tuple(info[2])
 
     def step(self, tau: Sequence[float]) -> None:
-        """Apply τ (N·m per joint) during one time step."""
+        """Apply the motor torque τ (N·m per joint) during one time step; springs, damping
+        and friction act on the joints besides it."""
         torque = _as_pair(tau, "tau")
+        if not self._elements.is_rigid:
+            passive = self._elements.torque_at(*self.state())
+            torque = (torque[0] - passive[0], torque[1] - passive[1])
         self._client.setJointMotorControlArray(
             self._body, self._joints, pybullet.TORQUE_CONTROL, forces=torque
         )
@@ -124,6 +146,11 @@ class Simulator:
         params.validate()
         q, qd = self.state()
         self._build(params, q, qd)
+
+    def set_joint_elements(self, joints: JointElements) -> None:
+        """Swap springs, damping and friction at this step boundary; the state is untouched."""
+        joints.validate()
+        self._elements = joints
 
     def close(self) -> None:
         if self._client is not None:

@@ -12,8 +12,6 @@ class SimStats:
     late_steps: int = 0
     schedule_slips: int = 0
     paced_steps: int = 0
-    feedforward_exact: int = 0
-    feedforward_stale: int = 0
     pd_only: int = 0
     predictions_received: int = 0
     predictions_rejected: int = 0

@@ -28,7 +28,7 @@ class LearnerNode(Node):
         config = LearnerConfig.from_parameters(values)
         torch.set_num_threads(values["torch_threads"])
         self.assembler = SampleAssembler(config.joint_names, values["joint_state_period"])
-        self.learner = OnlineLearner(config, log=self.get_logger().info)
+        self.learner = OnlineLearner(config, log=self.get_logger().info, warn=self.get_logger().warning)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.worker_errors = 0
         self.last_publication: Publication | None = None
@@ -110,11 +110,18 @@ class LearnerNode(Node):
             "checkpoints_skipped": len(stats.checkpoints_skipped),
             "initial_model_refused": stats.initial_model_refused or "no",
             "worker_errors": self.worker_errors,
+            "row_noise_per_joint": [f"{v:.3g}" for v in stats.noise],
+            "guard_refusals": stats.guard_refusals,
+            "model_insufficient": stats.insufficiency or "no",
+            "admitted_network_terms": stats.admitted_terms,
+            "coefficient_stderr": self.learner.coefficient_stderr(),
         }
         level = DiagnosticStatus.ERROR if self.worker_errors else (
-            DiagnosticStatus.OK if self.last_publication else DiagnosticStatus.WARN)
+            DiagnosticStatus.OK if self.last_publication and not stats.insufficiency else DiagnosticStatus.WARN)
         message = (f"serving v{self.learner.version} ({stats.served_source})" if self.last_publication
                    else "collecting samples")
+        if stats.insufficiency:
+            message += f"; model insufficient: {stats.insufficiency}"
         rc.publish_diagnostics(self, self.diag_pub, LEARNER_PARAMETERS.node, level, message, values)
 
     def destroy_node(self) -> None:

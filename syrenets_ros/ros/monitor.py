@@ -15,6 +15,7 @@ from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
 from syrenets_ros.dynamics import pendulum
+from syrenets_ros.plant.settings import NODE_NAME as SIM_NODE
 from syrenets_ros.ros import common as rc
 
 
@@ -40,6 +41,7 @@ class Monitor(Node):
     def __init__(self, params_before: pendulum.PendulumParams) -> None:
         super().__init__("syrenets_monitor")
         self.params = params_before
+        self.joints = pendulum.RIGID  # springs, damping, friction in force (the truth includes them)
         self.sim_time = 0.0
         self.desired: dict[int, tuple[list[float], list[float], list[float]]] = {}
         self.tracking: list[tuple[float, float]] = []  # (t, |q - q_d|)
@@ -48,6 +50,7 @@ class Monitor(Node):
         self.equations: list[tuple[float, str]] = []
         self.forecasts: list[ForecastRecord] = []
         self.diagnostics: dict[str, dict[str, str]] = {}
+        self.sim_reports: list[dict[str, str]] = []  # every report of the simulator, in order
         self.create_subscription(JointTrajectory, rc.REFERENCE, self.on_reference, rc.STREAM_QOS)
         self.create_subscription(JointState, rc.JOINT_STATES, self.on_state, rc.STREAM_QOS)
         self.create_subscription(JointState, rc.PREDICTED_TORQUE, self.on_torque, rc.STREAM_QOS)
@@ -83,7 +86,7 @@ class Monitor(Node):
             return
         t = key * 1e-6
         q, qd, qdd = (torch.tensor([v], dtype=torch.float64) for v in desired)
-        truth = pendulum.inverse_dynamics(q, qd, qdd, self.params)[0].tolist()
+        truth = pendulum.inverse_dynamics(q, qd, qdd, self.params, self.joints)[0].tolist()
         self.torque_error.append((t, math.dist(msg.effort, truth)))
 
     def on_equation(self, msg: String) -> None:
@@ -99,7 +102,10 @@ class Monitor(Node):
 
     def on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
-            self.diagnostics[status.name] = {kv.key: kv.value for kv in status.values}
+            values = {kv.key: kv.value for kv in status.values}
+            self.diagnostics[status.name] = values
+            if status.name == SIM_NODE:
+                self.sim_reports.append(values)
 
     def trim(self, before: float) -> None:
         """Drop desired points no joint state was paired with, so the table stays bounded."""

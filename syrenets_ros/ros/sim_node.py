@@ -4,13 +4,17 @@ A dedicated thread runs the step loop on the monotonic clock (paced by ``real_ti
 0 = as fast as possible) while the executor thread serves subscriptions and the parameter
 services. Step k, at sim time t_k = k·time_step:
 
-  read (q_k, q̇_k) → τ_k = clamp(τ_ff + Kp(q_d − q) + Kd(q̇_d − q̇)) → publish /clock,
-  /joint_states (q_k, q̇_k, effort τ_k) and /pendulum/reference (desired point at
-  t_k + reference_lead) → apply τ_k for one step.
+  read (q_k, q̇_k) and add the sensor noise → τ_k = clamp(τ_ff + Kp(q_d − q) + Kd(q̇_d − q̇))
+  from the measured state → publish /clock, /joint_states (measured q_k, q̇_k, effort τ_k
+  plus its noise) and /pendulum/reference (desired point at t_k + reference_lead) → apply
+  τ_k for one step (springs, damping and friction act besides it, exactly).
 
 Feed-forward τ_ff comes from /syrenets/predicted_torque, stamped with the time it applies to:
 the prediction for step k exactly (within half a step), else the newest one at most
-``feedforward_timeout`` older, else none (PD only). Parameter changes are validated in the
+``feedforward_timeout`` older, else none (PD only) — or, with ``feedforward_source`` =
+true_model, the true inverse dynamics computed here. Every step the simulator records which
+it was and its error against the true inverse dynamics of the system in force at the desired
+point (plant.delivery), reported on /diagnostics. Parameter changes are validated in the
 set-parameters callback and applied by the step loop at the next step boundary, so the
 published stream never pauses and a physics swap happens between two steps.
 """
@@ -35,10 +39,12 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from syrenets_ros.dynamics.pendulum import JOINT_NAMES
+from syrenets_ros.dynamics.pendulum import JOINT_NAMES, inverse_dynamics_at
 from syrenets_ros.plant.control import pd_torque
+from syrenets_ros.plant.delivery import DeliveryAudit
 from syrenets_ros.plant.excitation import MultiSine
-from syrenets_ros.plant.feedforward import FeedForwardBuffer, Torque, Use
+from syrenets_ros.plant.feedforward import Answer, FeedForwardBuffer, Torque, Use
+from syrenets_ros.plant.sensor import SensorNoise
 from syrenets_ros.plant.settings import NODE_NAME, SIM_PARAMETERS, SimSettings, settings_with
 from syrenets_ros.plant.simulator import Simulator
 from syrenets_ros.plant.stats import SimStats
@@ -70,8 +76,11 @@ class PendulumSimNode(Node):
         self._step_ns = round(declared["time_step"] * NANOSECONDS)
         self._excitation = self._make_excitation(self._settings)
         q0, qd0, _ = self._excitation.sample(0.0)
-        self._sim = Simulator(self._settings.params, self._step_ns / NANOSECONDS, q0, qd0)
+        self._sim = Simulator(self._settings.params, self._step_ns / NANOSECONDS, q0, qd0,
+                              joints=self._settings.joint_elements)
+        self._noise = SensorNoise(self._settings.measurement_noise, self._settings.noise_seed)
         self.stats = SimStats()
+        self.delivery = DeliveryAudit()
         self.lateness_s: deque[float] = deque(maxlen=LATENESS_HISTORY)  # recent paced steps
         self._answers = FeedForwardBuffer(
             self._step_ns, MAX_STORED_PREDICTIONS,
@@ -153,18 +162,20 @@ class PendulumSimNode(Node):
             return "non-finite effort"
         return ""
 
-    def _feedforward(self, settings: SimSettings, step: int) -> Torque | None:
-        """The prediction for this step, else the newest within the timeout, else None."""
+    def _feedforward(self, settings: SimSettings, step: int,
+                     desired: tuple[list[float], list[float], list[float]]) -> Torque | None:
+        """The prediction for this step, else the newest within the timeout, else None (or
+        the true model's torque); recorded against the truth at the desired point."""
         timeout_steps = round(settings.feedforward_timeout * NANOSECONDS / self._step_ns)
         with self._lock:
-            torque, use = self._answers.select(step, timeout_steps)
+            answer = self._answers.select(step, timeout_steps)
         if not settings.feedforward_enabled:
             return None
-        if use is Use.EXACT:
-            self.stats.feedforward_exact += 1
-        elif use is Use.STALE:
-            self.stats.feedforward_stale += 1
-        return torque
+        truth = inverse_dynamics_at(*desired, settings.params, settings.joint_elements)
+        if settings.feedforward_source == "true_model":
+            answer = Answer(truth, Use.EXACT)
+        self.delivery.record(answer, truth)
+        return answer.torque
 
     # --- step loop (own thread) ---------------------------------------------------------
     def _run(self) -> None:
@@ -191,9 +202,12 @@ class PendulumSimNode(Node):
                 step = self._sim.step_count
                 now_ns = step * self._step_ns
                 t = now_ns / NANOSECONDS
-                q, qd = self._sim.state()
-                q_d, qd_d, _ = self._excitation.sample(t)
-                feedforward = self._feedforward(settings, step)
+                q_true, qd_true = self._sim.state()
+                self._noise.next_step()
+                q, qd = self._noise.state(q_true, qd_true)  # what the sensors report
+                desired = self._excitation.sample(t)
+                q_d, qd_d, _ = desired
+                feedforward = self._feedforward(settings, step, desired)
                 tau = pd_torque(settings, q, qd, q_d, qd_d, feedforward)
 
                 stamp = stamp_from_nanoseconds(now_ns)
@@ -203,12 +217,12 @@ class PendulumSimNode(Node):
                 joint_msg.header.stamp = stamp
                 joint_msg.position = list(q)
                 joint_msg.velocity = list(qd)
-                joint_msg.effort = tau
+                joint_msg.effort = list(self._noise.effort(tau))
                 self._joint_pub.publish(joint_msg)
                 self._publish_reference(reference_msg, settings, step)
 
                 self._sim.step(tau)
-                self._count_step(q, q_d, feedforward is not None)
+                self._count_step(q_true, q_d, feedforward is not None)
                 now = time.monotonic()
                 if now >= next_report:
                     next_report = now + DIAGNOSTICS_PERIOD_S
@@ -255,6 +269,12 @@ class PendulumSimNode(Node):
                 self.stats.rebuild_failures += 1
                 self.get_logger().error(f"rebuild with {requested.params} failed: {error!r}")
                 requested = replace(requested, params=current.params)
+        if requested.joint_elements != current.joint_elements:
+            self._sim.set_joint_elements(requested.joint_elements)
+        if requested.measurement_noise != current.measurement_noise:
+            self._noise.sigma = requested.measurement_noise
+        if requested.noise_seed != current.noise_seed:
+            self._noise.reseed(requested.noise_seed)
         if (requested.excitation_seed, requested.excitation_amplitude,
                 requested.excitation_base_frequency) != (
                 current.excitation_seed, current.excitation_amplitude,
@@ -311,8 +331,7 @@ class PendulumSimNode(Node):
             "feedforward_enabled": str(settings.feedforward_enabled).lower(),
             "feedforward_in_use": "yes" if s.window_feedforward else "no",
             "feedforward_fraction": f"{ff_fraction:.4f}",
-            "steps_feedforward_exact": str(s.feedforward_exact),
-            "steps_feedforward_stale": str(s.feedforward_stale),
+            "feedforward_source": settings.feedforward_source,
             "steps_pd_only": str(s.pd_only),
             "parameter_version": str(s.parameter_version),
             "late_step_fraction": f"{late_fraction:.4f}",
@@ -326,6 +345,13 @@ class PendulumSimNode(Node):
             "sim_time_s": f"{self._sim.step_count * self._step_ns / NANOSECONDS:.3f}",
             "link1_mass": repr(p.m1), "link1_length": repr(p.l1),
             "link2_mass": repr(p.m2), "link2_length": repr(p.l2), "gravity": repr(p.g),
+            "joint_stiffness": repr(list(settings.joint_stiffness)),
+            "joint_rest_angle": repr(list(settings.joint_rest_angle)),
+            "joint_damping": repr(list(settings.joint_damping)),
+            "joint_friction": repr(list(settings.joint_friction)),
+            "measurement_noise": repr(list(settings.measurement_noise)),
+            "noise_seed": str(settings.noise_seed),
+            **self.delivery.report(),
         }
         level = DiagnosticStatus.OK
         message = "feed-forward in use" if s.window_feedforward else "PD only (no fresh prediction)"

@@ -22,9 +22,13 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "paper": ("syrenets_ros.tools.bench.paper", "the paper's Tables 1 and 2 for SyReNet and baselines"),
     "speed": ("syrenets_ros.tools.bench.speed", "training-step and frozen-inference timings"),
     "sim": ("syrenets_ros.tools.bench.sim", "simulator throughput and pacing"),
+    "exactness": ("syrenets_ros.tools.bench.exactness",
+                  "simulator vs ground truth with springs, damping, friction; sensor noise σ"),
     "online": ("syrenets_ros.tools.bench.online", "adaptation time, tracking, predictor latency"),
     "integrator": ("syrenets_ros.tools.bench.integrator", "energy drift of variational vs explicit rollouts"),
     "bags": ("syrenets_ros.tools.bench.bags", "`learn` CPU time per million messages and its peak memory"),
+    "noise": ("syrenets_ros.tools.bench.noise", "learning through sensor noise: error vs σ, false alarms, swap"),
+    "structure": ("syrenets_ros.tools.bench.structure", "springs, friction, swaps mid-run, network off/on"),
 }
 
 

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from syrenets_ros.dynamics import pendulum
+from syrenets_ros.plant.settings import SimSettings, settings_with
 from syrenets_ros.tools.bringup import Graph
 from syrenets_ros.tools.graph import NODES, NodeSpec
-from syrenets_ros.tools.report import (SIM, ExperimentResult, adaptation_time, plot, rms, summary_table,
-                                       true_equation)
+from syrenets_ros.tools.report import (SIM, ExperimentResult, adaptation_time, delivered_feedforward, plot, rms,
+                                       summary_table, true_equation)
 
 if TYPE_CHECKING:
     from syrenets_ros.ros.monitor import Monitor
@@ -38,7 +39,7 @@ class Timeline:
     pd_only: float = 5.0
     learned_before_swap: float = 15.0
     after_swap: float = 15.0
-    swap: dict[str, float] = field(default_factory=lambda: {"link2_mass": 2.0, "link2_length": 1.2})
+    swap: dict[str, object] = field(default_factory=lambda: {"link2_mass": 2.0, "link2_length": 1.2})
     window: float = 3.0  # the "before swap" and "after adapting" averages use the last `window` s
     right_after: float = 1.0  # "right after the swap" averages over this long
 
@@ -73,8 +74,10 @@ def run_experiment(timeline: Timeline, run_dir: Path, *, real_time_factor: float
     hooks = hooks or {}
     domain = private_domain()
     params_before = pendulum.PendulumParams()
-    params_after = params_before.with_changes(m2=timeline.swap.get("link2_mass", params_before.m2),
-                                              l2=timeline.swap.get("link2_length", params_before.l2))
+    # The system after the swap as the simulator will hold it: any of its parameters (masses,
+    # lengths, gravity, joint springs, damping, friction), checked like a run-time set.
+    after = settings_with(SimSettings(params=params_before), timeline.swap)
+    params_after = after.params
     node_overrides = {name: dict(values) for name, values in (overrides or {}).items()}
     node_overrides.setdefault(SIM, {}).update(feedforward_enabled=False, real_time_factor=real_time_factor)
 
@@ -133,7 +136,7 @@ def run_experiment(timeline: Timeline, run_dir: Path, *, real_time_factor: float
         t_swap = monitor.sim_time
         if timeline.swap:
             _set(SIM, timeline.swap)
-            monitor.params = params_after
+            monitor.params, monitor.joints = params_after, after.joint_elements
             t_swap = monitor.sim_time
             progress(f"t={t_swap:.1f}s  SWAP {timeline.swap} via the parameter service (accepted)")
         wait_until(t_swap + timeline.after_swap, "after swap")
@@ -164,7 +167,8 @@ def run_experiment(timeline: Timeline, run_dir: Path, *, real_time_factor: float
         learner_change_stamps=[monitor.diagnostics.get("syrenets_learner", {}).get("last_change_stamp", "none")],
         equation=monitor.equations[-1][1] if monitor.equations else "",
         true_equation=true_equation(params_after), node_exit_codes=exit_codes, nodes_died=died,
-        diagnostics=monitor.diagnostics)
+        diagnostics=monitor.diagnostics,
+        delivered_ff={k: delivered_feedforward(monitor.sim_reports, *v) for k, v in phases.items() if k != "pd_only"})
     result.plot = str(plot(monitor, result, run_dir / "online.png"))
     (run_dir / "result.json").write_text(result.to_json())
     return result
@@ -225,6 +229,7 @@ def _progress_line(monitor: Monitor, phase: str) -> str:
         equation = equation[:87] + "..."
     return (f"t={t:6.1f}s [{phase}] samples={learner.get('samples_accepted', 0)} "
             f"loss={learner.get('loss', 'n/a')} heldout-RMSE={learner.get('holdout_torque_rmse', 'n/a')} "
-            f"FF-torque-err={ff:.3g} track={track:.3g} rad ff={sim.get('feedforward_in_use', 'n/a')} "
+            f"FF-torque-err={ff:.3g} delivered={sim.get('delivered_ff_error_rms_window', 'n/a')} "
+            f"track={track:.3g} rad ff={sim.get('feedforward_in_use', 'n/a')} "
             f"v{learner.get('model_version', 0)}({learner.get('served_source', '-')})\n"
             f"          {equation}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,6 +50,8 @@ class ExperimentResult:
     nodes_died: list[str]
     diagnostics: dict[str, dict[str, str]]
     plot: str = ""
+    # Per phase, the feed-forward the simulator actually applied (see delivered_feedforward).
+    delivered_ff: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, default=str)
@@ -129,27 +131,62 @@ def true_passive_motion(record: ForecastRecord) -> torch.Tensor:
     return rollout.q[0, ::fine]
 
 
+def delivered_feedforward(sim_reports: list[dict[str, str]], start: float, end: float) -> dict[str, float]:
+    """The simulator's record of the feed-forward it applied (plant.delivery), combined over
+    its report windows that end in [start, end) sim seconds: steps, exact/stale/missing
+    fractions, the largest stale age [steps] and the RMS error [N·m] of the applied torque
+    against the true inverse dynamics of the system in force. Windows are ~1 s of wall time,
+    so a phase's edges are resolved to a window."""
+    steps = exact = stale = missing = oldest = 0
+    squared = 0.0
+    for report in sim_reports:
+        count = int(report.get("delivered_ff_steps_window", 0))
+        if not count or not start <= float(report["sim_time_s"]) < end:
+            continue
+        steps += count
+        exact += int(report["delivered_ff_exact_window"])
+        stale += int(report["delivered_ff_stale_window"])
+        missing += int(report["delivered_ff_missing_window"])
+        oldest = max(oldest, int(report["delivered_ff_stale_age_max_steps_window"]))
+        squared += count * float(report["delivered_ff_error_rms_window"]) ** 2
+    if not steps:
+        return {"steps": 0, "exact": math.nan, "stale": math.nan, "missing": math.nan,
+                "stale_age_max": 0, "error_rms": math.nan}
+    return {"steps": steps, "exact": exact / steps, "stale": stale / steps, "missing": missing / steps,
+            "stale_age_max": oldest, "error_rms": math.sqrt(squared / steps)}
+
+
 def _feedforward_use(diagnostics: dict[str, dict[str, str]]) -> str:
-    """The simulator's own count of steps with an answer stamped for that step (exact), an
-    older one within the timeout (stale), or none: what decides whether feed-forward helps."""
+    """The simulator's own whole-run split of steps with an answer stamped for that step
+    (exact), an older one within the timeout (stale), or none (missing)."""
     sim = diagnostics.get(SIM, {})
-    exact, stale = int(sim.get("steps_feedforward_exact", 0)), int(sim.get("steps_feedforward_stale", 0))
-    total = exact + stale
-    return (f"{exact} steps exact, {stale} stale ({100 * exact / total:.0f} % exact), "
-            f"real-time factor achieved {sim.get('real_time_factor_achieved', 'n/a')}") if total else "none"
+    if int(sim.get("delivered_ff_steps_total", 0)) == 0:
+        return "none"
+    return (f"{100 * float(sim['delivered_ff_exact_rate_total']):.1f} % exact, "
+            f"{100 * float(sim['delivered_ff_stale_rate_total']):.1f} % stale (mean age "
+            f"{sim['delivered_ff_stale_age_mean_steps_total']}, max {sim['delivered_ff_stale_age_max_steps_total']} "
+            f"steps), {100 * float(sim['delivered_ff_missing_rate_total']):.1f} % missing; delivered error RMS "
+            f"{float(sim['delivered_ff_error_rms_total']):.3e} N·m over {sim['delivered_ff_steps_total']} steps; "
+            f"real-time factor achieved {sim.get('real_time_factor_achieved', 'n/a')}")
 
 
 def summary_table(result: ExperimentResult) -> str:
     rows = [("PD only", "pd_only"), ("learned FF, before swap", "learned_before_swap"),
             ("right after swap", "right_after_swap"), ("learned FF, after adapting", "after_adapting")]
-    lines = [f"{'phase':<28} {'tracking RMS [rad]':>20} {'FF torque RMSE [N·m]':>22}"]
+    lines = [f"{'phase':<28} {'tracking RMS [rad]':>20} {'FF torque RMSE [N·m]':>22} "
+             f"{'delivered FF RMSE [N·m]':>24} {'exact/stale/missing [%]':>24}"]
     for label, key in rows:
         torque = result.torque_rmse.get(key, math.nan)
-        lines.append(f"{label:<28} {result.tracking_rms[key]:>20.3e} {torque:>22.3e}")
+        delivered = result.delivered_ff.get(key, {})
+        split = "/".join(f"{100 * delivered.get(kind, math.nan):.1f}" for kind in ("exact", "stale", "missing"))
+        lines.append(f"{label:<28} {result.tracking_rms[key]:>20.3e} {torque:>22.3e} "
+                     f"{delivered.get('error_rms', math.nan):>24.3e} {split:>24}")
     lines += [
+        "FF torque RMSE: the model's answers vs the true inverse dynamics; delivered FF RMSE: what the "
+        "simulator applied (stale or missing answers included) vs the truth",
         f"adaptation time after swap: {result.adaptation_time:.2f} s sim "
         f"(FF torque RMSE back within 1.5x its pre-swap level)",
-        f"feed-forward as applied by the simulator: {_feedforward_use(result.diagnostics)}",
+        f"feed-forward as applied by the simulator (whole run): {_feedforward_use(result.diagnostics)}",
         f"learned: {result.equation}",
         f"true:    {result.true_equation}",
         f"nodes died: {', '.join(result.nodes_died) or 'none'}; plot: {result.plot}",

@@ -149,3 +149,24 @@ def test_change_detector_learns_on_physical_residuals():
     residual = (noisy - model).square().mean(-1)
     detector = ChangeDetector(window=100)
     assert detector.update(torch.arange(4000) * DT, residual) == pytest.approx(2.0)
+
+
+def test_window_cutter_emits_whole_gap_free_windows_across_pushes():
+    from syrenets_ros.online.stream import WindowCutter
+
+    def batch(steps):
+        t = torch.tensor(list(steps), dtype=torch.float64) * DT
+        column = torch.zeros(len(t), 2, dtype=torch.float64)
+        return Batch(t, column, column, column, column)
+
+    def first_steps(windows):
+        assert all(len(w) == 100 for w in windows)
+        return [round(float(w.stamp[0]) / DT) for w in windows]
+
+    cutter = WindowCutter(100)
+    assert first_steps(cutter.push(batch(range(0, 150)))) == [0]
+    assert first_steps(cutter.push(batch(range(150, 260)))) == [100]
+    # A gap (steps 260..399 never arrived): the partial window before it is dropped and the
+    # next window starts right after it, even across pushes.
+    assert first_steps(cutter.push(batch(range(400, 480)))) == []
+    assert first_steps(cutter.push(batch(range(480, 620)))) == [400, 500]

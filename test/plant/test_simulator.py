@@ -72,6 +72,44 @@ def test_el_torque_reproduces_applied_torque_before_and_after_swap():
     assert wrong.abs().max().item() > 1e-2
 
 
+def _extended_error(states: np.ndarray, torques: np.ndarray, p: pendulum.PendulumParams,
+                    joints: pendulum.JointElements) -> float:
+    """Max |τ_k − extended inverse dynamics(q_k, q̇_k, (q̇_{k+1} − q̇_k)/Δt)| over a run."""
+    x = torch.as_tensor(states, dtype=torch.float64)
+    qdd = (x[1:, 2:] - x[:-1, 2:]) / DT
+    truth = pendulum.inverse_dynamics(x[:-1, :2], x[:-1, 2:], qdd, p, joints)
+    return (truth - torch.as_tensor(torques)).abs().max().item()
+
+
+def test_springs_damping_friction_switched_on_mid_run_are_exact():
+    """Each element switched on at a step boundary: the state carries over untouched, the
+    motor torque obeys the extended inverse dynamics to round-off before and after, and the
+    elements of the previous segment no longer explain the data."""
+    excitation = MultiSine.from_seed(5)
+    q0, qd0, _ = excitation.sample(0.0)
+    rng = np.random.default_rng(1)
+    segments = [pendulum.JointElements(),
+                pendulum.JointElements(stiffness=(0.0, 50.0), rest_angle=(0.0, 0.4)),
+                pendulum.JointElements(stiffness=(0.0, 50.0), rest_angle=(0.0, 0.4), damping=(2.0, 2.0)),
+                pendulum.JointElements(stiffness=(0.0, 50.0), rest_angle=(0.0, 0.4), damping=(2.0, 2.0),
+                                       friction=(3.0, 1.0))]
+    with Simulator(pendulum.PendulumParams(), DT, q0, qd0) as sim:
+        previous = None
+        for joints in segments:
+            before = sim.state()
+            sim.set_joint_elements(joints)
+            assert sim.state() == before and sim.joint_elements == joints
+            states, torques = _run(sim, excitation, 1000, rng)
+            assert _extended_error(states, torques, sim.params, joints) <= 1e-10
+            if previous is not None:
+                assert _extended_error(states, torques, sim.params, previous) > 1e-2
+            previous = joints
+        assert sim.step_count == 4000
+        with pytest.raises(ValueError, match=">= 0"):
+            sim.set_joint_elements(pendulum.JointElements(damping=(-1.0, 0.0)))
+        assert sim.joint_elements == segments[-1], "a refused change leaves the elements as they were"
+
+
 def test_gravity_swap_is_applied():
     with Simulator(pendulum.PendulumParams(), DT, (0.5, 0.0), (0.0, 0.0)) as sim:
         sim.set_params(pendulum.PendulumParams(g=0.0))

@@ -1,0 +1,260 @@
+"""Integral (momentum) form of the Euler–Lagrange rows (SPEC §2b): learning through noise.
+
+Why: q̈ = Δq̇/Δt turns sensor noise on q̇ into acceleration noise as large as the signal, and
+least squares on noisy regressors is biased. A weighted sum of the per-sample rows over a
+window [t_a, t_b],
+
+    Σ_k w_k τ_k  =  Σ_k w_k [∂²L/∂q̇² (q̇_{k+1} − q̇_k)/Δt + ∂²L/∂q̇∂q q̇_k − ∂L/∂q + D]_k,
+
+is the same linear map of the coefficients (so it is exact on clean data, summed with the
+simulator's own discrete scheme), but the velocity differences telescope: summed by parts, the
+acceleration never appears and only the slowly varying weights w_k ∂²L/∂q̇² multiply the
+velocity noise (∫τ = p(t_b) − p(t_a) − ∫∂L/∂q + ∫D for a flat window; a smooth window that
+vanishes at both ends removes the endpoint noise too, as in weak-form SINDy). Noise then
+averages over the window instead of being amplified by 1/Δt.
+
+Everything that compares a model with data — the refit, sparse term selection, the held-out
+score that picks the served model, recursive tracking, change detection and the
+insufficiency check — uses these rows, never per-sample q̈.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+DEFAULT_WINDOW = 100  # samples per window (0.1 s at 1 kHz): noise ∝ window^-1.5
+DEFAULT_STRIDE = 25  # window starts for fitting; overlapping windows reuse the data
+NUMERICAL_FLOOR = 1e-12  # relative: below this, residuals are rounding, not signal
+FOLDS = 5  # blocked cross-validation folds for term selection
+MIN_WINDOWS = 200  # a refit on fewer windows than this uses a denser stride
+
+
+def sample_period(stamps: torch.Tensor) -> float:
+    """The stream's sample period: the median stamp step (robust to a few gaps)."""
+    if stamps.shape[0] < 2:
+        return math.nan
+    return float((stamps[1:] - stamps[:-1]).median())
+
+
+def window_weights(length: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Smooth bump (1 − x²)² on (−1, 1), normalised to sum 1: a row is a weighted mean torque."""
+    x = (torch.arange(length, dtype=dtype) + 0.5) / length * 2.0 - 1.0
+    w = (1.0 - x.square()).square()
+    return w / w.sum()
+
+
+def window_starts(stamps: torch.Tensor, window: int, stride: int, period: float,
+                  tolerance: float = 0.5) -> torch.Tensor:
+    """Start indices of windows of ``window`` consecutive samples that contain no gap.
+
+    A window across a gap (dropped messages, a change boundary after pre-change data was
+    dropped) would sum rows that do not telescope; it is never formed.
+    """
+    count = int(stamps.shape[0])
+    if count < window:
+        return torch.zeros(0, dtype=torch.long)
+    steps = stamps[1:] - stamps[:-1]
+    broken = ((steps - period).abs() > tolerance * period).to(torch.long)
+    # breaks[i] = number of gaps among the first i steps; a window [s, s+window) is clean
+    # when no gap lies among its window−1 inner steps.
+    breaks = torch.cat((torch.zeros(1, dtype=torch.long), broken.cumsum(0)))
+    starts = torch.arange(0, count - window + 1, stride)
+    clean = breaks[starts + window - 1] == breaks[starts]
+    return starts[clean]
+
+
+def integrate(per_sample: torch.Tensor, starts: torch.Tensor, window: int) -> torch.Tensor:
+    """Window-weighted means of per-sample rows: (B, ...) → (J, ...) for J window starts.
+
+    One grouped convolution over time (memory of the output only, however dense the starts)."""
+    shape = per_sample.shape[1:]
+    channels = per_sample.reshape(per_sample.shape[0], -1).T[None]  # (1, C, B)
+    weights = window_weights(window, per_sample.dtype).to(per_sample.device)
+    kernel = weights.flip(0).expand(channels.shape[1], 1, window).contiguous()
+    # conv1d is a correlation: out[s] = Σ_k kernel[k]·x[s+k]; the kernel is symmetric anyway.
+    full = torch.nn.functional.conv1d(channels, kernel, groups=channels.shape[1])[0]  # (C, B−W+1)
+    return full[:, starts.to(per_sample.device)].T.reshape(len(starts), *shape)
+
+
+@dataclass(frozen=True)
+class RowFit:
+    """A least-squares fit on integral rows, with what is needed to trust it."""
+
+    support: list[int]  # selected columns
+    coefficients: torch.Tensor  # (p,) zeros outside the support
+    stderr: torch.Tensor  # (p,) coefficient standard errors (zeros outside the support)
+    noise: torch.Tensor  # (n,) per-joint residual scale of one non-overlapping row [N·m]
+    cv_rmse: float  # cross-validated RMSE of the chosen support on the weighted rows
+
+
+def _lstsq(matrix: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.lstsq(matrix, target[:, None], driver="gelsd").solution[:, 0]
+
+
+def _forward_path(scaled: torch.Tensor, target: torch.Tensor, limit: int) -> list[int]:
+    """Greedy forward selection (orthogonal matching pursuit with exact RSS reduction)."""
+    basis = scaled.new_zeros(scaled.shape[0], 0)
+    residual = target.clone()
+    chosen: list[int] = []
+    for _ in range(min(limit, scaled.shape[1])):
+        projected = scaled - basis @ (basis.T @ scaled)
+        norms = projected.norm(dim=0)
+        gain = (projected.T @ residual).square() / norms.square().clamp_min(torch.finfo(norms.dtype).tiny)
+        gain[norms < 1e-9] = -1.0  # (numerically) inside the span already
+        gain[chosen] = -1.0
+        best = int(gain.argmax())
+        if gain[best] < 0:
+            break
+        chosen.append(best)
+        vector = projected[:, best] / norms[best]
+        vector = vector - basis @ (basis.T @ vector)
+        basis = torch.cat((basis, (vector / vector.norm())[:, None]), 1)
+        residual = residual - basis[:, -1] * (basis[:, -1] @ residual)
+    return chosen
+
+
+def _backward_path(scaled: torch.Tensor, target: torch.Tensor, support: list[int]) -> list[int]:
+    """Backward elimination by the smallest |t| statistic; returns ``support`` ordered from the
+    most to the least significant term (the last one eliminated comes first)."""
+    active = list(support)
+    eliminated: list[int] = []
+    while active:
+        q, r = torch.linalg.qr(scaled[:, active])
+        coef = torch.linalg.solve_triangular(r, (q.T @ target)[:, None], upper=True)[:, 0]
+        inverse = torch.linalg.solve_triangular(r, torch.eye(len(active), dtype=r.dtype), upper=True)
+        t = coef.abs() / inverse.square().sum(1).sqrt()
+        eliminated.append(active.pop(int(t.argmin())))
+    return eliminated[::-1]
+
+
+def _cross_validate(matrix: torch.Tensor, target: torch.Tensor, supports: list[list[int]], folds: int,
+                    guard: int, floor: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Blocked K-fold CV over windows (contiguous blocks in time; ``guard`` windows next to the
+    test block are left out of training because overlapping windows share samples).
+    Returns the mean and standard error of the held-out MSE per support.
+
+    Each fold's normal equations are formed once; a support's fit solves its sub-block (cheap
+    enough to score every support of a path). Squaring the condition number only blurs errors
+    far below the noise floor of any real record, and the served coefficients come from a
+    least-squares solve, not from here."""
+    windows, width = matrix.shape[0], matrix.shape[-1]
+    fold = torch.arange(windows) * folds // windows
+    prepared = []
+    for f in range(folds):
+        test = fold == f
+        index = torch.nonzero(test)[:, 0]
+        train = (torch.arange(windows)[:, None] - index[None, :]).abs().min(1).values > guard
+        x = matrix[train].reshape(-1, width)
+        y = target[train].reshape(-1)
+        prepared.append((x.T @ x, x.T @ y, matrix[test].reshape(-1, width), target[test].reshape(-1)))
+    means, errors = [], []
+    for support in supports:
+        scores = []
+        for gram, moment, x_test, y_test in prepared:
+            block = gram[support][:, support]
+            c = torch.linalg.lstsq(block, moment[support][:, None], driver="gelsd").solution[:, 0]
+            scores.append(float((x_test[:, support] @ c - y_test).square().mean()))
+        values = torch.tensor(scores, dtype=torch.float64)
+        means.append(max(float(values.mean()), floor))
+        errors.append(float(values.std() / math.sqrt(folds)))
+    return torch.tensor(means), torch.tensor(errors)
+
+
+def select(matrix: torch.Tensor, target: torch.Tensor, *, stride_ratio: int, folds: int = FOLDS,
+           max_terms: int = 40, candidates: list[int] | None = None) -> RowFit:
+    """Sparse term selection on integral rows, with no threshold tuned to a noise level.
+
+    ``matrix`` (J, n, p) and ``target`` (J, n) are overlapping rows (window starts every
+    window/``stride_ratio`` samples). Steps:
+    1. per-joint noise scale from a full fit on the non-overlapping rows; rows are weighted by
+       it (joint rows differ several-fold in noise, and an unweighted criterion overfits);
+    2. forward selection proposes an ordering; blocked cross-validation picks its best size;
+    3. backward elimination by |t| within that support; blocked cross-validation with the
+       one-standard-error rule picks the sparsest support whose held-out error is within one
+       standard error of the best. On clean data every superset of the truth scores at the
+       numerical floor, so the sparsest — the true terms — wins; under noise the CV error is
+       in the noise's own units, so the same rule holds at every σ.
+    Coefficient standard errors come from the non-overlapping rows (independent noise), which
+    makes them conservative for the overlapping-row estimate.
+    """
+    windows, joints, width = matrix.shape
+    columns = list(range(width)) if candidates is None else list(candidates)
+    disjoint = slice(None, None, stride_ratio)
+    full = _lstsq(matrix[disjoint][..., columns].reshape(-1, len(columns)), target[disjoint].reshape(-1))
+    residual = target[disjoint] - matrix[disjoint][..., columns] @ full
+    scale_floor = NUMERICAL_FLOOR * float(target.abs().max().clamp_min(1.0))
+    noise = residual.std(0).clamp_min(scale_floor) if residual.shape[0] > 1 else torch.full((joints,), scale_floor)
+    weighted = matrix / noise[None, :, None]
+    aim = target / noise
+    flat = weighted.reshape(-1, width)
+    norms = flat.norm(dim=0).clamp_min(torch.finfo(flat.dtype).tiny)
+    scaled = flat / norms
+    floor = NUMERICAL_FLOOR**2 * float(aim.square().mean())
+    guard = stride_ratio
+    order = [columns[i] for i in _forward_path(scaled[:, columns], aim.reshape(-1), max_terms)]
+    supports = [order[:k] for k in range(1, len(order) + 1)]
+    means, _ = _cross_validate(weighted, aim, supports, folds, guard, floor)
+    best = supports[int(means.argmin())]
+    order = _backward_path(scaled, aim.reshape(-1), best)
+    supports = [order[:k] for k in range(1, len(order) + 1)]
+    means, errors = _cross_validate(weighted, aim, supports, folds, guard, floor)
+    best = int(means.argmin())
+    pick = min(k for k in range(len(supports)) if means[k] <= means[best] + errors[best])
+    support = sorted(supports[pick])
+    coefficients = torch.zeros(width, dtype=matrix.dtype)
+    coefficients[support] = _lstsq(flat[:, support], aim.reshape(-1))
+    stderr = torch.zeros(width, dtype=matrix.dtype)
+    disjoint_rows = weighted[disjoint][..., support].reshape(-1, len(support))
+    dof = max(disjoint_rows.shape[0] - len(support), 1)
+    sigma2 = float((disjoint_rows @ coefficients[support] - aim[disjoint].reshape(-1)).square().sum()) / dof
+    covariance = max(sigma2, floor) * torch.linalg.pinv(disjoint_rows.T @ disjoint_rows)
+    stderr[support] = covariance.diagonal().clamp_min(0.0).sqrt()
+    return RowFit(support, coefficients, stderr, noise, math.sqrt(float(means[pick])))
+
+
+def _chi2_quantile(dof: int, tail: float) -> float:
+    """Upper ``tail`` quantile of χ²_dof (Wilson–Hilferty; accurate to a few % at these tails)."""
+    z = float(torch.special.ndtri(torch.tensor(1.0 - tail, dtype=torch.float64)))
+    a = 2.0 / (9.0 * dof)
+    return dof * (1.0 - a + z * math.sqrt(a)) ** 3
+
+
+STRUCTURE_TAIL = 1e-9  # false-alarm probability per check of the missing-structure test
+
+
+def missing_structure(model_rows: torch.Tensor, target: torch.Tensor, groups: dict[str, torch.Tensor],
+                      floor: float) -> str | None:
+    """Which kind of physics a term model lacks, or None: a nested likelihood-ratio test.
+
+    ``model_rows`` (J, n, p) are the model's own columns on non-overlapping integral rows,
+    ``target`` (J, n) the measured rows, ``groups`` name → (J, n, g) candidate columns the model
+    does not have (e.g. polynomial potential terms, dissipative forces). A group counts when
+    adding it to the model's columns lowers the residual sum of squares beyond the χ² quantile
+    at ``STRUCTURE_TAIL``, scaled by the larger model's own residual variance (so the test holds
+    at every noise level), *and* the explained RMS exceeds ``floor`` [N·m] (rounding residuals
+    of an exact model are not physics). The group explaining most is named.
+    """
+    rows = target.numel()
+    y = target.reshape(-1)
+    base = model_rows.reshape(rows, -1)
+
+    def rss(matrix: torch.Tensor) -> float:
+        solution = torch.linalg.lstsq(matrix, y[:, None], driver="gelsd").solution[:, 0]
+        return float((matrix @ solution - y).square().sum())
+
+    reduced = rss(base)
+    causes = []
+    for name, columns in groups.items():
+        grown = torch.cat((base, columns.reshape(rows, -1)), 1)
+        dof = rows - grown.shape[1]
+        if dof < 2:
+            continue
+        full = rss(grown)
+        sigma2 = max(full / dof, torch.finfo(torch.float64).tiny)
+        gain = reduced - full
+        if gain / sigma2 > _chi2_quantile(columns.shape[-1], STRUCTURE_TAIL) and math.sqrt(gain / rows) > floor:
+            causes.append((gain, name))
+    return max(causes)[1] if causes else None

@@ -1,0 +1,166 @@
+"""``syrenets-ros bench noise``: the online learner under sensor noise (issue 10).
+
+Per noise level (σ = 0, the realistic [1e-4 rad, 1e-3 rad/s, 0.1 N·m], and 3× that) on
+offline streams of the real PyBullet pendulum with seeded noise on what is recorded: a
+no-change run (false detections; served-model torque RMSE against the true inverse dynamics on
+the reference trajectory and on a wide state range; max relative coefficient error; terms
+found vs true) and a link-2 swap run (adaptation time: first sim time after the swap from which
+the served model's reference RMSE on the new system stays within 1.5× its pre-swap level, or
+1e-9 N·m at σ = 0). The learner runs without ROS, exactly as the learner node drives it, with
+one selection per simulated second; the network is off (it is not needed for these terms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import torch
+
+from syrenets_ros.dynamics import pendulum
+from syrenets_ros.learning.terms import TermModel, true_pendulum_terms
+from syrenets_ros.online.learner import LearnerConfig, OnlineLearner
+from syrenets_ros.tools.streams import REALISTIC_NOISE, Stream, samples, simulate
+
+BEFORE = pendulum.PendulumParams()
+AFTER = BEFORE.with_changes(m2=2.0, l2=1.2)
+LEVELS = (0.0, 1.0, 3.0)
+CHUNK = 1000  # samples between selections: one per simulated second
+
+
+def wide_states(count: int = 4000, seed: int = 7) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """|q| ≤ 2.5 rad, |q̇| ≤ 4 rad/s, |q̈| ≤ 4 rad/s², uniform."""
+    gen = torch.Generator().manual_seed(seed)
+    return tuple((torch.rand(count, 2, generator=gen, dtype=torch.float64) * 2 - 1) * s for s in (2.5, 4.0, 4.0))
+
+
+def torque_rmse(model, params: pendulum.PendulumParams, q, qd, qdd) -> float:
+    with torch.no_grad():
+        error = model.torque(q, qd, qdd) - pendulum.inverse_dynamics(q, qd, qdd, params)
+    return float(error.square().mean().sqrt())
+
+
+def coefficient_report(model, params: pendulum.PendulumParams) -> tuple[float, str]:
+    truth = true_pendulum_terms(params)
+    if not isinstance(model, TermModel):
+        return math.inf, "network"
+    error = max(abs(model.coefficient_of(t) / c - 1.0) for t, c in zip(truth.terms, truth.coefficients.tolist()))
+    found = set(model.library.columns)
+    true = set(truth.terms)
+    return error, f"{len(found & true)}/{len(true)} true + {len(found - true)} extra"
+
+
+def feed(learner: OnlineLearner, stream: Stream, on_select=None) -> None:
+    """Feed the stream; after each selection call ``on_select(stamp)``."""
+    for start in range(0, len(stream.stamp), CHUNK):
+        batch = samples(stream, start, min(start + CHUNK, len(stream.stamp)))
+        for sample in batch:
+            learner.buffer.push(sample)
+        learner.observe()
+        learner.maybe_select()
+        if on_select is not None and learner.served is not None:
+            on_select(batch[-1].stamp)
+
+
+def measure(scale: float, no_change_seconds: float, swap_at: float, after_seconds: float, seed: int) -> dict:
+    noise = tuple(scale * s for s in REALISTIC_NOISE)
+    config = LearnerConfig(snapshot_period=0.0, network_enabled=False)
+    wide = wide_states()
+
+    quiet = simulate(no_change_seconds, BEFORE, seed=seed, noise=noise)
+    learner = OnlineLearner(config, log=lambda _: None)
+    first_good = [math.nan]
+
+    def watch(stamp: float) -> None:
+        rmse = torque_rmse(learner.served, BEFORE, quiet.clean_q, quiet.clean_qd, quiet.clean_qdd)
+        if rmse <= 0.01 and math.isnan(first_good[0]):
+            first_good[0] = stamp
+
+    feed(learner, quiet, watch)
+    served = learner.served
+    coefficient_error, terms = coefficient_report(served, BEFORE)
+    result = {
+        "sigma_scale": scale,
+        "reference_rmse": torque_rmse(served, BEFORE, quiet.clean_q, quiet.clean_qd, quiet.clean_qdd),
+        "wide_rmse": torque_rmse(served, BEFORE, *wide),
+        "max_coefficient_error": coefficient_error,
+        "terms": terms,
+        "first_within_0.01_s": first_good[0],
+        "false_detections": learner.stats.change_detections,
+        "no_change_seconds": no_change_seconds,
+        "insufficiency_warned": bool(learner.stats.insufficiency),
+    }
+
+    swap = OnlineLearner(config, log=lambda _: None)
+    before = simulate(swap_at, BEFORE, seed=seed + 1, noise=noise)
+    feed(swap, before)
+    pre_model = swap.served
+    pre = torque_rmse(pre_model, BEFORE, before.clean_q, before.clean_qd, before.clean_qdd)
+    after = simulate(after_seconds, AFTER, seed=seed + 1, noise=noise, start=swap_at)
+    history: list[tuple[float, float]] = []
+    feed(swap, after, lambda stamp: history.append(
+        (stamp, torque_rmse(swap.served, AFTER, after.clean_q, after.clean_qd, after.clean_qdd))))
+    target = max(1.5 * pre, 1e-9)
+    adapted = math.nan
+    for stamp, rmse in reversed(history):
+        if rmse > target:
+            break
+        adapted = stamp - swap_at
+    worst = max((rmse for _, rmse in history), default=math.nan)
+    result.update(swap_pre_rmse=pre, swap_adaptation_s=adapted, swap_detections=swap.stats.change_detections,
+                  swap_worst_served_rmse=worst,
+                  swap_pre_model_rmse_on_new=torque_rmse(pre_model, AFTER, after.clean_q, after.clean_qd,
+                                                         after.clean_qdd))
+    return result
+
+
+def table(results: list[dict]) -> str:
+    head = ("| σ scale | ref RMSE [N·m] | wide RMSE [N·m] | max coef err | terms | ≤0.01 N·m at [s] | "
+            "false det. / run [s] | swap: adapted after [s] | worst served RMSE after swap / pre-swap model's [N·m] |")
+    rows = [head, "|" + "---|" * 9]
+    for r in results:
+        rows.append(f"| {r['sigma_scale']:g}× | {r['reference_rmse']:.3g} | {r['wide_rmse']:.3g} | "
+                    f"{r['max_coefficient_error']:.2g} | {r['terms']} | {r['first_within_0.01_s']:.3g} | "
+                    f"{r['false_detections']} / {r['no_change_seconds']:g} | {r['swap_adaptation_s']:.3g} | "
+                    f"{r['swap_worst_served_rmse']:.3g} / {r['swap_pre_model_rmse_on_new']:.3g} |")
+    return "\n".join(rows)
+
+
+def plot(results: list[dict], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sigma = [max(r["sigma_scale"], 1e-2) for r in results]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, label in (("reference_rmse", "reference trajectory"), ("wide_rmse", "wide range")):
+        ax.loglog(sigma, [max(r[key], 1e-16) for r in results], "o-", label=label)
+    ax.set_xlabel("noise scale (× realistic σ; 0 plotted at 0.01)")
+    ax.set_ylabel("served torque RMSE vs truth [N·m]")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--levels", type=float, nargs="+", default=list(LEVELS), help="σ scales of the realistic noise")
+    parser.add_argument("--no-change", type=float, default=60.0, help="seconds of the no-change run")
+    parser.add_argument("--swap-at", type=float, default=10.0, help="sim time of the link-2 swap")
+    parser.add_argument("--after", type=float, default=6.0, help="seconds after the swap")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--png", type=Path, default=Path("bench_noise.png"))
+
+
+def run(args: argparse.Namespace) -> int:
+    results = []
+    for scale in args.levels:
+        results.append(measure(scale, args.no_change, args.swap_at, args.after, args.seed))
+        print(f"σ ×{scale:g}: {results[-1]}", flush=True)
+    print(table(results))
+    print(f"plot: {plot(results, args.png)}")
+    return 0

@@ -1,0 +1,150 @@
+"""``syrenets-ros bench structure``: the learner through structural changes (issue 11).
+
+Scenarios switched mid-run with the state continuous — link-2 swap, link-1 swap, gravity
+change, a spring at joint 2, viscous and Coulomb friction, spring + friction — each run with
+the network off and on. Per run: detected at, adapted at (sim s from which the served model's
+wide-range torque RMSE stays ≤ 1e-6 N·m, checked once per simulated second), final torque
+RMSE on the post-change data and on a wide range (|q| ≤ 2.5 rad, |q̇| ≤ 4 rad/s,
+|q̈| ≤ 4 rad/s²), recovered vs true terms of L and D, and whether the insufficiency WARN
+showed. Noise-free offline streams of the ground-truth dynamics stepped with the simulator's
+scheme (the PyBullet core here has no springs or friction); the learner runs without ROS as
+the node drives it. Network on = ``--train-steps`` SyReNet steps per simulated second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from syrenets_ros.learning.terms import Force, Term, TermModel, true_pendulum_terms
+from syrenets_ros.online.learner import LearnerConfig, OnlineLearner
+from syrenets_ros.tools.bench.noise import wide_states
+from syrenets_ros.tools.streams import Plant, Stream, samples, simulate_structure
+
+RIGID = Plant()
+SCENARIOS: dict[str, Plant] = {
+    "link-2 swap": replace(RIGID, params=RIGID.params.with_changes(m2=2.0, l2=1.2)),
+    "link-1 swap": replace(RIGID, params=RIGID.params.with_changes(m1=4.0, l1=2.0)),
+    "gravity change": replace(RIGID, params=RIGID.params.with_changes(g=3.71)),
+    "spring joint 2": replace(RIGID, stiffness=(0.0, 50.0)),
+    "viscous friction": replace(RIGID, viscous=(2.0, 2.0)),
+    "Coulomb friction": replace(RIGID, coulomb=(1.0, 1.0)),
+    "spring + friction": replace(RIGID, stiffness=(0.0, 50.0), viscous=(2.0, 2.0)),
+}
+ADAPTED = 1e-6  # N·m, wide-range RMSE
+CHUNK = 1000
+
+
+def true_columns(plant: Plant) -> tuple[set, set]:
+    """The true L terms and D forces of a plant (springs with rest angle 0)."""
+    lagrangian = set(true_pendulum_terms(plant.params).terms)
+    lagrangian |= {Term((0, 0), "one", (0, 0), tuple(2 * int(j == i) for j in range(2)))
+                   for i, k in enumerate(plant.stiffness) if k}
+    forces = {Force(i, law) for law, values in (("viscous", plant.viscous), ("coulomb", plant.coulomb))
+              for i, v in enumerate(values) if v}
+    return lagrangian, forces
+
+
+def wide_rmse(model, plant: Plant, states) -> float:
+    with torch.no_grad():
+        error = model.torque(*states) - plant.inverse_dynamics(*states)
+    return float(error.square().mean().sqrt())
+
+
+def measure(name: str, plant: Plant, stream: Stream, network: bool, change_at: float, train_steps: int) -> dict:
+    config = LearnerConfig(snapshot_period=0.0, network_enabled=network, max_train_rate=1e9, seed=0)
+    learner = OnlineLearner(config, log=lambda _: None, warn=lambda _: None)
+    wide = wide_states()
+    history, warned = [], set()
+    for start in range(0, len(stream.stamp), CHUNK):
+        batch = samples(stream, start, min(start + CHUNK, len(stream.stamp)))
+        for sample in batch:
+            learner.buffer.push(sample)
+        learner.observe()
+        for _ in range(train_steps if network else 0):
+            learner.train_step()
+        learner.maybe_select()
+        if batch[-1].stamp >= change_at:
+            if learner.stats.insufficiency:
+                warned.add(learner.stats.insufficiency)
+            if learner.served is not None:
+                history.append((batch[-1].stamp, wide_rmse(learner.served, plant, wide)))
+    adapted = math.nan
+    for stamp, rmse in reversed(history):
+        if rmse > ADAPTED:
+            break
+        adapted = stamp
+    post = stream.stamp >= change_at
+    states = (stream.clean_q[post], stream.clean_qd[post], stream.clean_qdd[post])
+    served = learner.served
+    true_l, true_d = true_columns(plant)
+    if isinstance(served, TermModel):
+        found_l, found_d = set(served.terms), set(served.forces)
+        terms = (f"L {len(found_l & true_l)}/{len(true_l)} +{len(found_l - true_l)}, "
+                 f"D {len(found_d & true_d)}/{len(true_d)} +{len(found_d - true_d)}")
+    else:
+        terms = "network served"
+    detections = [s for s in learner.stats.change_stamps if s >= change_at - 0.5]
+    return {"scenario": name, "network": network, "detected_at": detections[0] if detections else math.nan,
+            "false_detections": len(learner.stats.change_stamps) - len(detections),
+            "adapted_at": adapted, "range_rmse": wide_rmse(served, plant, states), "wide_rmse": history[-1][1],
+            "terms": terms, "warn": "; ".join(sorted(warned)) or "-",
+            "admitted": ", ".join(learner.stats.admitted_terms) or "-", "training_steps": learner.stats.training_steps}
+
+
+def table(results: list[dict]) -> str:
+    rows = ["| scenario | network | detected at [s] | adapted at [s] | RMSE in range [N·m] | wide RMSE [N·m] | "
+            "recovered vs true | WARN seen | network terms admitted |", "|" + "---|" * 9]
+    for r in results:
+        rows.append(f"| {r['scenario']} | {'on' if r['network'] else 'off'} ({r['training_steps']} steps) | "
+                    f"{r['detected_at']:.3g} | {r['adapted_at']:.3g} | {r['range_rmse']:.3g} | {r['wide_rmse']:.3g} | "
+                    f"{r['terms']} | {r['warn']} | {r['admitted']} |")
+    return "\n".join(rows)
+
+
+def plot(results: list[dict], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(r["scenario"] for r in results))
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for offset, network in ((-0.2, False), (0.2, True)):
+        values = [next((max(r["wide_rmse"], 1e-16) for r in results if r["scenario"] == n and r["network"] == network),
+                       math.nan) for n in names]
+        ax.bar([i + offset for i in range(len(names))], values, width=0.4, label=f"network {'on' if network else 'off'}")
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    ax.set_ylabel("final wide-range torque RMSE [N·m]")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS), metavar="NAME")
+    parser.add_argument("--network", choices=("off", "on", "both"), default="both")
+    parser.add_argument("--change-at", type=float, default=6.0, help="sim time of the change")
+    parser.add_argument("--seconds", type=float, default=16.0, help="length of each run (sim s)")
+    parser.add_argument("--train-steps", type=int, default=20, help="network steps per simulated second")
+    parser.add_argument("--png", type=Path, default=Path("bench_structure.png"))
+
+
+def run(args: argparse.Namespace) -> int:
+    networks = {"off": (False,), "on": (True,), "both": (False, True)}[args.network]
+    results = []
+    for name in args.scenarios:
+        stream = simulate_structure(args.seconds, change_at=args.change_at, changed=SCENARIOS[name])
+        for network in networks:
+            results.append(measure(name, SCENARIOS[name], stream, network, args.change_at, args.train_steps))
+            print(results[-1], flush=True)
+    print(table(results))
+    print(f"plot: {plot(results, args.png)}")
+    return 0

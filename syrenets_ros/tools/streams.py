@@ -1,0 +1,121 @@
+"""Offline joint-state streams for learning tests and benchmarks, without ROS: the real
+PyBullet pendulum tracking a multi-sine by PD + inverse-dynamics feed-forward, recorded the way
+the sim node publishes (state k with the torque applied during step k), with seeded Gaussian
+sensor noise added to what is recorded — never to the physics (SPEC §2b). Springs and damping
+(not in the PyBullet core here) come from :func:`simulate_structure`, which steps the
+ground-truth dynamics with the simulator's own scheme."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from syrenets_ros.dynamics import pendulum
+from syrenets_ros.online.stream import JointStateSample
+from syrenets_ros.plant.excitation import MultiSine
+from syrenets_ros.plant.simulator import Simulator
+
+DT = 1.0e-3
+REALISTIC_NOISE = (1.0e-4, 1.0e-3, 0.1)  # σ_q [rad], σ_q̇ [rad/s], σ_τ [N·m]
+
+
+@dataclass
+class Stream:
+    stamp: torch.Tensor  # (B,)
+    q: torch.Tensor  # (B, 2) published (noisy) samples ...
+    qd: torch.Tensor
+    qdd: torch.Tensor  # forward difference of the published q̇, as the learner forms it
+    tau: torch.Tensor
+    clean_q: torch.Tensor  # ... and the noise-free truth
+    clean_qd: torch.Tensor
+    clean_qdd: torch.Tensor
+    clean_tau: torch.Tensor
+
+
+def simulate(seconds: float, params: pendulum.PendulumParams = pendulum.PendulumParams(), *,
+             seed: int = 0, noise: tuple[float, float, float] = (0.0, 0.0, 0.0), start: float = 0.0) -> Stream:
+    excitation = MultiSine.from_seed(seed, 1.0, 0.2)
+    q0, qd0, _ = excitation.sample(start)
+    steps = round(seconds / DT)
+    reference = [excitation.sample(start + k * DT) for k in range(steps + 1)]
+    q_ref, qd_ref, qdd_ref = (torch.tensor([r[i] for r in reference], dtype=torch.float64) for i in range(3))
+    feedforward = pendulum.inverse_dynamics(q_ref, qd_ref, qdd_ref, params).tolist()
+    states, torques = [], []
+    with Simulator(params, DT, q0, qd0) as sim:
+        for k in range(steps + 1):
+            q, qd = sim.state()
+            q_d, qd_d, _ = reference[k]
+            tau = [feedforward[k][i] + 200.0 * (q_d[i] - q[i]) + 40.0 * (qd_d[i] - qd[i]) for i in range(2)]
+            states.append((*q, *qd))
+            torques.append(tau)
+            sim.step(tau)
+    states_t = torch.tensor(np.array(states), dtype=torch.float64)
+    tau_t = torch.tensor(np.array(torques), dtype=torch.float64)
+    generator = torch.Generator().manual_seed(1000 + seed)
+
+    def noisy(x: torch.Tensor, sigma: float) -> torch.Tensor:
+        return x + sigma * torch.randn(x.shape, generator=generator, dtype=torch.float64)
+
+    q, qd, tau = noisy(states_t[:, :2], noise[0]), noisy(states_t[:, 2:], noise[1]), noisy(tau_t, noise[2])
+    clean_qdd = (states_t[1:, 2:] - states_t[:-1, 2:]) / DT
+    stamp = start + torch.arange(steps, dtype=torch.float64) * DT
+    return Stream(stamp, q[:-1], qd[:-1], (qd[1:] - qd[:-1]) / DT, tau[:-1],
+                  states_t[:-1, :2], states_t[:-1, 2:], clean_qdd, tau_t[:-1])
+
+
+@dataclass(frozen=True)
+class Plant:
+    """Rigid parameters plus joint springs ½k(q − r)², viscous b·q̇ and Coulomb c·sign(q̇)."""
+
+    params: pendulum.PendulumParams = pendulum.PendulumParams()
+    stiffness: tuple[float, float] = (0.0, 0.0)
+    rest: tuple[float, float] = (0.0, 0.0)
+    viscous: tuple[float, float] = (0.0, 0.0)
+    coulomb: tuple[float, float] = (0.0, 0.0)
+
+    def extra_torque(self, q: torch.Tensor, qd: torch.Tensor) -> torch.Tensor:
+        """What the motor must add to the rigid inverse dynamics (SPEC §2b)."""
+        k, r, b, c = (torch.tensor(v, dtype=torch.float64) for v in (self.stiffness, self.rest, self.viscous,
+                                                                     self.coulomb))
+        return k * (q - r) + b * qd + c * torch.sign(qd)
+
+    def inverse_dynamics(self, q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor) -> torch.Tensor:
+        return pendulum.inverse_dynamics(q, qd, qdd, self.params) + self.extra_torque(q, qd)
+
+
+def simulate_structure(seconds: float, params: pendulum.PendulumParams = pendulum.PendulumParams(), *,
+                       stiffness: tuple[float, float] = (0.0, 0.0), rest: tuple[float, float] = (0.0, 0.0),
+                       viscous: tuple[float, float] = (0.0, 0.0), coulomb: tuple[float, float] = (0.0, 0.0),
+                       seed: int = 0, change_at: float = math.inf, changed: Plant | None = None) -> Stream:
+    """Clean samples of the pendulum with joint springs and friction, stepped with the
+    simulator's own scheme (semi-implicit Euler: q̇ first, then q with the new q̇) from the
+    ground-truth forward dynamics, so each sample obeys τ = ID + k(q − r) + b q̇ + c sign q̇
+    exactly. At ``change_at`` the plant becomes ``changed`` with the state continuous."""
+    plant = Plant(params, stiffness, rest, viscous, coulomb)
+    excitation = MultiSine.from_seed(seed, 1.0, 0.2)
+    steps = round(seconds / DT)
+    q, qd = (torch.tensor(v, dtype=torch.float64) for v in excitation.sample(0.0)[:2])
+    rows = []
+    for step in range(steps + 1):
+        current = changed if changed is not None and step * DT >= change_at else plant
+        q_d, qd_d, qdd_d = (torch.tensor(v, dtype=torch.float64) for v in excitation.sample(step * DT))
+        feedforward = current.inverse_dynamics(q_d, qd_d, qdd_d)
+        tau = feedforward + 200.0 * (q_d - q) + 40.0 * (qd_d - qd)
+        rows.append(torch.cat((q, qd, tau)))
+        drive = tau - current.extra_torque(q, qd)
+        qd = qd + DT * pendulum.forward_dynamics(q, qd, drive, current.params)
+        q = q + DT * qd
+    data = torch.stack(rows)
+    q, qd, tau = data[:, :2], data[:, 2:4], data[:, 4:]
+    qdd = (qd[1:] - qd[:-1]) / DT
+    stamp = torch.arange(steps, dtype=torch.float64) * DT
+    return Stream(stamp, q[:-1], qd[:-1], qdd, tau[:-1], q[:-1], qd[:-1], qdd, tau[:-1])
+
+
+def samples(stream: Stream, start: int, stop: int) -> list[JointStateSample]:
+    """Samples ``start:stop`` of a stream as the learner's assembler would produce them."""
+    return [JointStateSample(float(stream.stamp[k]), tuple(stream.q[k].tolist()), tuple(stream.qd[k].tolist()),
+                             tuple(stream.qdd[k].tolist()), tuple(stream.tau[k].tolist())) for k in range(start, stop)]

@@ -1,0 +1,183 @@
+"""The grown model class: dissipative forces and polynomial-in-q terms (SPEC §2b, issue 11)."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from syrenets_ros.dynamics import euler_lagrange, pendulum
+from syrenets_ros.learning import integral, regression
+from syrenets_ros.tools.streams import simulate_structure
+from syrenets_ros.learning.terms import Force, Term, TermLibrary, TermModel, polynomial_terms, true_pendulum_terms
+from syrenets_ros.online.snapshot import SnapshotError
+
+PARAMS = pendulum.PendulumParams()
+VISCOUS, COULOMB = (2.0, 0.5), (0.3, 0.7)
+SPRING = Term((0, 0), "one", (0, 0), (0, 2))
+
+
+def _states(count: int, seed: int, scale: float = math.pi / 2):
+    gen = torch.Generator().manual_seed(seed)
+    return [(torch.rand(count, 2, generator=gen, dtype=torch.float64) * 2 - 1) * scale for _ in range(3)]
+
+
+def _dissipative_torque(q, qd, qdd):
+    return (pendulum.inverse_dynamics(q, qd, qdd, PARAMS) + torch.tensor(VISCOUS, dtype=torch.float64) * qd
+            + torch.tensor(COULOMB, dtype=torch.float64) * torch.sign(qd))
+
+
+def test_polynomial_and_force_columns_match_the_operator():
+    """Closed-form images of polynomial terms against autodiff of EL; force columns are the
+    generalised forces themselves."""
+    library = TermLibrary.grammar(2, dissipation=True).extended(polynomial_terms(2))
+    q, qd, qdd = _states(64, 0)
+    images = library.el_images(q, qd, qdd)
+    lagrangian_columns = len(library.terms)
+
+    def operator_torque(c):
+        return euler_lagrange.torque(lambda a, b: library.features(a, b) @ c, q, qd, qdd)
+
+    reference = torch.func.jacfwd(operator_torque)(torch.zeros(lagrangian_columns, dtype=torch.float64))
+    assert torch.allclose(images[..., :lagrangian_columns], reference, rtol=0, atol=1e-12)
+    viscous = library.index(Force(1, "viscous"))
+    assert torch.equal(images[:, 1, viscous], qd[:, 1]) and not images[:, 0, viscous].any()
+
+
+def test_dissipation_terms_refit_exactly():
+    q, qd, qdd = _states(3000, 1)
+    tau = _dissipative_torque(q, qd, qdd)
+    model = regression.fit_terms(TermLibrary.grammar(2, dissipation=True), q, qd, qdd, tau)
+    for joint in range(2):
+        assert model.coefficient_of(Force(joint, "viscous")) == pytest.approx(VISCOUS[joint], rel=1e-9)
+        assert model.coefficient_of(Force(joint, "coulomb")) == pytest.approx(COULOMB[joint], rel=1e-9)
+    assert len(model.library.columns) == 7 + 4
+    assert (model.torque(q, qd, qdd) - tau).abs().max() < 1e-9
+    # The dissipation is in the served torque, not in L.
+    assert model.lagrangian(q, qd).shape == (3000,)
+    text = model.equation()
+    assert "; D = " in text and "2*qd1**2/2" in text and "0.7*Abs(qd2)" in text
+
+
+def test_dissipation_refit_on_integral_rows_is_exact():
+    """Integral rows of consecutive samples of a damped pendulum (discrete scheme of the sim)."""
+    steps, dt = 6000, 1e-3
+    q = torch.zeros(steps + 1, 2, dtype=torch.float64)
+    qd = torch.zeros_like(q)
+    tau = torch.zeros_like(q)
+    qk, qdk = torch.tensor([0.3, -0.2], dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
+    for k in range(steps + 1):
+        t = k * dt
+        tau[k] = torch.tensor([40 * math.sin(1.3 * t) + 30 * math.sin(3.1 * t), 8 * math.sin(2.3 * t + 1)])
+        q[k], qd[k] = qk, qdk
+        drive = tau[k] - torch.tensor(VISCOUS, dtype=torch.float64) * qdk - torch.tensor(COULOMB, dtype=torch.float64) * torch.sign(qdk)
+        qdk = qdk + dt * pendulum.forward_dynamics(qk, qdk, drive, PARAMS)
+        qk = qk + dt * qdk
+    qdd = (qd[1:] - qd[:-1]) / dt
+    stamp = torch.arange(steps, dtype=torch.float64) * dt
+    model = regression.fit_integral(TermLibrary.grammar(2, dissipation=True), stamp, q[:-1], qd[:-1], qdd, tau[:-1])
+    assert model.coefficient_of(Force(0, "viscous")) == pytest.approx(VISCOUS[0], rel=1e-8)
+    assert model.coefficient_of(Force(1, "viscous")) == pytest.approx(VISCOUS[1], rel=1e-8)
+    assert model.coefficient_of(Force(1, "coulomb")) == pytest.approx(COULOMB[1], rel=1e-8)
+
+
+def test_payload_carries_forces_positions_and_stderr():
+    library = TermLibrary([Term((2, 0), "one", (0, 0)), SPRING], [Force(0, "viscous")])
+    model = TermModel(library, torch.tensor([1.5, -25.0, 2.0]), stderr=torch.tensor([1e-3, 0.0, 2e-3]))
+    restored = TermModel.from_payload(json.loads(json.dumps(model.to_payload())))
+    assert restored.library.columns == model.library.columns
+    assert torch.equal(restored.coefficients, model.coefficients) and torch.equal(restored.stderr, model.stderr)
+    assert "1.5(±0.001)*qd1**2" in restored.equation() and "- 25*q2**2" in restored.equation()
+
+
+@pytest.mark.parametrize("mutate, reason", [
+    (lambda p: p["forces"][0].update(law="os.system"), "law"),
+    (lambda p: p["forces"][0].update(joint=5), "joint"),
+    (lambda p: p["forces"][0].update(joint=True), "joint"),
+    (lambda p: p["terms"][1].update(position=[0, 9]), "position"),
+    (lambda p: p["terms"][1].update(position=[0, -1]), "position"),
+    (lambda p: p.update(stderr={"dtype": "float64", "shape": [3], "data": "AAAAAAAA8L8AAAAAAADwvwAAAAAAAPC/"}), "stderr"),
+    (lambda p: p.update(forces="viscous"), "forces"),
+])
+def test_hostile_structure_payloads_are_refused(mutate, reason):
+    library = TermLibrary([Term((2, 0), "one", (0, 0)), SPRING], [Force(0, "viscous")])
+    payload = TermModel(library, torch.tensor([1.5, -25.0, 2.0]), stderr=torch.ones(3)).to_payload()
+    mutate(payload)
+    with pytest.raises(SnapshotError, match=reason):
+        TermModel.from_payload(json.loads(json.dumps(payload)))
+
+
+def test_network_proposed_polynomial_term_enters_the_refit():
+    """A frozen expression holding a spring ½k(q2 − r)² — what the SyReNet learns on spring data
+    (SPEC §3, measured) — proposes q2² and q2; the refit on the grown grammar carries them
+    exactly, which the trig grammar alone cannot."""
+    k, rest = 50.0, 0.3
+
+    def sprung(q, qd):
+        return pendulum.lagrangian(q, qd, PARAMS) - 0.5 * k * (q[..., 1] - rest) ** 2
+
+    base = TermLibrary.grammar(2, dissipation=True)
+    q, qd, qdd = _states(256, 2, 1.0)
+    proposed = regression.propose_terms(sprung, base, q, qd, qdd)
+    assert SPRING in proposed and Term((0, 0), "one", (0, 0), (0, 1)) in proposed
+    assert all(t not in base.columns for t in proposed)
+
+    q, qd, qdd = _states(3000, 3, 1.0)
+    tau = euler_lagrange.torque(sprung, q, qd, qdd)
+    grown = regression.fit_terms(base, q, qd, qdd, tau, candidates=list(base.columns) + proposed)
+    assert grown.coefficient_of(SPRING) == pytest.approx(-0.5 * k, rel=1e-9)
+    wide_q, wide_qd, wide_qdd = _states(500, 4, 2.5)
+    truth = euler_lagrange.torque(sprung, wide_q, wide_qd, wide_qdd)
+    assert (grown.torque(wide_q, wide_qd, wide_qdd) - truth).abs().max() < 1e-6
+    trig_only = regression.fit_terms(base, q, qd, qdd, tau)
+    assert (trig_only.torque(wide_q, wide_qd, wide_qdd) - truth).abs().max() > 1.0
+
+
+@pytest.mark.parametrize("plant, cause", [
+    (dict(), None),
+    (dict(stiffness=(0.0, 50.0), rest=(0.0, 0.3)), "potential"),
+    (dict(viscous=(2.0, 0.0)), "dissipation"),
+])
+def test_missing_structure_names_the_physics_a_rigid_model_lacks(plant, cause):
+    """The rigid pendulum's exact terms on data of a plant with a spring or damping: the
+    nested likelihood-ratio test names what is missing, and nothing on the rigid plant."""
+    stream = simulate_structure(3.0, **plant)
+    rigid = true_pendulum_terms(PARAMS)
+    starts = integral.window_starts(stream.stamp, 100, 100, 1e-3)
+    rows = integral.integrate(rigid.library.el_images(stream.q, stream.qd, stream.qdd), starts, 100)
+    target = integral.integrate(stream.tau, starts, 100)
+    groups = {
+        "missing potential": integral.integrate(
+            TermLibrary(polynomial_terms(2, max_velocity_degree=0)).el_images(stream.q, stream.qd, stream.qdd),
+            starts, 100),
+        "dissipation": integral.integrate(
+            torch.stack([Force(j, "viscous").generalised_force(stream.qd) for j in range(2)], -1), starts, 100),
+    }
+    verdict = integral.missing_structure(rows, target, groups, floor=0.01)
+    assert verdict == (None if cause is None else next(name for name in groups if cause in name))
+
+
+def test_forced_variational_integrator_dissipates_what_the_model_says():
+    """Passive motion of a model with viscous damping (forced discrete Lagrange–d'Alembert):
+    the energy lost over the forecast equals the work of the damping force, and a model
+    without dissipation keeps its energy."""
+    from syrenets_ros.dynamics.integrator import VariationalIntegrator
+
+    rigid = true_pendulum_terms(PARAMS)
+    damped = TermModel(TermLibrary(list(rigid.terms), [Force(0, "viscous"), Force(1, "viscous")]),
+                       torch.cat((rigid.coefficients, torch.tensor([2.0, 2.0], dtype=torch.float64))))
+    q0, qd0 = torch.tensor([[1.2, -0.5]], dtype=torch.float64), torch.tensor([[1.0, 0.5]], dtype=torch.float64)
+    h, steps = 0.01, 300
+
+    def energy(rollout):
+        return pendulum.energy(rollout.q[0], rollout.qd[0], PARAMS)
+
+    free = VariationalIntegrator(rigid.lagrangian_fn(), h, tol=1e-12).rollout(q0, qd0, steps)
+    lossy = VariationalIntegrator(damped.lagrangian_fn(), h, tol=1e-12,
+                                  dissipation=damped.dissipation_fn()).rollout(q0, qd0, steps)
+    assert int(lossy.valid_length[0]) == steps + 1
+    assert abs(float(energy(free)[-1] - energy(free)[0])) < 1e-3 * float(energy(free).abs().max())
+    velocity = (lossy.q[0, 1:] - lossy.q[0, :-1]) / h
+    work = float((2.0 * velocity.square()).sum() * h)
+    lost = float(energy(lossy)[0] - energy(lossy)[-1])
+    assert work > 1.0 and lost == pytest.approx(work, rel=0.02)
