@@ -131,7 +131,7 @@ def test_a_refused_initial_model_is_reported_and_learning_starts_from_scratch(tm
 
 def test_an_initial_model_for_other_joints_is_refused(tmp_path, excitation):
     config = LearnerConfig(snapshot_period=0.0, network_enabled=False)
-    saved = _run(OnlineLearner(config, log=lambda _: None), _stream(excitation, 0.0, 2.0, BEFORE))[-1]
+    saved = _run(OnlineLearner(config, log=lambda _: None), _stream(excitation, 0.0, 3.0, BEFORE))[-1]
     (tmp_path / "robot.json").write_text(saved.payload)
     learner = OnlineLearner(LearnerConfig(joint_names=("shoulder", "elbow"), initial_model=str(tmp_path / "robot.json"),
                                           network_enabled=False), log=lambda _: None)
