@@ -50,7 +50,6 @@ class OfflineResult:
     undecodable: int
     stats: Stats
     report: Batch  # accepted samples spread evenly over the recording, for plots
-    coefficients: dict[str, str]  # term -> "value ± standard error" of a served term model
     notes: list[str] = field(default_factory=list)  # what the learner logged (changes, refusals)
 
 
@@ -111,7 +110,7 @@ def learn_from_bag(bag: JointStateBag, config: LearnerConfig, period: float | No
                           else ""))
     return OfflineResult(publication, learner.served, tuple(config.joint_names), period, assembler.received,
                          assembler.accepted, rejected, bag.undecodable, learner.stats, Batch.from_samples(kept),
-                         learner.coefficient_stderr(), notes)
+                         notes)
 
 
 def report_residuals(result: OfflineResult) -> torch.Tensor:

@@ -116,8 +116,6 @@ def run(args: argparse.Namespace) -> int:
     wins = ", ".join(f"{source} {count}" for source, count in sorted(stats.wins.items()))
     print(f"served: {publication.source} (selections won: {wins}; network steps {stats.training_steps})")
     print(publication.equation)
-    for term, value in result.coefficients.items():
-        print(f"  {term:>24}  {value}")
     residual = report_residuals(result)
     print(f"held-out torque RMSE {publication.holdout_rmse:.3g} N·m (newest samples, not used in the fit); "
           f"over the recording {float(residual.square().mean().sqrt()):.3g} N·m")
