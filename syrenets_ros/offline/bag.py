@@ -121,6 +121,12 @@ class JointStateBag:
         first, last = (min(max(t, reader.start_time), reader.end_time) for t in self._window_bounds())
         return math.ceil(total * (last - first) / duration)
 
+    @property
+    def duration(self) -> float:
+        """Seconds of recording in the window."""
+        first, last = (min(max(t, self._reader.start_time), self._reader.end_time) for t in self._window_bounds())
+        return max(0, last - first) / NANOSECONDS
+
     def _window(self) -> tuple[int | None, int | None]:
         """[start, stop) in receive time [ns]; None = open end."""
         def at(seconds: float | None) -> int | None:

@@ -13,7 +13,11 @@ from pathlib import Path
 from syrenets_ros.online.learner import LEARNER_PARAMETERS, LearnerConfig
 
 EXIT_UNUSABLE = 2
-OFFLINE_SNAPSHOT_PERIOD = 10.0  # measured: 1 s (the node's) took ~10x the CPU per million messages
+# Measured: selecting every recorded second (the node's cadence) took ~10x the CPU per million
+# messages of every 10 s; a 4 s recording with viscous damping needed selections every 0.5 s for
+# the structure search to add the damping (at 1 s it did not).
+SELECTIONS = 40
+MIN_SNAPSHOT_PERIOD, MAX_SNAPSHOT_PERIOD = 0.25, 10.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,12 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="train the SyReNet beside the library refit (structure search)")
     parser.add_argument("--period", default="auto",
                         help="joint-state period [s]; auto = estimated from the stamps")
-    parser.add_argument("--snapshot-period", type=float, default=OFFLINE_SNAPSHOT_PERIOD,
-                        help="recorded seconds between model selections, default %(default)s (the node's "
-                             "snapshot_period, "
-                             f"{defaults.snapshot_period:g} s live: each selection refits, which costs "
-                             "far more than a recorded second; a detected change and the end of the "
-                             "recording select at once either way)")
+    parser.add_argument("--snapshot-period", default="auto",
+                        help="recorded seconds between model selections (the node's snapshot_period, "
+                             f"{defaults.snapshot_period:g} s live); auto = the recording's length / "
+                             f"{SELECTIONS}, within [{MIN_SNAPSHOT_PERIOD:g}, {MAX_SNAPSHOT_PERIOD:g}] s: "
+                             "the structure search grows the model over several selections, and each "
+                             "selection refits, which costs more than a recorded second")
     parser.add_argument("--train-rate", type=float, default=defaults.max_train_rate,
                         help="network steps per recorded second, default %(default)s (the node's max_train_rate)")
     parser.add_argument("--device", default=defaults.device, choices=("auto", "cpu", "cuda"))
@@ -84,19 +88,24 @@ def run(args: argparse.Namespace) -> int:
         return _fail("--joints names no joint")
     try:
         period = None if args.period == "auto" else float(args.period)
-        LEARNER_PARAMETERS.check({"snapshot_period": args.snapshot_period, "max_train_rate": args.train_rate,
-                                  "joint_names": joints}, running=False)
+        snapshot_period = None if args.snapshot_period == "auto" else float(args.snapshot_period)
+        LEARNER_PARAMETERS.check({"max_train_rate": args.train_rate, "joint_names": joints}, running=False)
+        if snapshot_period is not None:
+            LEARNER_PARAMETERS.check({"snapshot_period": snapshot_period}, running=False)
         if period is not None:
             LEARNER_PARAMETERS.check({"joint_state_period": period}, running=False)
     except ValueError as error:
         return _fail(str(error))
     config = LearnerConfig(joint_names=joints, network_enabled=args.network, device=args.device,
-                           snapshot_period=args.snapshot_period, max_train_rate=args.train_rate)
+                           max_train_rate=args.train_rate)
     started = time.process_time()
     bar = ProgressBar()
     try:
         with JointStateBag(args.bag, args.topic, args.start, args.end) as bag:
-            print(f"bag {args.bag}: {bag.message_count} messages on {bag.topic}", flush=True)
+            config.snapshot_period = snapshot_period or min(MAX_SNAPSHOT_PERIOD, max(
+                MIN_SNAPSHOT_PERIOD, bag.duration / SELECTIONS))
+            print(f"bag {args.bag}: {bag.message_count} messages on {bag.topic}, {bag.duration:.1f} s; "
+                  f"a model selection every {config.snapshot_period:.3g} recorded s", flush=True)
             try:
                 result = learn_from_bag(bag, config, period, progress=bar)
             finally:

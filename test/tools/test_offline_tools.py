@@ -69,14 +69,14 @@ def test_round_trip_record_learn_predict(ros_context, tmp_path, capsys):
     assert float((tau - truth).abs().max() / truth.abs().max()) < 1e-6
 
 
-def _learnable_bag(path, storage: str = "mcap") -> None:
+def _learnable_bag(path, storage: str = "mcap", joints: pendulum.JointElements = pendulum.RIGID) -> None:
     """Exact samples of the true pendulum along a smooth trajectory: τ_k is the inverse
     dynamics at (q_k, q̇_k) with q̈_k the forward difference the learner forms."""
     t = torch.arange(0, 4.0, 1e-3, dtype=torch.float64)[:, None]
     q = torch.cat((torch.sin(1.3 * t), 0.8 * torch.cos(2.1 * t + 0.4)), 1)
     qd = torch.cat((1.3 * torch.cos(1.3 * t), -1.68 * torch.sin(2.1 * t + 0.4)), 1)
     qdd = (qd[1:] - qd[:-1]) / 1e-3
-    tau = pendulum.inverse_dynamics(q[:-1], qd[:-1], qdd, pendulum.PendulumParams())
+    tau = pendulum.inverse_dynamics(q[:-1], qd[:-1], qdd, pendulum.PendulumParams(), joints)
     write_joint_states(path, [(k * 1_000_000, ["joint1", "joint2"], q[k].tolist(), qd[k].tolist(), tau[k].tolist())
                               for k in range(len(tau))], storage=storage)
 
@@ -93,6 +93,19 @@ def test_learn_reads_sqlite3_and_predict_reproduces_inverse_dynamics(tmp_path, c
     assert lines[0] == "tau1,tau2" and len(tau) == STATES
     truth = pendulum.inverse_dynamics(q, qd, qdd, pendulum.PendulumParams())
     assert float((tau - truth).abs().max() / truth.abs().max()) < 1e-6
+
+
+def test_predict_includes_the_learned_dissipation(tmp_path, capsys):
+    damped = pendulum.JointElements(damping=(0.8, 0.3))
+    _learnable_bag(tmp_path / "bag", joints=damped)
+    model = tmp_path / "m.json"
+    assert cli.main(["learn", str(tmp_path / "bag"), "--no-network", "-o", str(model)]) == 0
+    q, qd, qdd = _states_csv(tmp_path / "states.csv")
+    assert cli.main(["predict", str(model), str(tmp_path / "states.csv"), "-o", str(tmp_path / "tau.csv")]) == 0
+    truth = pendulum.inverse_dynamics(q, qd, qdd, pendulum.PendulumParams(), damped)
+    rigid = pendulum.inverse_dynamics(q, qd, qdd, pendulum.PendulumParams())
+    error = (_read_torques(tmp_path / "tau.csv") - truth).abs().max()
+    assert float(error) < 1e-6 * float(truth.abs().max()) < float((truth - rigid).abs().max())
 
 
 def _one_line_error(capsys, argv) -> str:
