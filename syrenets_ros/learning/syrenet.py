@@ -440,20 +440,24 @@ class SyReNet(nn.Module):
 
     @classmethod
     def from_state_payload(cls, payload: object) -> "SyReNet":
-        """Rebuild from :meth:`state_payload`, checking names and shapes against a fresh model."""
+        """Rebuild from :meth:`state_payload`. Names and declared shapes are checked against
+        the config on the meta device (no memory) before any tensor is decoded or the network
+        is built, so a small payload declaring a large config allocates nothing."""
         if not isinstance(payload, dict) or set(payload) != {"config", "parameters"}:
             raise SnapshotError("state payload: expected keys config, parameters")
-        model = cls(SyReNetConfig.from_json(payload["config"]))
-        expected = model.state_dict()
+        config = SyReNetConfig.from_json(payload["config"])
+        with torch.device("meta"):
+            expected = {name: (list(t.shape), t.dtype) for name, t in cls(config).state_dict().items()}
         given = payload["parameters"]
         if not isinstance(given, dict) or set(given) != set(expected):
             raise SnapshotError("state payload: parameter names do not match the config")
-        state = {}
-        for name, reference in expected.items():
-            tensor = tensor_from_json(given[name], name)
-            if tensor.shape != reference.shape:
-                raise SnapshotError(f"{name}: shape {list(tensor.shape)} != expected {list(reference.shape)}")
-            state[name] = tensor.to(reference.dtype)
+        for name, (shape, _) in expected.items():
+            declared = given[name].get("shape") if isinstance(given[name], dict) else None
+            if declared != shape:
+                raise SnapshotError(f"{name}: shape {declared!r} != expected {shape}")
+        # Each tensor's bytes must match its shape: what is allocated now is what the payload carries.
+        state = {name: tensor_from_json(given[name], name).to(dtype) for name, (_, dtype) in expected.items()}
+        model = cls(config)
         model.load_state_dict(state)
         return model
 

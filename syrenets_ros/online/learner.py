@@ -29,8 +29,8 @@ from syrenets_ros.learning.syrenet import SyReNet, SyReNetConfig
 from syrenets_ros.learning.terms import FORCE_LAWS, Force, TermLibrary, TermModel, polynomial_terms
 from syrenets_ros.learning.training import Trainer, select_device
 from syrenets_ros.online.change import ChangeDetector
-from syrenets_ros.online.serving import load_model_file
-from syrenets_ros.online.snapshot import (DecodedModel, SnapshotError, encode_model, load_newest_checkpoint,
+from syrenets_ros.online.serving import implausibility, load_model_file, probe_states
+from syrenets_ros.online.snapshot import (DecodedModel, RunId, SnapshotError, encode_model, load_newest_checkpoint,
                                           save_checkpoint)
 from syrenets_ros.online.stream import Batch, ReplayBuffer, WindowCutter
 from syrenets_ros.online.tracking import RecursiveLeastSquares
@@ -81,6 +81,18 @@ LEARNER_PARAMETERS = NodeSchema("syrenets_learner", (
           "'' = none; a checkpoint in checkpoint_dir takes precedence)", read_only=True),
     Param("checkpoint_period", 10.0, "wall seconds between checkpoints", "s", 0.1, 86_400.0,
           read_only=True),
+    Param("checkpoint_keep", 5, "newest checkpoint files kept in checkpoint_dir (older ones are deleted)",
+          "files", 1, 100_000, read_only=True),
+    Param("max_feedforward_torque", 500.0, "a model whose |τ| exceeds this on the probe states (q any, "
+          "|q̇| ≤ 2 rad/s, |q̈| ≤ 5 rad/s²) is not published; match the predictor's", "N·m", 1.0, 1.0e5,
+          read_only=True),
+    Param("stamp_tolerance", 10.0, "a joint state stamped further than this from the node's clock (sim "
+          "time under use_sim_time) is refused as off_clock; keep it above the longest the joint-state queue "
+          "may hold a state (the order and kinematic checks catch forgeries stamped nearby); 0 = no check",
+          "s", 0.0, 1.0e6, read_only=True),
+    Param("sensor_noise", (1.0e-4, 1.0e-3), "σ of q [rad] and q̇ [rad/s] that honest joint states may carry; "
+          "sizes the kinematic consistency check (q_{k+1} − q_k vs Δt·q̇, 6σ)", "", 0.0, 1.0, length=2,
+          read_only=True),
     Param("seed", 0, "random seed of the network and minibatches", "", 0, 2**31 - 1, read_only=True),
 ))
 # What the training worker reads live; every other parameter takes effect at start.
@@ -118,6 +130,8 @@ class LearnerConfig:
     checkpoint_dir: str = _default("checkpoint_dir")
     checkpoint_period: float = _default("checkpoint_period")
     initial_model: str = _default("initial_model")
+    checkpoint_keep: int = _default("checkpoint_keep")
+    max_feedforward_torque: float = _default("max_feedforward_torque")
     seed: int = _default("seed")
 
     @classmethod
@@ -157,6 +171,7 @@ class Stats:
     guard_refusals: int = 0  # better-scoring models not served: under-validated or worse than the served one
     insufficiency: str = ""  # why the model class does not fit ("" = it does)
     admitted_terms: list[str] = field(default_factory=list)  # network-proposed terms last admitted
+    implausible: dict[str, int] = field(default_factory=dict)  # best candidates not published, by source
 
 
 def _integral_residual(model, batch: Batch, window: int, stride: int) -> torch.Tensor:
@@ -220,7 +235,10 @@ class OnlineLearner:
         self.network = SyReNet(SyReNetConfig(n_joints=n)).to(self.device)
         self.trainer = Trainer(self.network)
         self.stats = Stats()
+        # A new identity per run: receivers order runs by start, versions within a run.
+        self.run_id = RunId.new()
         self.version = 0
+        self._probes = probe_states(n)
         self.served = None  # the model object last published
         self.tracker: RecursiveLeastSquares | None = None
         self.noise = torch.full((n,), math.sqrt(config.change_floor), dtype=torch.float64)
@@ -364,14 +382,20 @@ class OnlineLearner:
         scored = sorted(((_rmse(model, holdout, width, stride), source, model) for source, model in candidates),
                         key=lambda item: item[0])
         self.stats.candidate_rmse = {source: rmse for rmse, source, _ in scored}
-        rmse, source, model = scored[0]
-        if not math.isfinite(rmse):
+        plausible = next((item for item in scored if math.isfinite(item[0]) and self._plausible(*item)), None)
+        if math.isfinite(scored[0][0]):
+            # On the best fit even when it is not publishable: a spring approximated by a trig
+            # series is often implausible outside the data, and that is the structure to report.
+            # Only a publishable fit that passes clears a warning.
+            self._check_sufficiency(scored[0][2], self.buffer.newest(config.fit_samples + config.holdout),
+                                    may_clear=plausible is scored[0])
+        if plausible is None:
             return None
+        rmse, source, model = plausible
         if source in ("library", "network_guided"):
             self.noise = torch.tensor(model.fit_report["noise"], dtype=torch.float64).clamp_min(
                 math.sqrt(config.change_floor))
             self.stats.noise = self.noise.tolist()
-        self._check_sufficiency(model, self.buffer.newest(config.fit_samples + config.holdout))
         if self.served is not None and model is not self.served and (
                 self._suspected_change is not None or _rmse(self.served, holdout, width, stride) <= rmse):
             # While a change is suspected, data after it are too few to validate anything.
@@ -386,6 +410,18 @@ class OnlineLearner:
         """Select at once, whatever the snapshot period (e.g. when a recording ends)."""
         self._last_selection = -math.inf
         return self.maybe_select()
+
+    def _plausible(self, rmse: float, source: str, model) -> bool:
+        """The gate a predictor applies too (serving.implausibility): publish nothing it
+        would refuse, and nothing unsafe if it would not."""
+        reason = implausibility(model, self._probes, self.config.max_feedforward_torque)
+        if reason:
+            self.stats.implausible[source] = self.stats.implausible.get(source, 0) + 1
+            count = self.stats.implausible[source]
+            if count & (count - 1) == 0:  # the 1st, 2nd, 4th, 8th...: a bounded log, every one counted
+                self.log(f"not publishing the {source} candidate (refusal {count}, held-out RMSE {rmse:.3g} N·m): "
+                         f"{reason}")
+        return reason is None
 
     def _candidates(self, fit: Batch) -> list[tuple[str, object]]:
         """Tracked coefficients, the raw network, and two exact refits on integral rows: on the
@@ -420,7 +456,7 @@ class OnlineLearner:
             candidates.append(("network_guided", guided))
         return candidates
 
-    def _check_sufficiency(self, model, recent: Batch) -> None:
+    def _check_sufficiency(self, model, recent: Batch, may_clear: bool = True) -> None:
         """Say out loud when the model class does not fit: adding polynomial potential terms
         (a spring) or dissipative forces to the model's own terms explains its residual beyond
         chance (:func:`integral.missing_structure`)."""
@@ -442,6 +478,8 @@ class OnlineLearner:
                 rows = integral.integrate(model.library.el_images(recent.q, recent.qd, recent.qdd), starts, width)
                 target = integral.integrate(recent.tau.to(torch.float64), starts, width)
                 cause = integral.missing_structure(rows, target, groups, math.sqrt(self.config.change_floor)) or ""
+        if not cause and not may_clear:
+            return
         if cause and cause != self.stats.insufficiency:
             self.warn(f"model insufficient: {cause}; serving the least-bad model and searching on")
         self.stats.insufficiency = cause
@@ -467,8 +505,8 @@ class OnlineLearner:
                    "training_steps": self.stats.training_steps}
         if isinstance(model, TermModel):
             metrics.update({f"stderr[{name}]": float(s) for name, s in zip(model.library.names, model.stderr)})
-        payload = encode_model(model, model_version=self.version, joint_names=list(self.config.joint_names),
-                               metrics=metrics)
+        payload = encode_model(model, model_version=self.version, run_id=self.run_id,
+                               joint_names=list(self.config.joint_names), metrics=metrics)
         return Publication(payload, model.equation(), self.version, source, rmse)
 
     # -- checkpoints ----------------------------------------------------------------------
@@ -480,13 +518,15 @@ class OnlineLearner:
         if now - self._last_checkpoint < self.config.checkpoint_period:
             return
         self._last_checkpoint = now
-        save_checkpoint(Path(directory), f"model-{publication.version:08d}.json", publication.payload)
+        save_checkpoint(Path(directory), f"model-{publication.version:08d}.json", publication.payload,
+                        keep=self.config.checkpoint_keep)
         self.stats.checkpoints_written += 1
 
     def resume(self) -> Publication | None:
-        """Serve the newest valid checkpoint at once, else the configured initial model;
-        corrupt checkpoints and a refused initial model are reported and skipped. Served
-        coefficients are tracked from there, so the model adapts to the live data."""
+        """Serve the newest valid checkpoint at once (under this run's identity), else the
+        configured initial model; corrupt checkpoints and a refused initial model are reported
+        and skipped, an implausible one is not served. Served coefficients are tracked from
+        there, so the model adapts to the live data."""
         decoded, source = None, "checkpoint"
         if self.config.checkpoint_dir:
             decoded, skipped = load_newest_checkpoint(Path(self.config.checkpoint_dir))
@@ -495,7 +535,7 @@ class OnlineLearner:
                 self.log(f"skipped corrupt checkpoint {path}: {reason}")
         if decoded is None and self.config.initial_model:
             decoded, source = self._initial_model(), "initial_model"
-        if decoded is None:
+        if decoded is None or not self._plausible(math.nan, source, decoded.model):
             return None
         self.version = decoded.model_version
         if isinstance(decoded.model, TermModel):

@@ -1,27 +1,42 @@
 """Serving a learned model, with no ROS import: validate a snapshot before swapping it in,
 answer inverse-dynamics queries, and forecast passive motion with the variational integrator.
 
-A snapshot arrives from the network and is hostile until proven otherwise: it is decoded
-against the allow-list, checked for the right joints and evaluated on probe states before it
-replaces the model being served. A refused snapshot leaves the served model untouched.
+A snapshot arrives from the network and is hostile until proven otherwise. Before it replaces
+the served model it must (cheapest first): decode against the allow-list for the served joints;
+be newer than the served one (its learner run started later, or the same run with a higher
+version: a replayed snapshot is refused); be physically plausible on probe states (finite
+torque within the feed-forward limit, positive-definite mass matrix); and agree with the
+torques measured on recently observed states at least as well as the served model does. A
+refused snapshot leaves the served model untouched; every refusal is counted by its reason.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Protocol, Sequence
 
 import torch
 
 from syrenets_ros.dynamics import euler_lagrange
 from syrenets_ros.dynamics.pendulum import JOINT_NAMES
-from syrenets_ros.online.snapshot import DecodedModel, SnapshotError, decode_model
+from syrenets_ros.online.snapshot import SERVABLE_KINDS, DecodedModel, SnapshotError, decode_model
 from syrenets_ros.schema import NodeSchema, Param
 
 PROBE_STATES = 64
+# Probe envelope: every joint angle, and speeds and accelerations a tracking run reaches.
+PROBE_VELOCITY = 2.0  # rad/s
+PROBE_ACCELERATION = 5.0  # rad/s²
+# A snapshot whose run claims to start further ahead of this host's clock is refused: a
+# forged far-future run would otherwise shut out every genuine run after it.
+MAX_RUN_CLOCK_SKEW_NS = 300 * 1_000_000_000
+# Fewer recent samples than this make no consistency check (noise would dominate the mean).
+MIN_CONSISTENCY_SAMPLES = 16
+
 
 PREDICTOR_PARAMETERS = NodeSchema("syrenets_predictor", (
     Param("joint_names", JOINT_NAMES, "joints served, in this order; snapshots for other joints are refused",
@@ -31,7 +46,79 @@ PREDICTOR_PARAMETERS = NodeSchema("syrenets_predictor", (
     Param("forecast_rate", 1.0, "passive-motion forecasts per second (0 = off)", "Hz", 0.0, 50.0),
     Param("forecast_horizon", 2.0, "length of each forecast", "s", 0.05, 20.0),
     Param("forecast_step", 0.01, "variational integrator time step", "s", 0.0005, 0.1),
+    Param("max_feedforward_torque", 500.0, "feed-forward bound: a model whose |τ| exceeds it on the probe "
+          "states (q any, |q̇| ≤ 2 rad/s, |q̈| ≤ 5 rad/s²) is refused, and an answer beyond it is withheld",
+          "N·m", 1.0, 1.0e5, read_only=True),
+    Param("consistency_tolerance", 5.0, "window-mean torque error on recent measured joint states a new "
+          "model may show without having to beat the served model there (the true model shows ~0.7 at "
+          "σ_q̇ = 1e-3 rad/s)", "N·m", 0.0, 1.0e4, read_only=True),
+    Param("consistency_window", 128, "recent /joint_states kept for the consistency check (depth of an "
+          "on-demand subscription, read only when a snapshot arrives)", "states", 16, 4096, read_only=True),
+    Param("joint_state_period", 1.0e-3, "expected stamp spacing of /joint_states (= pendulum_sim time_step)",
+          "s", 1.0e-5, 1.0, read_only=True),
 ))
+
+
+class TorqueSamples(Protocol):
+    """Measured (q, q̇, q̈, τ) rows, e.g. a stream Batch."""
+
+    q: torch.Tensor
+    qd: torch.Tensor
+    qdd: torch.Tensor
+    tau: torch.Tensor
+
+    def __len__(self) -> int: ...
+
+
+def probe_states(n_joints: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fixed pseudo-random (q, q̇, q̈) over the probe envelope, shape (PROBE_STATES, n) each."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def uniform(half_width: float) -> torch.Tensor:
+        return (2 * torch.rand(PROBE_STATES, n_joints, generator=generator, dtype=torch.float64) - 1) * half_width
+
+    return uniform(math.pi), uniform(PROBE_VELOCITY), uniform(PROBE_ACCELERATION)
+
+
+def implausibility(model: Any, probes: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+                   max_torque: float) -> str | None:
+    """Why ``model`` must not be served, or None. On the probe states its torque must be
+    finite and within ``max_torque`` (the feed-forward limit), and its mass matrix finite and
+    positive definite: a physical inertia, which the forecasts also need."""
+    q, qd, qdd = probes
+    try:
+        with torch.no_grad():
+            tau = model.torque(q, qd, qdd)
+        mass = euler_lagrange.mass_matrix(model.lagrangian_fn(), q, qd).detach()
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        return f"implausible: evaluation on probe states failed: {exc}"
+    if tau.shape != q.shape or not torch.isfinite(tau).all():
+        return "implausible: non-finite or misshapen torque on probe states"
+    peak = float(tau.abs().max())
+    if peak > max_torque:
+        return f"implausible: torque {peak:.3g} N·m on probe states exceeds the limit {max_torque:g} N·m"
+    if mass.shape != (q.shape[0], q.shape[1], q.shape[1]) or not torch.isfinite(mass).all():
+        return "implausible: non-finite or misshapen mass matrix on probe states"
+    eigenvalues = torch.linalg.eigvalsh(0.5 * (mass + mass.transpose(1, 2)))
+    smallest, largest = float(eigenvalues.min()), float(eigenvalues.max())
+    if smallest <= 1e-9 * max(1.0, largest):
+        return f"implausible: mass matrix not positive definite on probe states (eigenvalue {smallest:.3g})"
+    return None
+
+
+def window_torque_error(model: Any, samples: TorqueSamples) -> float:
+    """Largest per-joint |mean predicted − mean measured torque| over consecutive samples.
+
+    The mean, not per-sample errors: q̈ differenced from noisy q̇ is as noisy as the signal
+    (SPEC §2b), but its window mean telescopes, so the noise shrinks with the window length
+    (measured: 0.7 N·m for the true model at σ_q̇ = 1e-3 rad/s over 64 samples)."""
+    try:
+        with torch.no_grad():
+            predicted = model.torque(samples.q, samples.qd, samples.qdd)
+        value = float((predicted.mean(0) - samples.tau.mean(0)).abs().max())
+    except (RuntimeError, ValueError, TypeError, IndexError):
+        return math.inf
+    return value if math.isfinite(value) else math.inf
 
 
 class _Cancelled(Exception):
@@ -49,81 +136,109 @@ class Forecast:
 
 
 class ModelServer:
-    """Holds the served model; thread-safe swap, per-sample torque, forecasts."""
+    """Holds the served model; thread-safe swap, bounded per-sample torque, forecasts.
 
-    def __init__(self, joint_names: Sequence[str], max_payload_bytes: int = 8_000_000) -> None:
+    ``max_torque`` [N·m] bounds the feed-forward: on probe states before a model is served,
+    and on every answer (an answer beyond it is withheld). ``consistency_tolerance`` [N·m] is
+    the window-mean torque error on recent measured states that a new model may show without
+    having to beat the served model there."""
+
+    def __init__(self, joint_names: Sequence[str] = JOINT_NAMES,
+                 max_payload_bytes: int = PREDICTOR_PARAMETERS.default("max_payload_bytes"), *,
+                 max_torque: float = PREDICTOR_PARAMETERS.default("max_feedforward_torque"),
+                 consistency_tolerance: float = PREDICTOR_PARAMETERS.default("consistency_tolerance")) -> None:
         self.joint_names = tuple(joint_names)
         self.max_payload_bytes = max_payload_bytes
+        self.max_torque = max_torque
+        self.consistency_tolerance = consistency_tolerance
         self.refused: Counter[str] = Counter()
+        self.last_refusal = ""
         self.accepted = 0
+        self.withheld = 0  # answers not given: non-finite or beyond max_torque
         self._current: DecodedModel | None = None
-        self._forecastable = False
         self._integrator = None  # VariationalIntegrator of the current model, built on first use
         self._lock = threading.Lock()
-        generator = torch.Generator().manual_seed(0)
-        n = len(self.joint_names)
-        self._probe = [(torch.rand(PROBE_STATES, n, generator=generator, dtype=torch.float64) - 0.5) * torch.pi
-                       for _ in range(3)]
+        self._probe = probe_states(len(self.joint_names))
 
     @property
     def current(self) -> DecodedModel | None:
         return self._current
 
-    def offer(self, payload: str | bytes) -> tuple[bool, str]:
-        """Validate a snapshot and swap it in; returns (accepted, reason or summary)."""
+    def offer(self, payload: str | bytes, recent: TorqueSamples | None = None) -> tuple[bool, str]:
+        """Validate a snapshot and swap it in; returns (accepted, reason or summary).
+        ``recent``: measured samples of the last moments, for the consistency check."""
+        current = self._current
         try:
-            decoded = decode_model(payload, max_bytes=self.max_payload_bytes)
-            if tuple(decoded.joint_names) != self.joint_names:
-                raise SnapshotError(f"joint names {list(decoded.joint_names)} != served {list(self.joint_names)}")
-            forecastable = self._sanity_check(decoded)
+            decoded = decode_model(payload, max_bytes=self.max_payload_bytes, kinds=SERVABLE_KINDS,
+                                   joint_names=self.joint_names)
+            self._check_newer(decoded, current)
+            reason = implausibility(decoded.model, self._probe, self.max_torque)
+            if reason:
+                raise SnapshotError(reason)
+            checked = self._check_consistent(decoded, current, recent)
         except SnapshotError as exc:
             reason = str(exc)
             self.refused[reason.split(":")[0][:60]] += 1
+            self.last_refusal = reason
             return False, reason
         with self._lock:
             self._current = decoded
-            self._forecastable = forecastable
             self._integrator = None
         self.accepted += 1
-        note = "" if forecastable else " (mass matrix not positive definite: forecasts off)"
-        return True, f"model v{decoded.model_version} ({decoded.model.kind}){note}"
+        return True, f"model v{decoded.model_version} of run {decoded.run_id} ({decoded.model.kind}); {checked}"
 
-    def _sanity_check(self, decoded: DecodedModel) -> bool:
-        """Refuse a model whose torque is non-finite on probe states; report whether its mass
-        matrix is positive definite (needed to integrate it forward)."""
-        q, qd, qdd = self._probe
-        try:
-            tau = decoded.model.torque(q, qd, qdd)
-            mass = euler_lagrange.mass_matrix(decoded.model.lagrangian_fn(), q, qd)
-        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-            raise SnapshotError(f"sanity evaluation failed: {exc}") from exc
-        if tau.shape != q.shape or not torch.isfinite(tau).all():
-            raise SnapshotError("sanity evaluation failed: non-finite or misshapen torque on probe states")
-        if not torch.isfinite(mass).all():
-            raise SnapshotError("sanity evaluation failed: non-finite mass matrix on probe states")
-        return bool(torch.linalg.eigvalsh(0.5 * (mass + mass.transpose(1, 2))).min() > 0)
+    @staticmethod
+    def _check_newer(decoded: DecodedModel, current: DecodedModel | None) -> None:
+        if decoded.run_id.started_ns > time.time_ns() + MAX_RUN_CLOCK_SKEW_NS:
+            raise SnapshotError(f"replay or forgery: run {decoded.run_id} starts in the future of this host's clock")
+        if current is None:
+            return
+        if decoded.run_id < current.run_id:
+            raise SnapshotError(f"replay: run {decoded.run_id} is older than the served run {current.run_id}")
+        if decoded.run_id == current.run_id and decoded.model_version <= current.model_version:
+            raise SnapshotError(f"replay: version {decoded.model_version} is not newer than the served "
+                                f"version {current.model_version} of run {current.run_id}")
+
+    def _check_consistent(self, decoded: DecodedModel, current: DecodedModel | None,
+                          recent: TorqueSamples | None) -> str:
+        """Refuse a model that explains the recently measured torques worse than both the
+        tolerance and the served model; returns what was checked."""
+        if recent is None or len(recent) < MIN_CONSISTENCY_SAMPLES:
+            return "no recent joint states to check against"
+        error = window_torque_error(decoded.model, recent)
+        served = window_torque_error(current.model, recent) if current else math.inf
+        if error > self.consistency_tolerance and error > served:
+            raise SnapshotError(
+                f"inconsistent with measured torques: window-mean error {error:.3g} N·m over {len(recent)} "
+                f"recent states exceeds {self.consistency_tolerance:g} N·m (served model: {served:.3g} N·m)")
+        return f"window-mean torque error {error:.3g} N·m over {len(recent)} recent states"
 
     def torque(self, q: Sequence[Sequence[float]], qd: Sequence[Sequence[float]],
-               qdd: Sequence[Sequence[float]]) -> list[list[float]] | None:
+               qdd: Sequence[Sequence[float]]) -> list[list[float] | None] | None:
         """Inverse-dynamics torques of the served model for a batch of points (one call, so
-        a message with many points costs about as much as one); None without a model."""
+        a message with many points costs about as much as one); None without a model. A row
+        is None where the torque is non-finite or beyond ``max_torque``: withheld, counted."""
         model = self._current
         if model is None:
             return None
         rows = [torch.tensor(values, dtype=torch.float64).reshape(-1, len(self.joint_names))
                 for values in (q, qd, qdd)]
-        return model.model.torque(*rows).tolist()
+        with torch.no_grad():
+            torques = model.model.torque(*rows)
+        safe = torch.isfinite(torques).all(-1) & (torques.abs() <= self.max_torque).all(-1)
+        self.withheld += int((~safe).sum())
+        return [row if ok else None for row, ok in zip(torques.tolist(), safe.tolist())]
 
     def forecast(self, q: Sequence[float], qd: Sequence[float], horizon: float, step: float,
                  cancel: threading.Event | None = None) -> Forecast | None:
         """Passive motion from (q, q̇) with the variational integrator; None without a
-        forecastable model, or when `cancel` is set meanwhile (shutdown). Only finite,
-        converged points are returned."""
+        model, or when `cancel` is set meanwhile (shutdown). Only finite, converged points are
+        returned (every served model has a positive-definite mass matrix on the probes)."""
         from syrenets_ros.dynamics.integrator import VariationalIntegrator
 
         with self._lock:
-            model, forecastable, integrator = self._current, self._forecastable, self._integrator
-        if model is None or not forecastable:
+            model, integrator = self._current, self._integrator
+        if model is None:
             return None
         if integrator is None or integrator.h != step:
             # One traced integrator per (model, step), reused by every forecast.

@@ -1,8 +1,10 @@
 """Stream plumbing for online learning, with no ROS import: turning a joint-state stream into
 (q, q̇, q̈, τ) samples and a bounded replay buffer.
 
-The stream is untrusted: anything malformed, reordered or with a gap is skipped and counted
-by reason, and never reaches the buffer.
+The stream is untrusted: anything malformed, reordered, with a gap, stamped away from the
+node's clock or kinematically impossible is skipped and counted by reason, and never reaches
+the buffer. (A publisher that forges well-formed, consistent states is stopped only by DDS
+security, SROS2: see the README's threat model.)
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import math
 import threading
 from collections import Counter, deque
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -26,7 +28,36 @@ REJECT_REASONS = (
     "out_of_order",
     "gap",  # a dropped message between two states: q̈ would be wrong
     "time_reset",  # stamps jumped back a lot: a new run (e.g. sim restarted)
+    "off_clock",  # stamp further from the node's clock than the tolerance: forged or stale
+    "inconsistent_kinematics",  # q_{k+1} − q_k disagrees with Δt·q̇ beyond the noise
 )
+# Standard deviations of honest sensor noise within which kinematic consistency holds.
+KINEMATIC_SIGMAS = 6.0
+# Round-off allowance of the kinematic check [rad] (noise-free data).
+KINEMATIC_FLOOR = 1e-9
+
+
+@dataclass(frozen=True)
+class StreamChecks:
+    """Plausibility of a live stream. ``clock``: the node's time in seconds (sim time under
+    use_sim_time); a state whose stamp is more than ``stamp_tolerance`` seconds from it is
+    refused (0: no stamp check). ``position_noise``/``velocity_noise``: the sensor noise
+    σ_q [rad], σ_q̇ [rad/s] that honest data may carry; they size the kinematic tolerance."""
+
+    clock: Callable[[], float]
+    stamp_tolerance: float
+    position_noise: float
+    velocity_noise: float
+
+    def on_clock(self, stamp: float) -> bool:
+        return not self.stamp_tolerance or abs(stamp - self.clock()) <= self.stamp_tolerance
+
+    def kinematic_tolerance(self, dt: float, qd_change: float) -> float:
+        """Bound on |q_{k+1} − q_k − Δt(q̇_k + q̇_{k+1})/2|. The trapezoid is exact to O(Δt³)
+        for smooth motion; explicit and semi-implicit Euler (Bullet) differ from it by
+        Δt/2·|Δq̇|; each difference carries √2 times the noise of its terms."""
+        noise = math.sqrt(2.0) * (self.position_noise + dt * self.velocity_noise)
+        return 0.5 * dt * qd_change + KINEMATIC_SIGMAS * noise + KINEMATIC_FLOOR
 
 
 @dataclass(frozen=True)
@@ -53,19 +84,24 @@ class SampleAssembler:
 
     q̈ is the forward difference of q̇ over the stamped Δt, τ the first state's effort
     (the sim publishes, with each state, the torque applied during the following step).
+    With ``checks`` (a live stream; recordings have no clock to agree with), states off the
+    clock or kinematically inconsistent are refused too. ``missing`` estimates the states
+    lost in gaps (dropped by the transport or the queue).
     """
 
     def __init__(self, joint_names: Sequence[str], period: float, gap_tolerance: float = 0.5,
-                 reset_after: float = 1.0) -> None:
+                 reset_after: float = 1.0, checks: StreamChecks | None = None) -> None:
         if period <= 0 or not math.isfinite(period):
             raise ValueError(f"period must be a positive finite number, got {period!r}")
         self.joint_names = tuple(joint_names)
         self.period = period
         self.gap_tolerance = gap_tolerance
         self.reset_after = reset_after
+        self.checks = checks
         self.rejected: Counter[str] = Counter()
         self.accepted = 0
         self.received = 0
+        self.missing = 0
         self._previous: _State | None = None
 
     def _parse(self, names: Sequence[str], position: Sequence[float], velocity: Sequence[float],
@@ -92,6 +128,8 @@ class SampleAssembler:
         parsed = self._parse(names, position, velocity, effort)
         if isinstance(parsed, str):
             return self._reject(parsed)
+        if self.checks and not self.checks.on_clock(stamp):
+            return self._reject("off_clock")
         current = _State(stamp, *parsed)
         previous = self._previous
         if previous is None:
@@ -107,10 +145,21 @@ class SampleAssembler:
             return self._reject("out_of_order")
         self._previous = current
         if abs(dt - self.period) > self.gap_tolerance * self.period:
+            if dt < self.reset_after:  # longer: a pause or a new run, not lost states
+                self.missing += max(0, round(dt / self.period) - 1)
             return self._reject("gap")
+        if self.checks and not self._kinematically_consistent(previous, current, dt):
+            return self._reject("inconsistent_kinematics")
         self.accepted += 1
         qdd = tuple((b - a) / dt for a, b in zip(previous.qd, current.qd))
         return JointStateSample(previous.stamp, previous.q, previous.qd, qdd, previous.tau)
+
+    def _kinematically_consistent(self, previous: _State, current: _State, dt: float) -> bool:
+        for q0, q1, v0, v1 in zip(previous.q, current.q, previous.qd, current.qd):
+            residual = q1 - q0 - 0.5 * dt * (v0 + v1)
+            if abs(residual) > self.checks.kinematic_tolerance(dt, abs(v1 - v0)):
+                return False
+        return True
 
     def _reject(self, reason: str) -> None:
         self.rejected[reason] += 1

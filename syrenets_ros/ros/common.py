@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 import threading
+import traceback
+from collections import Counter
 from typing import Callable, Mapping
 
 import rclpy
@@ -34,13 +36,16 @@ LATCHED_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=R
 STREAM_QOS = QoSProfile(depth=200, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.VOLATILE)
 
+# /joint_states into the learner: every state is a sample, so the queue holds 2 s at 1 kHz — a
+# learner busy for a moment (training, a refit, a loaded machine) catches up instead of losing
+# states. States lost anyway show as gaps (`states_missing` on the learner's diagnostics).
+JOINT_STATE_QOS = QoSProfile(depth=2000, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.VOLATILE)
+
 # Commands where only the newest matter: a late answer is useless.
 FRESHEST_QOS = QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                           durability=DurabilityPolicy.VOLATILE)
 
-# Only the newest sample is of interest and nobody waits for it.
-LATEST_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT,
-                        durability=DurabilityPolicy.VOLATILE)
 
 
 NANOSECONDS = 1_000_000_000
@@ -78,12 +83,17 @@ def steady_clock() -> Clock:
     return Clock(clock_type=ClockType.STEADY_TIME)
 
 
+# Exceptions that escaped a callback, by node name (see run_node); on every node's diagnostics.
+callback_errors: Counter[str] = Counter()
+
+
 def publish_diagnostics(node: Node, publisher, name: str, level: bytes, message: str,
                         values: Mapping[str, object], *, stamp: Time | None = None,
                         hardware_id: str | None = None) -> None:
     """One DiagnosticStatus (level: DiagnosticStatus.OK/WARN/ERROR) with key/values as
-    strings; stamped with the node's clock unless `stamp` is given, hardware_id defaults to
-    the node name."""
+    strings, plus the node's `callback_errors`; stamped with the node's clock unless `stamp`
+    is given, hardware_id defaults to the node name."""
+    values = {**values, "callback_errors": callback_errors[node.get_name()]}
     status = DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id or node.get_name(),
                               values=[KeyValue(key=str(k), value=str(v)) for k, v in values.items()])
     array = DiagnosticArray(status=[status])
@@ -100,7 +110,12 @@ def run_node(make_node: Callable[[], Node], make_executor: Callable[[], Executor
     main thread waits on. rclpy's own handler (or a KeyboardInterrupt) would strike inside
     rclpy's C++ calls mid-callback and invalidate the context under the node's worker
     threads. Here the executor stops, then the node's destroy_node() stops its threads, and
-    only then is the context shut down. A callback that raises ends the node with an error.
+    only then is the context shut down. A node with long-running callbacks defines
+    ``begin_shutdown()``, called first, so that they give up instead of holding the shutdown.
+
+    A callback that raises does not end the node: anyone on the DDS domain can send it input,
+    so one bad message must not stop the service. The error is logged with its traceback and
+    counted (`callback_errors` on /diagnostics), and spinning resumes.
     """
     stop = threading.Event()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
@@ -111,23 +126,33 @@ def run_node(make_node: Callable[[], Node], make_executor: Callable[[], Executor
     failure: list[BaseException] = []
 
     def spin() -> None:
-        try:
-            executor.spin()
-        except ExternalShutdownException:
-            pass
-        except BaseException as error:  # noqa: BLE001 - handed to the main thread below
-            failure.append(error)
-            stop.set()
+        while not stop.is_set():
+            try:
+                executor.spin()  # returns once the executor or the context is shut down
+                return
+            except ExternalShutdownException:
+                return
+            except Exception:  # noqa: BLE001 - one failing callback must not end the node
+                callback_errors[node.get_name()] += 1
+                node.get_logger().error(f"a callback failed ({callback_errors[node.get_name()]} so far); the node "
+                                        f"keeps running:\n{traceback.format_exc()}", throttle_duration_sec=1.0)
+            except BaseException as error:  # noqa: BLE001 - handed to the main thread below
+                failure.append(error)
+                stop.set()
 
+    spinner = threading.Thread(target=spin, name="ros_executor", daemon=True)
     try:
         node = make_node()
         executor.add_node(node)
-        spinner = threading.Thread(target=spin, name="ros_executor", daemon=True)
         spinner.start()
         stop.wait(duration)
         node.get_logger().info("shutting down" if not failure else f"stopping after an error: {failure[0]!r}")
     finally:
+        if node is not None and hasattr(node, "begin_shutdown"):
+            node.begin_shutdown()  # long callbacks give up now: the executor waits for them below
         executor.shutdown(timeout_sec=5.0)
+        if spinner.is_alive():
+            spinner.join(timeout=5.0)  # out of rcl before the node and the context go
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()

@@ -16,7 +16,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 
 from syrenets_ros.online.learner import LEARNER_PARAMETERS, LearnerConfig, OnlineLearner, Publication
-from syrenets_ros.online.stream import REJECT_REASONS, SampleAssembler
+from syrenets_ros.online.stream import REJECT_REASONS, SampleAssembler, StreamChecks
 from syrenets_ros.ros import common as rc
 from syrenets_ros.ros.parameters import check_set, declare_schema
 
@@ -27,7 +27,11 @@ class LearnerNode(Node):
         values = declare_schema(self, LEARNER_PARAMETERS)
         config = LearnerConfig.from_parameters(values)
         torch.set_num_threads(values["torch_threads"])
-        self.assembler = SampleAssembler(config.joint_names, values["joint_state_period"])
+        position_noise, velocity_noise = values["sensor_noise"]
+        checks = StreamChecks(clock=lambda: self.get_clock().now().nanoseconds * 1e-9,
+                              stamp_tolerance=values["stamp_tolerance"], position_noise=position_noise,
+                              velocity_noise=velocity_noise)
+        self.assembler = SampleAssembler(config.joint_names, values["joint_state_period"], checks=checks)
         self.learner = OnlineLearner(config, log=self.get_logger().info, warn=self.get_logger().warning)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.worker_errors = 0
@@ -38,7 +42,7 @@ class LearnerNode(Node):
         self.model_pub = self.create_publisher(String, rc.MODEL, rc.LATCHED_QOS)
         self.equation_pub = self.create_publisher(String, rc.EQUATION, rc.LATCHED_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, rc.DIAGNOSTICS, 10)
-        self.create_subscription(JointState, rc.JOINT_STATES, self.on_joint_state, rc.STREAM_QOS)
+        self.create_subscription(JointState, rc.JOINT_STATES, self.on_joint_state, rc.JOINT_STATE_QOS)
         self.create_timer(1.0, self.publish_diagnostics, clock=rc.steady_clock())
         self.get_logger().info(f"learning on {self.learner.device}; joints {list(config.joint_names)}")
         self._running = True
@@ -94,6 +98,7 @@ class LearnerNode(Node):
             "samples_accepted": assembler.accepted,
             "samples_rejected": sum(assembler.rejected.values()),
             **{f"rejected[{reason}]": assembler.rejected[reason] for reason in REJECT_REASONS},
+            "states_missing": assembler.missing,
             "buffer_size": len(self.learner.buffer),
             "training_steps": stats.training_steps,
             "training_steps_per_s": f"{rate:.1f}",
@@ -103,6 +108,8 @@ class LearnerNode(Node):
             "served_source": stats.served_source,
             "selection_wins": stats.wins,
             "model_version": self.learner.version,
+            "run_id": str(self.learner.run_id),
+            "candidates_not_published": stats.implausible,
             "device": str(self.learner.device),
             "change_detections": stats.change_detections,
             "last_change_stamp": stats.change_stamps[-1] if stats.change_stamps else "none",

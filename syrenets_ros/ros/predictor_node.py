@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import deque
 
 import torch
 from builtin_interfaces.msg import Time
@@ -13,11 +14,13 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from syrenets_ros.online.serving import PREDICTOR_PARAMETERS, ModelServer
+from syrenets_ros.online.stream import Batch, SampleAssembler
 from syrenets_ros.ros import common as rc
 from syrenets_ros.ros.parameters import declare_schema
 
@@ -26,7 +29,10 @@ class PredictorNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__(PREDICTOR_PARAMETERS.node, **kwargs)
         values = declare_schema(self, PREDICTOR_PARAMETERS)
-        self.server = ModelServer(values["joint_names"], values["max_payload_bytes"])
+        self.server = ModelServer(values["joint_names"], values["max_payload_bytes"],
+                                  max_torque=values["max_feedforward_torque"],
+                                  consistency_tolerance=values["consistency_tolerance"])
+        self.joint_state_period = values["joint_state_period"]
         self.served = 0
         self.bad_references = 0
         self.forecasts = 0
@@ -41,13 +47,19 @@ class PredictorNode(Node):
         # A shallow queue: when behind, answer the freshest points rather than a backlog
         # whose answers would arrive too late to be used.
         self.create_subscription(JointTrajectory, rc.REFERENCE, self.on_reference, rc.FRESHEST_QOS)
-        # Forecasts need one recent state a second, not a callback per 1 kHz message: a node
-        # that no executor spins holds a depth-1 subscription (DDS keeps only the newest
-        # state) and the forecast takes from it on demand.
+        # Forecasts need one recent state a second and the consistency check of a new snapshot
+        # the last moments of motion, not a callback per 1 kHz message: a node that no executor
+        # spins holds a subscription whose DDS history keeps the newest `consistency_window`
+        # states, and both take from it on demand.
+        window = values["consistency_window"]
         self._state_node = Node("syrenets_predictor_state", context=self.context,
                                 start_parameter_services=False, enable_rosout=False)
         self._state_subscription = self._state_node.create_subscription(
-            JointState, rc.JOINT_STATES, lambda _msg: None, rc.LATEST_QOS)
+            JointState, rc.JOINT_STATES, lambda _msg: None,
+            QoSProfile(depth=window, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT,
+                       durability=DurabilityPolicy.VOLATILE))
+        self._recent_states: deque[JointState] = deque(maxlen=window)
+        self._states_lock = threading.Lock()  # model and forecast callbacks take concurrently
         # Forecasts take long; their own group keeps torque answers flowing meanwhile.
         self._forecast_group = MutuallyExclusiveCallbackGroup()
         self._forecast_timer = None
@@ -66,7 +78,7 @@ class PredictorNode(Node):
                                                      callback_group=self._forecast_group, clock=rc.steady_clock())
 
     def on_model(self, msg: String) -> None:
-        accepted, reason = self.server.offer(msg.data)
+        accepted, reason = self.server.offer(msg.data, self._recent_samples())
         if accepted:
             self.get_logger().info(f"serving {reason}")
         else:
@@ -94,8 +106,7 @@ class PredictorNode(Node):
         if efforts is None:
             return
         for stamp, effort in zip(stamps, efforts):
-            if not all(math.isfinite(e) for e in effort):
-                self.bad_references += 1
+            if effort is None:  # non-finite or beyond max_feedforward_torque: withheld, counted
                 continue
             reply = JointState(name=list(self.server.joint_names), effort=effort)
             reply.header.stamp = rc.seconds_to_stamp(stamp)
@@ -104,12 +115,30 @@ class PredictorNode(Node):
         self.latency_ms.append((time.perf_counter() - started) * 1e3)
         del self.latency_ms[:-2000]
 
+    def _take_states(self) -> list[JointState]:
+        """The newest joint states (at most consistency_window), taken on demand (see __init__)."""
+        with self._states_lock:
+            while (taken := self._state_subscription.handle.take_message(JointState, False)) is not None:
+                self._recent_states.append(taken[0])
+            return list(self._recent_states)
+
+    def _recent_samples(self) -> Batch | None:
+        """Samples of the recent joint states: consecutive pairs only (gaps and malformed states
+        skipped), q̈ differenced like the learner's. No clock or kinematic checks here: forged
+        states can at worst make a genuine model wait (the probe checks still bound the rest)."""
+        states = sorted(self._take_states(), key=lambda m: rc.to_nanoseconds(m.header.stamp))
+        assembler = SampleAssembler(self.server.joint_names, self.joint_state_period)
+        samples = [assembler.add(rc.stamp_to_seconds(m.header.stamp), m.name, m.position, m.velocity, m.effort)
+                   for m in states]
+        samples = [s for s in samples if s is not None]
+        return Batch.from_samples(samples) if samples else None
+
     def _latest_state(self) -> tuple[Time, list[float], list[float]] | None:
-        """The newest joint state, taken only when a forecast is due (see __init__)."""
-        taken = self._state_subscription.handle.take_message(JointState, False)
-        if taken is None:
+        """The newest joint state, when a forecast is due."""
+        states = self._take_states()
+        if not states:
             return None
-        msg = taken[0]
+        msg = states[-1]
         names = list(msg.name)
         if sorted(names) != sorted(self.server.joint_names) or len(msg.position) != len(names) \
                 or len(msg.velocity) != len(names):
@@ -151,9 +180,12 @@ class PredictorNode(Node):
             "model_version": current.model_version if current else "none",
             "model_kind": current.model.kind if current else "none",
             "snapshots_accepted": self.server.accepted,
+            "run_id": str(current.run_id) if current else "none",
             "snapshots_refused": sum(self.server.refused.values()),
             **{f"refused[{k}]": v for k, v in self.server.refused.items()},
+            "last_refusal": self.server.last_refusal or "none",
             "torques_served": self.served,
+            "torques_withheld": self.server.withheld,
             "bad_reference_points": self.bad_references,
             "compute_latency_p50_ms": pct(0.5),
             "compute_latency_p99_ms": pct(0.99),
@@ -165,8 +197,12 @@ class PredictorNode(Node):
                                "serving" if current else "waiting for a model", values)
 
 
+    def begin_shutdown(self) -> None:
+        """A forecast in flight gives up at its next step (see run_node)."""
+        self._stopping.set()
+
     def destroy_node(self) -> None:
-        self._stopping.set()  # a forecast in flight gives up at its next step
+        self.begin_shutdown()
         self._state_node.destroy_node()
         super().destroy_node()
 

@@ -1,5 +1,8 @@
 """Bring the graph up without a ROS distro: one process per node of the node table, with the
 same params file the launch file uses. Ctrl-C stops them all; a node that dies is reported.
+The node processes die with the bring-up process however it ends (even ``kill -9``): each asks
+the kernel for SIGTERM when its parent dies (Linux PR_SET_PDEATHSIG), so no orphans keep
+driving the robot.
 
 ``syrenets-ros up`` is the user command; :class:`Graph` is reused by the demo, the online
 benchmark and the end-to-end test.
@@ -8,6 +11,7 @@ benchmark and the end-to-end test.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import signal
 import subprocess
@@ -15,10 +19,27 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO, Iterable
+from typing import IO, Callable, Iterable
 
 from syrenets_ros.tools.graph import NODES, NodeSpec, ros_arguments
 from syrenets_ros.resources import params_file as default_params_file
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def _die_with_parent(parent: int) -> Callable[[], None] | None:
+    """preexec_fn for a child that gets SIGTERM (a clean node shutdown) when ``parent`` dies.
+    If the parent died before the request took effect, the child exits at once."""
+    if _libc is None:
+        return None
+
+    def request() -> None:
+        if _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0 or os.getppid() != parent:
+            os._exit(1)
+
+    return request
 
 
 class Graph:
@@ -48,7 +69,8 @@ class Graph:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         for node in self.nodes:
             process = subprocess.Popen(self.command(node), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, env=env, text=True, bufsize=1)
+                                       stdin=subprocess.DEVNULL, env=env, text=True, bufsize=1,
+                                       preexec_fn=_die_with_parent(os.getpid()))
             self.processes[node.name] = process
             log = open(self.log_dir / f"{node.name}.log", "w") if self.log_dir else None
             pump = threading.Thread(target=self._pump, args=(node.name, process.stdout, log), daemon=True)

@@ -10,6 +10,7 @@ from syrenets_ros.learning.terms import TermModel
 from syrenets_ros.plant.excitation import MultiSine
 from syrenets_ros.online.stream import JointStateSample
 from syrenets_ros.online.learner import LearnerConfig, OnlineLearner
+from syrenets_ros.online.serving import ModelServer
 from syrenets_ros.online.snapshot import decode_model
 
 DT = 0.001
@@ -137,3 +138,24 @@ def test_an_initial_model_for_other_joints_is_refused(tmp_path, excitation):
                                           network_enabled=False), log=lambda _: None)
     assert learner.resume() is None
     assert "joint names" in learner.stats.initial_model_refused
+
+
+def test_checkpoints_keep_the_newest_and_a_restarted_learner_is_a_newer_run(tmp_path, excitation):
+    config = LearnerConfig(snapshot_period=0.0, network_enabled=False, checkpoint_dir=str(tmp_path),
+                           checkpoint_period=0.0, checkpoint_keep=1)
+    learner = OnlineLearner(config, log=lambda _: None)
+    publications = _run(learner, _stream(excitation, 0.0, 3.0, BEFORE))
+    # Exact data: the guard serves a new model only when it is better, so few are published.
+    assert len(publications) >= 2
+    for publication in publications:
+        learner.maybe_checkpoint(publication)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"model-{publications[-1].version:08d}.json"]
+    server = ModelServer()
+    assert server.offer(publications[-1].payload)[0]
+    accepted, reason = server.offer(publications[-2].payload)
+    assert not accepted and reason.startswith("replay")
+    restarted = OnlineLearner(config, log=lambda _: None)
+    publication = restarted.resume()
+    assert restarted.run_id > learner.run_id
+    accepted, reason = server.offer(publication.payload)
+    assert accepted, reason

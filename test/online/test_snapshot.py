@@ -57,7 +57,7 @@ def _set_weight(envelope: dict, **changes) -> None:
     (lambda e: _set_weight(e, shape=[3, 3]), "do not match shape"),
     (lambda e: e["model"]["config"].update(operators=["add", "mul", "sin", "__import__"]), "unknown operator"),
     (lambda e: e.update(kind="pickle"), "unknown model kind"),
-    (lambda e: e.update(schema_version=2), "schema_version 2 not supported"),
+    (lambda e: e.update(schema_version=1), "schema_version 1 not supported"),
     (lambda e: e.update(format="something.else"), "format"),
     (lambda e: e.update(extra=1), "exactly the keys"),
     (lambda e: e.update(model_version=-1), "model_version"),

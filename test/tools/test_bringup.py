@@ -1,6 +1,10 @@
 """Bring-up without a ROS distro: real node processes from the node table and params file."""
 
 import ast
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -65,3 +69,35 @@ def test_graph_stops_cleanly_and_reports_a_node_that_dies(tmp_path):
         broken.stop()
     assert exited and exited["syrenets_predictor"] != 0
     assert "forecast_rate" in (tmp_path / "bad" / "syrenets_predictor.log").read_text()
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie waits for a reaper, but is dead)."""
+    try:
+        state = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                     if line.startswith("State:"))
+    except FileNotFoundError:
+        return False
+    return state.split()[1] not in ("Z", "X")
+
+
+def test_nodes_die_with_a_hard_killed_bring_up(tmp_path):
+    """kill -9 of `syrenets-ros up` must not leave nodes running (issue 12: all three did)."""
+    up = subprocess.Popen([sys.executable, "-m", "syrenets_ros.tools.cli", "up", "--only", PREDICTOR.name,
+                           "--log-dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert _wait_for_line(tmp_path / f"{PREDICTOR.name}.log", "ready", timeout=60.0)
+        children = [int(pid) for pid in Path(f"/proc/{up.pid}/task/{up.pid}/children").read_text().split()]
+        assert len(children) == 1 and _running(children[0])
+        up.send_signal(signal.SIGKILL)
+        up.wait()
+        deadline = time.monotonic() + 15.0  # SIGTERM: a clean shutdown, ~4 s on a loaded machine
+        while _running(children[0]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _running(children[0]), "the node outlived its bring-up process"
+    finally:
+        if up.poll() is None:
+            up.kill()
+        for pid in locals().get("children", []):
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)

@@ -1,0 +1,94 @@
+"""The learner under a forged joint-state stream over real DDS (issue 12): 300 well-formed
+states stamped 10⁴ s ahead of the sim clock with 5× the true torque never become samples; they
+are counted by reason on /diagnostics, the node keeps running, and the published model stays
+exact. Its snapshots carry its run identity, with versions increasing."""
+
+import time
+
+import pytest
+import torch
+from diagnostic_msgs.msg import DiagnosticArray
+from hostile_payloads import TRUE, smooth_motion
+from rclpy.node import Node
+from ros_helpers import Collector, spinning, wait_until
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import JointState
+from std_msgs.msg import String
+
+from syrenets_ros.dynamics.pendulum import JOINT_NAMES
+from syrenets_ros.online.serving import probe_states
+from syrenets_ros.online.snapshot import decode_model
+from syrenets_ros.ros import common as rc
+from syrenets_ros.tools.bringup import Graph
+from syrenets_ros.tools.graph import NODES
+
+LEARNER = next(n for n in NODES if n.name == "syrenets_learner")
+JOINTS = list(JOINT_NAMES)
+# The library refit alone, on 1 s of the two-sine motion (enough to identify L exactly).
+SMALL_AND_FAST = {"network_enabled": False, "min_fit_samples": 1200, "fit_samples": 1000, "holdout": 200,
+                  "snapshot_period": 0.2}
+
+
+def _diagnostics(collector: Collector) -> dict[str, str]:
+    for msg in reversed(collector.messages()):
+        for status in msg.status:
+            if status.name == "syrenets_learner":
+                return {kv.key: kv.value for kv in status.values}
+    return {}
+
+
+@pytest.fixture
+def learner(tmp_path):
+    graph = Graph(nodes=[LEARNER], use_sim_time=True, log_dir=tmp_path, echo=False,
+                  overrides={"syrenets_learner": SMALL_AND_FAST}).start()
+    try:
+        yield graph, tmp_path / "syrenets_learner.log"
+    finally:
+        codes = graph.stop()
+    assert codes == {"syrenets_learner": 0}, "the learner must still be up and stop cleanly"
+
+
+def test_forged_stamps_are_refused_and_the_published_model_stays_exact(learner, ros_context):
+    graph, log = learner
+    node = Node("stream_forger", context=ros_context)
+    diagnostics = Collector(node, DiagnosticArray, rc.DIAGNOSTICS)
+    models = Collector(node, String, rc.MODEL)
+    states = node.create_publisher(JointState, rc.JOINT_STATES, rc.JOINT_STATE_QOS)
+    clock = node.create_publisher(Clock, rc.CLOCK, 10)
+    rows = smooth_motion(2500, start=1.0)
+
+    def publish(batch, forge: bool = False) -> None:
+        for i, (stamp, q, qd, tau) in enumerate(batch):
+            if forge:
+                stamp, tau = stamp + 1e4, [5 * t for t in tau]
+            message = JointState(name=JOINTS, position=q, velocity=qd, effort=tau)
+            message.header.stamp = rc.seconds_to_stamp(stamp)
+            if not forge and i % 10 == 0:
+                clock.publish(Clock(clock=message.header.stamp))
+            states.publish(message)
+            if i % 100 == 99:
+                time.sleep(0.05)  # a 2-core machine: let the learner keep up
+
+    with spinning(ros_context, node):
+        assert wait_until(lambda: log.exists() and "learning on" in log.read_text(), 90.0)
+        assert wait_until(lambda: states.get_subscription_count() >= 1 and clock.get_subscription_count() >= 1, 30.0)
+        publish(rows[:1500])
+        publish(rows[1500:1800], forge=True)
+        publish(rows[1500:])  # the genuine stream goes on where it was
+        received = str(len(rows) + 300)
+        assert wait_until(lambda: _diagnostics(diagnostics).get("samples_received") == received, 60.0), \
+            _diagnostics(diagnostics)
+        assert _diagnostics(diagnostics)["rejected[off_clock]"] == "300"
+        assert wait_until(lambda: len(models) >= 2, 60.0), log.read_text()
+        assert graph.newly_exited() == {}
+
+    values = _diagnostics(diagnostics)
+    assert values["samples_accepted"] == str(len(rows) - 1) and values["samples_rejected"] == "300", values
+    assert values["callback_errors"] == "0" and values["states_missing"] == "0", values
+    snapshots = [decode_model(m.data) for m in models.messages()]
+    assert len({s.run_id for s in snapshots}) == 1 and str(snapshots[0].run_id) == values["run_id"]
+    versions = [s.model_version for s in snapshots]
+    assert versions == sorted(set(versions))
+    q, qd, qdd = probe_states(2, seed=4)
+    newest = snapshots[-1].model
+    assert torch.allclose(newest.torque(q, qd, qdd), TRUE.torque(q, qd, qdd), rtol=0, atol=1e-8)
