@@ -18,8 +18,8 @@ from typing import Callable
 import torch
 
 from syrenets_ros.offline.bag import NANOSECONDS, BagError, JointStateBag, estimate_period
-from syrenets_ros.online.learner import LearnerConfig, OnlineLearner, Publication, Stats
-from syrenets_ros.online.stream import REJECT_REASONS, Batch, JointStateSample, SampleAssembler
+from syrenets_ros.online.learner import LEARNER_PARAMETERS, LearnerConfig, OnlineLearner, Publication, Stats
+from syrenets_ros.online.stream import REJECT_REASONS, Batch, JointStateSample, SampleAssembler, StreamChecks
 
 # The live worker loops continuously, one training step per pass at most. Offline the learner
 # is stepped every training period of recording (at most every 0.1 s: fewer, larger ingests
@@ -70,7 +70,12 @@ def learn_from_bag(bag: JointStateBag, config: LearnerConfig, period: float | No
                    progress: Callable[[Progress], None] | None = None) -> OfflineResult:
     """Replay the bag through the learner; BagError if too little of it is usable."""
     period = bag_period(bag) if period is None else period
-    assembler = SampleAssembler(config.joint_names, period)
+    # The node's stream checks, less the stamp-vs-clock one: a recording's stamps are history
+    # (and sim-time stamps were recorded against wall receive times).
+    position_noise, velocity_noise = LEARNER_PARAMETERS.default("sensor_noise")
+    checks = StreamChecks(clock=lambda: math.nan, stamp_tolerance=0.0, position_noise=position_noise,
+                          velocity_noise=velocity_noise)
+    assembler = SampleAssembler(config.joint_names, period, checks=checks)
     now = [bag.start_time / NANOSECONDS]
     notes: list[str] = []
     learner = OnlineLearner(config, log=notes.append, clock=lambda: now[0])
