@@ -29,8 +29,9 @@ from syrenets_ros.learning.syrenet import SyReNet, SyReNetConfig
 from syrenets_ros.learning.terms import FORCE_LAWS, Force, TermLibrary, TermModel, polynomial_terms
 from syrenets_ros.learning.training import Trainer, select_device
 from syrenets_ros.online.change import ChangeDetector
-from syrenets_ros.online.serving import implausibility, probe_states
-from syrenets_ros.online.snapshot import RunId, encode_model, load_newest_checkpoint, save_checkpoint
+from syrenets_ros.online.serving import implausibility, load_model_file, probe_states
+from syrenets_ros.online.snapshot import (DecodedModel, RunId, SnapshotError, encode_model, load_newest_checkpoint,
+                                          save_checkpoint)
 from syrenets_ros.online.stream import Batch, ReplayBuffer, WindowCutter
 from syrenets_ros.online.tracking import RecursiveLeastSquares
 from syrenets_ros.schema import NodeSchema, Param
@@ -76,6 +77,8 @@ LEARNER_PARAMETERS = NodeSchema("syrenets_learner", (
     Param("change_floor", 1.0e-4, "integral-row residual variance taken as the noise floor at least",
           "(N·m)²", 1.0e-12, 1.0e6, read_only=True),
     Param("checkpoint_dir", "", "checkpoint folder ('' = no checkpoints)", read_only=True),
+    Param("initial_model", "", "saved snapshot to start from and adapt (e.g. from `syrenets-ros learn`; "
+          "'' = none; a checkpoint in checkpoint_dir takes precedence)", read_only=True),
     Param("checkpoint_period", 10.0, "wall seconds between checkpoints", "s", 0.1, 86_400.0,
           read_only=True),
     Param("checkpoint_keep", 5, "newest checkpoint files kept in checkpoint_dir (older ones are deleted)",
@@ -126,6 +129,7 @@ class LearnerConfig:
     rls_covariance: float = 1e4
     checkpoint_dir: str = _default("checkpoint_dir")
     checkpoint_period: float = _default("checkpoint_period")
+    initial_model: str = _default("initial_model")
     checkpoint_keep: int = _default("checkpoint_keep")
     max_feedforward_torque: float = _default("max_feedforward_torque")
     seed: int = _default("seed")
@@ -144,7 +148,7 @@ class Publication:
     payload: str
     equation: str
     version: int
-    source: str  # "tracked", "library", "network", "network_guided" or "checkpoint"
+    source: str  # "tracked", "library", "network", "network_guided", "checkpoint" or "initial_model"
     holdout_rmse: float
 
 
@@ -162,6 +166,7 @@ class Stats:
     candidate_rmse: dict[str, float] = field(default_factory=dict)  # last selection's held-out RMSE
     checkpoints_written: int = 0
     checkpoints_skipped: list[str] = field(default_factory=list)
+    initial_model_refused: str = ""  # why the configured initial model was not used
     noise: list[float] = field(default_factory=list)  # per-joint noise scale of one integral row [N·m]
     guard_refusals: int = 0  # better-scoring models not served: under-validated or worse than the served one
     insufficiency: str = ""  # why the model class does not fit ("" = it does)
@@ -207,11 +212,16 @@ def _rmse(model, batch: Batch, window: int, stride: int) -> float:
 
 
 class OnlineLearner:
+    """``clock`` paces selections, training and checkpoints: wall time on a live stream, the
+    recording's time when a bag is replayed (so the periods mean the same in both)."""
+
     def __init__(self, config: LearnerConfig, log: Callable[[str], None] = print,
-                 warn: Callable[[str], None] | None = None) -> None:
+                 warn: Callable[[str], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.log = log
         self.warn = warn or log
+        self.clock = clock
         self.device = select_device(config.device)
         n = len(config.joint_names)
         self.buffer = ReplayBuffer(config.buffer_capacity, n)
@@ -237,7 +247,7 @@ class OnlineLearner:
         # would only raise the same suspicion; the next served model re-arms the detector.
         self._detector_armed = True
         self._last_selection = -math.inf
-        self._last_checkpoint = time.monotonic()
+        self._last_checkpoint = clock()
         self._last_train = -math.inf
 
     # -- stream ---------------------------------------------------------------------------
@@ -341,7 +351,7 @@ class OnlineLearner:
     def train_step(self) -> bool:
         """One network step on a recent-favouring minibatch, rate-limited."""
         config = self.config
-        now = time.monotonic()
+        now = self.clock()
         if not config.network_enabled or now - self._last_train < 1.0 / config.max_train_rate:
             return False
         if len(self.buffer) - config.holdout < config.batch_size:
@@ -362,7 +372,7 @@ class OnlineLearner:
         """Every snapshot period: build candidates, score them on held-out recent integral
         rows, and serve the best — only when it is validated on a full held-out set and
         predicts those torques at least as well as the model it would replace."""
-        now = time.monotonic()
+        now = self.clock()
         if now - self._last_selection < self.config.snapshot_period:
             return None
         config = self.config
@@ -401,6 +411,11 @@ class OnlineLearner:
         if source in ("library", "network_guided"):
             self.tracker = self._track(model)
         return self._publish(model, source, rmse)
+
+    def select_now(self) -> Publication | None:
+        """Select at once, whatever the snapshot period (e.g. when a recording ends)."""
+        self._last_selection = -math.inf
+        return self.maybe_select()
 
     def _plausible(self, rmse: float, source: str, model) -> bool:
         """The gate a predictor applies too (serving.implausibility): publish nothing it
@@ -512,7 +527,7 @@ class OnlineLearner:
         directory = self.config.checkpoint_dir
         if not directory or publication is None:
             return
-        now = time.monotonic()
+        now = self.clock()
         if now - self._last_checkpoint < self.config.checkpoint_period:
             return
         self._last_checkpoint = now
@@ -521,18 +536,31 @@ class OnlineLearner:
         self.stats.checkpoints_written += 1
 
     def resume(self) -> Publication | None:
-        """Serve the newest valid checkpoint at once (under this run's identity); corrupt ones
-        are reported and skipped, an implausible one is not served."""
-        if not self.config.checkpoint_dir:
-            return None
-        decoded, skipped = load_newest_checkpoint(Path(self.config.checkpoint_dir))
-        for path, reason in skipped:
-            self.stats.checkpoints_skipped.append(f"{Path(path).name}: {reason}")
-            self.log(f"skipped corrupt checkpoint {path}: {reason}")
-        if decoded is None or not self._plausible(math.nan, "checkpoint", decoded.model):
+        """Serve the newest valid checkpoint at once (under this run's identity), else the
+        configured initial model; corrupt checkpoints and a refused initial model are reported
+        and skipped, an implausible one is not served. Served coefficients are tracked from
+        there, so the model adapts to the live data."""
+        decoded, source = None, "checkpoint"
+        if self.config.checkpoint_dir:
+            decoded, skipped = load_newest_checkpoint(Path(self.config.checkpoint_dir))
+            for path, reason in skipped:
+                self.stats.checkpoints_skipped.append(f"{Path(path).name}: {reason}")
+                self.log(f"skipped corrupt checkpoint {path}: {reason}")
+        if decoded is None and self.config.initial_model:
+            decoded, source = self._initial_model(), "initial_model"
+        if decoded is None or not self._plausible(math.nan, source, decoded.model):
             return None
         self.version = decoded.model_version
         if isinstance(decoded.model, TermModel):
             self.tracker = self._track(decoded.model)
-        self.log(f"resumed from checkpoint model v{decoded.model_version} ({decoded.model.kind})")
-        return self._publish(decoded.model, "checkpoint", math.nan)
+        self.log(f"starting from {source.replace('_', ' ')} v{decoded.model_version} ({decoded.model.kind})")
+        return self._publish(decoded.model, source, math.nan)
+
+    def _initial_model(self) -> DecodedModel | None:
+        """The initial model file, validated as the predictor validates a snapshot."""
+        try:
+            return load_model_file(self.config.initial_model, self.config.joint_names)
+        except SnapshotError as exc:
+            self.stats.initial_model_refused = str(exc)
+            self.log(f"initial model refused, learning from scratch: {exc}")
+            return None

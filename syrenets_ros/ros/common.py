@@ -102,8 +102,9 @@ def publish_diagnostics(node: Node, publisher, name: str, level: bytes, message:
 
 
 def run_node(make_node: Callable[[], Node], make_executor: Callable[[], Executor] = SingleThreadedExecutor,
-             args: list[str] | None = None) -> None:
-    """Spin a node until Ctrl-C or SIGTERM, then stop it in the right order.
+             args: list[str] | None = None, duration: float | None = None) -> None:
+    """Spin a node until Ctrl-C or SIGTERM (or for ``duration`` wall seconds), then stop it
+    in the right order.
 
     The executor spins in a thread of its own; the signal handlers only set a flag that the
     main thread waits on. rclpy's own handler (or a KeyboardInterrupt) would strike inside
@@ -144,7 +145,7 @@ def run_node(make_node: Callable[[], Node], make_executor: Callable[[], Executor
         node = make_node()
         executor.add_node(node)
         spinner.start()
-        stop.wait()
+        stop.wait(duration)
         node.get_logger().info("shutting down" if not failure else f"stopping after an error: {failure[0]!r}")
     finally:
         if node is not None and hasattr(node, "begin_shutdown"):

@@ -2,7 +2,8 @@
 nodes up, tracks with PD only, switches the learned feed-forward on, changes the system through
 the parameter service (by default swaps link 2: mass 1.0 → 2.0 kg, length 1.67 → 1.2 m; or adds a
 spring or friction with --change), keeps learning, and ends with a summary table, the learned
-Lagrangian next to the true one, and a plot. --noise adds sensor noise to what is published."""
+Lagrangian next to the true one, and a plot. --noise adds sensor noise to what is published. The
+run is recorded to RUN_DIR/bag, so ``syrenets-ros learn runs/demo/bag`` learns from it offline."""
 
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="SQ,SQD,STAU",
                         help="sensor noise on what the simulator publishes; without a value the realistic "
                              f"figures of an industrial arm {list(REALISTIC_NOISE)}")
+    parser.add_argument("--record", action=argparse.BooleanOptionalAction, default=True,
+                        help="record the run to RUN_DIR/bag (MCAP) for `syrenets-ros learn`")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"timeline (sim s): PD only {timeline.pd_only}, learned FF {timeline.learned_before_swap}, "
           f"change {timeline.swap}, then {timeline.after_swap}; real-time factor {args.real_time_factor}"
           + (f"; sensor noise σ = {args.noise}" if args.noise else ""))
-    result = run_experiment(timeline, args.run_dir, real_time_factor=args.real_time_factor, overrides=overrides)
+    result = run_experiment(timeline, args.run_dir, real_time_factor=args.real_time_factor, overrides=overrides,
+                            bag_dir=args.run_dir / "bag" if args.record else None)
     print("\n" + summary_table(result))
     print(f"\nfull result: {args.run_dir / 'result.json'}; node logs: {args.run_dir / 'logs'}")
     return 1 if result.nodes_died else 0
