@@ -29,8 +29,9 @@ from syrenets_ros.learning.syrenet import SyReNet, SyReNetConfig
 from syrenets_ros.learning.terms import FORCE_LAWS, Force, TermLibrary, TermModel, polynomial_terms
 from syrenets_ros.learning.training import Trainer, select_device
 from syrenets_ros.online.change import ChangeDetector
-from syrenets_ros.online.serving import implausibility, probe_states
-from syrenets_ros.online.snapshot import RunId, encode_model, load_newest_checkpoint, save_checkpoint
+from syrenets_ros.online.serving import implausibility, load_model_file, probe_states
+from syrenets_ros.online.snapshot import (DecodedModel, RunId, SnapshotError, encode_model, load_newest_checkpoint,
+                                          save_checkpoint)
 from syrenets_ros.online.stream import Batch, ReplayBuffer, WindowCutter
 from syrenets_ros.online.tracking import RecursiveLeastSquares
 from syrenets_ros.schema import NodeSchema, Param
@@ -60,10 +61,10 @@ LEARNER_PARAMETERS = NodeSchema("syrenets_learner", (
           "post-change data a suspected change waits for)", "samples", 200, 100_000, read_only=True),
     Param("fit_samples", 8_000, "samples used by each symbolic refit", "samples", 1_000, 1_000_000,
           read_only=True),
-    # A refit selects terms by 5-fold cross-validation over integral windows: about 1000 samples
-    # at the default window and stride are the least it can use.
+    # A refit selects terms by 5-fold cross-validation over integral windows: with 1200 samples
+    # (and the holdout) the spring's missing-potential test still has enough windows to fire.
     Param("min_fit_samples", 1_200, "samples needed for the first model (and after a change), besides the "
-          "holdout", "samples", 1_000, 1_000_000, read_only=True),
+          "holdout", "samples", 300, 1_000_000, read_only=True),
     Param("integral_window", 100, "samples per integral (momentum-form) row; its noise falls as window^-1.5",
           "samples", 10, 10_000, read_only=True),
     Param("integral_stride", 25, "samples between the starts of overlapping windows for refits and scores",
@@ -80,6 +81,8 @@ LEARNER_PARAMETERS = NodeSchema("syrenets_learner", (
     Param("change_floor", 1.0e-4, "integral-row residual variance taken as the noise floor at least",
           "(N·m)²", 1.0e-12, 1.0e6, read_only=True),
     Param("checkpoint_dir", "", "checkpoint folder ('' = no checkpoints)", read_only=True),
+    Param("initial_model", "", "saved snapshot to start from and adapt (e.g. from `syrenets-ros learn`; "
+          "'' = none; a checkpoint in checkpoint_dir takes precedence)", read_only=True),
     Param("checkpoint_period", 10.0, "wall seconds between checkpoints", "s", 0.1, 86_400.0,
           read_only=True),
     Param("checkpoint_keep", 5, "newest checkpoint files kept in checkpoint_dir (older ones are deleted)",
@@ -130,6 +133,7 @@ class LearnerConfig:
     rls_covariance: float = 1e4
     checkpoint_dir: str = _default("checkpoint_dir")
     checkpoint_period: float = _default("checkpoint_period")
+    initial_model: str = _default("initial_model")
     checkpoint_keep: int = _default("checkpoint_keep")
     max_feedforward_torque: float = _default("max_feedforward_torque")
     seed: int = _default("seed")
@@ -148,7 +152,7 @@ class Publication:
     payload: str
     equation: str
     version: int
-    source: str  # "tracked", "library", "network", "network_guided" or "checkpoint"
+    source: str  # "tracked", "library", "network", "network_guided", "checkpoint" or "initial_model"
     holdout_rmse: float
 
 
@@ -166,6 +170,7 @@ class Stats:
     candidate_rmse: dict[str, float] = field(default_factory=dict)  # last selection's held-out RMSE
     checkpoints_written: int = 0
     checkpoints_skipped: list[str] = field(default_factory=list)
+    initial_model_refused: str = ""  # why the configured initial model was not used
     noise: list[float] = field(default_factory=list)  # per-joint noise scale of one integral row [N·m]
     guard_refusals: int = 0  # better-scoring models not served: under-validated or worse than the served one
     insufficiency: str = ""  # why the model class does not fit ("" = it does)
@@ -211,11 +216,16 @@ def _rmse(model, batch: Batch, window: int, stride: int) -> float:
 
 
 class OnlineLearner:
+    """``clock`` paces selections, training and checkpoints: wall time on a live stream, the
+    recording's time when a bag is replayed (so the periods mean the same in both)."""
+
     def __init__(self, config: LearnerConfig, log: Callable[[str], None] = print,
-                 warn: Callable[[str], None] | None = None) -> None:
+                 warn: Callable[[str], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.log = log
         self.warn = warn or log
+        self.clock = clock
         self.device = select_device(config.device)
         n = len(config.joint_names)
         self.buffer = ReplayBuffer(config.buffer_capacity, n)
@@ -237,8 +247,11 @@ class OnlineLearner:
         self.tracker: RecursiveLeastSquares | None = None
         self.noise = torch.full((n,), math.sqrt(config.change_floor), dtype=torch.float64)
         self._suspected_change: float | None = None
+        # After a confirmed change the served model is known to be wrong: watching it again
+        # would only raise the same suspicion; the next served model re-arms the detector.
+        self._detector_armed = True
         self._last_selection = -math.inf
-        self._last_checkpoint = time.monotonic()
+        self._last_checkpoint = clock()
         self._last_train = -math.inf
 
     # -- stream ---------------------------------------------------------------------------
@@ -261,9 +274,10 @@ class OnlineLearner:
                 predicted = self.served.torque(window.q, window.qd, window.qdd).to(torch.float64).cpu()
             residual = integral.integrate(predicted, everything, width) - target
             level = (residual.square() / self.noise.square()).mean(-1)
-            change = self.detector.update(window.stamp[:1], level)
-            if change is not None and self._suspected_change is None:
-                self._suspected_change = change
+            if self._detector_armed:
+                change = self.detector.update(window.stamp[:1], level)
+                if change is not None and self._suspected_change is None:
+                    self._suspected_change = change
         if self._suspected_change is not None:
             self._maybe_confirm()
         if self.tracker is not None:
@@ -329,6 +343,8 @@ class OnlineLearner:
         self.stats.change_stamps.append(stamp)
         self.stats.dropped_after_change += dropped
         self.windows.reset()
+        self.detector.reset()
+        self._detector_armed = False
         if self.tracker is not None:
             self.tracker.reset(self.config.rls_covariance)
         self._last_selection = -math.inf  # select again as soon as there is post-change data
@@ -339,7 +355,7 @@ class OnlineLearner:
     def train_step(self) -> bool:
         """One network step on a recent-favouring minibatch, rate-limited."""
         config = self.config
-        now = time.monotonic()
+        now = self.clock()
         if not config.network_enabled or now - self._last_train < 1.0 / config.max_train_rate:
             return False
         if len(self.buffer) - config.holdout < config.batch_size:
@@ -360,7 +376,7 @@ class OnlineLearner:
         """Every snapshot period: build candidates, score them on held-out recent integral
         rows, and serve the best — only when it is validated on a full held-out set and
         predicts those torques at least as well as the model it would replace."""
-        now = time.monotonic()
+        now = self.clock()
         if now - self._last_selection < self.config.snapshot_period:
             return None
         config = self.config
@@ -369,7 +385,7 @@ class OnlineLearner:
         self._last_selection = now
         holdout = self.buffer.newest(config.holdout)
         fit = self.buffer.newest(config.fit_samples, skip_newest=config.holdout)
-        candidates = self._candidates(fit)
+        candidates = self._candidates(fit, holdout)
         if not candidates:
             return None
         width, stride = config.integral_window, config.integral_stride
@@ -400,6 +416,11 @@ class OnlineLearner:
             self.tracker = self._track(model)
         return self._publish(model, source, rmse)
 
+    def select_now(self) -> Publication | None:
+        """Select at once, whatever the snapshot period (e.g. when a recording ends)."""
+        self._last_selection = -math.inf
+        return self.maybe_select()
+
     def _plausible(self, rmse: float, source: str, model) -> bool:
         """The gate a predictor applies too (serving.implausibility): publish nothing it
         would refuse, and nothing unsafe if it would not."""
@@ -412,7 +433,7 @@ class OnlineLearner:
                          f"{reason}")
         return reason is None
 
-    def _candidates(self, fit: Batch) -> list[tuple[str, object]]:
+    def _candidates(self, fit: Batch, holdout: Batch) -> list[tuple[str, object]]:
         """Tracked coefficients, the raw network, and two exact refits on integral rows: on the
         whole term library, and on the terms the network proposes plus the library (the
         network can add terms the grammar lacks; cross-validation decides)."""
@@ -434,9 +455,15 @@ class OnlineLearner:
             reference = fit.to(self.device)
             frozen = self.network.freeze(reference.q[-256:], reference.qd[-256:]).to(torch.device("cpu"))
             candidates.append(("network", frozen))
-            proposed = propose_terms(frozen.lagrangian_fn(), self.library, fit.q[-256:], fit.qd[-256:],
-                                     fit.qdd[-256:])
             guided = library_model
+            # The network proposes structure only once it predicts held-out torques better than
+            # the library can: then it found something the grammar lacks (an untrained
+            # network's projection proposes noise, and each proposal costs a refit).
+            width, stride = self.config.integral_window, self.config.integral_stride
+            proposed = []
+            if _rmse(frozen, holdout, width, stride) < _rmse(library_model, holdout, width, stride):
+                proposed = propose_terms(frozen.lagrangian_fn(), self.library, fit.q[-256:], fit.qd[-256:],
+                                         fit.qdd[-256:])
             if proposed:
                 grown = refit(list(self.library.columns) + proposed)
                 if _closer_outside(grown, library_model, frozen, fit, self.generator):
@@ -488,6 +515,7 @@ class OnlineLearner:
     def _publish(self, model, source: str, rmse: float) -> Publication:
         self.version += 1
         self.served = model
+        self._detector_armed = True
         self.stats.holdout_rmse = rmse
         self.stats.served_source = source
         metrics = {"holdout_rmse": rmse if math.isfinite(rmse) else -1.0,
@@ -503,7 +531,7 @@ class OnlineLearner:
         directory = self.config.checkpoint_dir
         if not directory or publication is None:
             return
-        now = time.monotonic()
+        now = self.clock()
         if now - self._last_checkpoint < self.config.checkpoint_period:
             return
         self._last_checkpoint = now
@@ -512,18 +540,31 @@ class OnlineLearner:
         self.stats.checkpoints_written += 1
 
     def resume(self) -> Publication | None:
-        """Serve the newest valid checkpoint at once (under this run's identity); corrupt ones
-        are reported and skipped, an implausible one is not served."""
-        if not self.config.checkpoint_dir:
-            return None
-        decoded, skipped = load_newest_checkpoint(Path(self.config.checkpoint_dir))
-        for path, reason in skipped:
-            self.stats.checkpoints_skipped.append(f"{Path(path).name}: {reason}")
-            self.log(f"skipped corrupt checkpoint {path}: {reason}")
-        if decoded is None or not self._plausible(math.nan, "checkpoint", decoded.model):
+        """Serve the newest valid checkpoint at once (under this run's identity), else the
+        configured initial model; corrupt checkpoints and a refused initial model are reported
+        and skipped, an implausible one is not served. Served coefficients are tracked from
+        there, so the model adapts to the live data."""
+        decoded, source = None, "checkpoint"
+        if self.config.checkpoint_dir:
+            decoded, skipped = load_newest_checkpoint(Path(self.config.checkpoint_dir))
+            for path, reason in skipped:
+                self.stats.checkpoints_skipped.append(f"{Path(path).name}: {reason}")
+                self.log(f"skipped corrupt checkpoint {path}: {reason}")
+        if decoded is None and self.config.initial_model:
+            decoded, source = self._initial_model(), "initial_model"
+        if decoded is None or not self._plausible(math.nan, source, decoded.model):
             return None
         self.version = decoded.model_version
         if isinstance(decoded.model, TermModel):
             self.tracker = self._track(decoded.model)
-        self.log(f"resumed from checkpoint model v{decoded.model_version} ({decoded.model.kind})")
-        return self._publish(decoded.model, "checkpoint", math.nan)
+        self.log(f"starting from {source.replace('_', ' ')} v{decoded.model_version} ({decoded.model.kind})")
+        return self._publish(decoded.model, source, math.nan)
+
+    def _initial_model(self) -> DecodedModel | None:
+        """The initial model file, validated as the predictor validates a snapshot."""
+        try:
+            return load_model_file(self.config.initial_model, self.config.joint_names)
+        except SnapshotError as exc:
+            self.stats.initial_model_refused = str(exc)
+            self.log(f"initial model refused, learning from scratch: {exc}")
+            return None

@@ -13,6 +13,7 @@ refused snapshot leaves the served model untouched; every refusal is counted by 
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections import Counter
@@ -265,3 +266,28 @@ class ModelServer:
         valid = int(finite.int().cumprod(0).sum())  # belt and braces: never publish non-finite
         reason = rollout.failures[0] or ("" if valid == steps + 1 else "non-finite state")
         return Forecast(rollout.t[:valid].tolist(), positions[:valid].tolist(), velocities[:valid].tolist(), reason)
+
+
+def load_model_file(path: str | os.PathLike, joint_names: Sequence[str] | None = None,
+                    max_payload_bytes: int = PREDICTOR_PARAMETERS.default("max_payload_bytes")) -> DecodedModel:
+    """A saved snapshot, validated exactly as the predictor validates one from the topic
+    (allow-list decode, joint names, probe evaluation); SnapshotError with the reason if
+    refused. ``joint_names`` None takes the snapshot's own (offline use, no robot to match)."""
+    try:
+        size = os.path.getsize(path)
+        if size > max_payload_bytes:
+            raise SnapshotError(f"{path}: {size} bytes exceeds the limit of {max_payload_bytes} bytes")
+        with open(path, "rb") as handle:
+            payload = handle.read(max_payload_bytes + 1)
+    except OSError as exc:
+        raise SnapshotError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        if joint_names is None:
+            joint_names = decode_model(payload, max_bytes=max_payload_bytes).joint_names
+    except SnapshotError as exc:
+        raise SnapshotError(f"{path}: {exc}") from None
+    server = ModelServer(joint_names, max_payload_bytes)
+    accepted, reason = server.offer(payload)
+    if not accepted:
+        raise SnapshotError(f"{path}: {reason}")
+    return server.current

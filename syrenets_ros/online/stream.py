@@ -23,7 +23,7 @@ from syrenets_ros.learning import integral
 REJECT_REASONS = (
     "malformed",  # wrong lengths, missing fields
     "non_finite",
-    "unknown_joint",  # a joint we do not learn, or a missing one
+    "missing_joint",  # a joint we learn is not in the message (extra joints are ignored)
     "duplicate_stamp",
     "out_of_order",
     "gap",  # a dropped message between two states: q̈ would be wrong
@@ -110,8 +110,9 @@ class SampleAssembler:
         if count == 0 or len(set(names)) != count or any(len(a) != count for a in (position, velocity, effort)):
             return "malformed"
         index = {name: i for i, name in enumerate(names)}
-        if set(index) != set(self.joint_names):
-            return "unknown_joint"
+        # A robot publishes all its joints; only the learned ones must be present.
+        if not all(name in index for name in self.joint_names):
+            return "missing_joint"
         order = [index[name] for name in self.joint_names]
         fields = tuple(tuple(float(values[i]) for i in order) for values in (position, velocity, effort))
         if not all(math.isfinite(v) for values in fields for v in values):

@@ -152,8 +152,9 @@ def spin_until(executor: Executor, stop: threading.Event, period: float = 0.1) -
 
 
 def run_node(make_node: Callable[[], Node], make_executor: Callable[[], Executor] = EventsExecutor,
-             args: list[str] | None = None) -> None:
-    """Spin a node until Ctrl-C or SIGTERM, then stop it in the right order.
+             args: list[str] | None = None, duration: float | None = None) -> None:
+    """Spin a node until Ctrl-C or SIGTERM (or for ``duration`` wall seconds), then stop it
+    in the right order.
 
     The default executor is rclpy's EventsExecutor: it dispatches in C++ and costs a third of
     the SingleThreadedExecutor's CPU per message (measured 0.12 vs 0.32 ms at 1 kHz). It runs
@@ -198,7 +199,7 @@ def run_node(make_node: Callable[[], Node], make_executor: Callable[[], Executor
         node = make_node()
         executor.add_node(node)
         spinner.start()
-        stop.wait()
+        stop.wait(duration)
         node.get_logger().info("shutting down" if not failure else f"stopping after an error: {failure[0]!r}")
     finally:
         stop.set()

@@ -122,6 +122,7 @@ class LearnerNode(Node):
             "last_change_stamp": stats.change_stamps[-1] if stats.change_stamps else "none",
             "checkpoints_written": stats.checkpoints_written,
             "checkpoints_skipped": len(stats.checkpoints_skipped),
+            "initial_model_refused": stats.initial_model_refused or "no",
             "worker_errors": self.worker_errors,
             "row_noise_per_joint": [f"{v:.3g}" for v in stats.noise],
             "guard_refusals": stats.guard_refusals,

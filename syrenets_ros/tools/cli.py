@@ -13,6 +13,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "set": ("syrenets_ros.ros.param_client", "set node parameters at run time (like ros2 param set)"),
     "params": ("syrenets_ros.tools.params", "every node's parameters: type, default, range, description"),
     "demo": ("syrenets_ros.tools.demo", "bring the graph up, learn, swap a link, report and plot"),
+    "record": ("syrenets_ros.tools.record", "record the graph's topics to a rosbag2 (MCAP)"),
+    "learn": ("syrenets_ros.tools.learn", "learn the Lagrangian from a rosbag2 of sensor_msgs/JointState"),
+    "predict": ("syrenets_ros.tools.predict", "inverse-dynamics torques of a saved model for a CSV of states"),
 }
 
 BENCHMARKS: dict[str, tuple[str, str]] = {
@@ -23,6 +26,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
                   "simulator vs ground truth with springs, damping, friction; sensor noise σ"),
     "online": ("syrenets_ros.tools.bench.online", "adaptation time, tracking, predictor latency"),
     "integrator": ("syrenets_ros.tools.bench.integrator", "energy drift of variational vs explicit rollouts"),
+    "bags": ("syrenets_ros.tools.bench.bags", "`learn` CPU time per million messages and its peak memory"),
     "noise": ("syrenets_ros.tools.bench.noise", "learning through sensor noise: error vs σ, false alarms, swap"),
     "structure": ("syrenets_ros.tools.bench.structure", "springs, friction, swaps mid-run, network off/on"),
     "hostile": ("syrenets_ros.tools.bench.hostile", "cost and verdict of issue 12's hostile payloads and streams"),

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -63,10 +67,12 @@ def run_experiment(timeline: Timeline, run_dir: Path, *, real_time_factor: float
                    overrides: dict[str, dict[str, object]] | None = None,
                    progress: Callable[[str], None] = print,
                    hooks: dict[str, Callable[[Monitor], None]] | None = None,
-                   nodes: Sequence[NodeSpec] = NODES, startup_timeout: float = 90.0) -> ExperimentResult:
+                   nodes: Sequence[NodeSpec] = NODES, startup_timeout: float = 90.0,
+                   bag_dir: Path | None = None) -> ExperimentResult:
     """Run the timeline against freshly started node processes; logs go to run_dir/logs.
     `hooks` are called with the monitor once the simulation runs ("started") and when the
-    feed-forward is switched on ("feedforward_on")."""
+    feed-forward is switched on ("feedforward_on"). With `bag_dir`, `syrenets-ros record`
+    records the run there (replacing an earlier recording)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     hooks = hooks or {}
     domain = private_domain()
@@ -92,6 +98,7 @@ def run_experiment(timeline: Timeline, run_dir: Path, *, real_time_factor: float
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
     graph = Graph(overrides=node_overrides, nodes=nodes, log_dir=run_dir / "logs", echo=False)
+    recorder: subprocess.Popen | None = None
     died: list[str] = []
     last_print = 0.0
 
@@ -114,6 +121,8 @@ def run_experiment(timeline: Timeline, run_dir: Path, *, real_time_factor: float
             time.sleep(0.05)
 
     try:
+        if bag_dir is not None:
+            recorder = _start_recording(bag_dir, run_dir / "logs", monitor, progress)
         progress(f"starting {', '.join(n.name for n in nodes)} on ROS_DOMAIN_ID={domain} "
                  f"(logs in {run_dir / 'logs'})")
         graph.start()
@@ -141,6 +150,8 @@ def run_experiment(timeline: Timeline, run_dir: Path, *, real_time_factor: float
         cpu_per_sim_s = {name: (cpu_end[name] - cpu_ff[name]) / sim_seconds for name in cpu_end if name in cpu_ff}
     finally:
         exit_codes = graph.stop()
+        if recorder is not None:
+            _stop_recording(recorder, bag_dir, progress)
         executor.shutdown()
         monitor.destroy_node()
         spinner.join(timeout=5.0)
@@ -178,6 +189,41 @@ OBSERVER = "experiment (monitor)"  # this process, in the CPU table
 def _own_cpu_seconds() -> float:
     times = os.times()
     return times.user + times.system
+
+
+def _start_recording(bag_dir: Path, log_dir: Path, monitor: Monitor,
+                     progress: Callable[[str], None]) -> subprocess.Popen:
+    """`syrenets-ros record bag_dir` in a process of its own (its own interpreter, so the
+    monitor keeps up), started and subscribed before the nodes so the whole run is in it."""
+    if bag_dir.exists():
+        if not (bag_dir / "metadata.yaml").is_file() and any(p.suffix != ".mcap" for p in bag_dir.iterdir()):
+            raise RuntimeError(f"{bag_dir} exists and is not a recording: not replacing it")
+        shutil.rmtree(bag_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with open(log_dir / "recorder.log", "w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "syrenets_ros.tools.cli", "record", str(bag_dir)],
+                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60.0
+    while not any(info.node_name == "syrenets_recorder"
+                  for info in monitor.get_subscriptions_info_by_topic("/joint_states")):
+        if process.poll() is not None or time.monotonic() > deadline:
+            progress(f"!! the recorder did not start (log: {log_dir / 'recorder.log'}); running without a bag")
+            break
+        time.sleep(0.1)
+    return process
+
+
+def _stop_recording(process: subprocess.Popen, bag_dir: Path, progress: Callable[[str], None]) -> None:
+    """Ctrl-C, as a user would: the recorder closes the bag (MCAP summary, metadata.yaml)."""
+    for sig, wait in ((signal.SIGINT, 30.0), (signal.SIGKILL, 5.0)):
+        if process.poll() is None:
+            process.send_signal(sig)
+            try:
+                process.wait(wait)
+            except subprocess.TimeoutExpired:
+                continue
+    if process.returncode == 0:
+        progress(f"recorded the run to {bag_dir} (try: syrenets-ros learn {bag_dir})")
 
 
 def _set(node_name: str, assignments: dict[str, object]) -> None:

@@ -181,3 +181,38 @@ def test_forced_variational_integrator_dissipates_what_the_model_says():
     work = float((2.0 * velocity.square()).sum() * h)
     lost = float(energy(lossy)[0] - energy(lossy)[-1])
     assert work > 1.0 and lost == pytest.approx(work, rel=0.02)
+
+
+def test_dissipation_refits_exactly_on_the_pybullet_plant():
+    """The simulator's own viscous and Coulomb elements (SPEC §2b), learned from its published
+    effort on integral rows: exact, and printed as D beside L."""
+    import numpy as np
+
+    from syrenets_ros.dynamics.pendulum import JointElements
+    from syrenets_ros.plant.excitation import MultiSine
+    from syrenets_ros.plant.simulator import Simulator
+
+    dt, steps = 1e-3, 5000
+    excitation = MultiSine.from_seed(0, 1.0, 0.2)
+    reference = [excitation.sample(k * dt) for k in range(steps + 1)]
+    q_ref, qd_ref, qdd_ref = (torch.tensor([r[i] for r in reference], dtype=torch.float64) for i in range(3))
+    feedforward = pendulum.inverse_dynamics(q_ref, qd_ref, qdd_ref, PARAMS).tolist()
+    rows = []
+    with Simulator(PARAMS, dt, reference[0][0], reference[0][1],
+                   joints=JointElements(damping=VISCOUS, friction=COULOMB)) as sim:
+        for k in range(steps + 1):
+            q, qd = sim.state()
+            tau = [feedforward[k][i] + 200 * (reference[k][0][i] - q[i]) + 40 * (reference[k][1][i] - qd[i])
+                   for i in range(2)]
+            rows.append((*q, *qd, *tau))
+            sim.step(tau)
+    data = torch.tensor(np.array(rows), dtype=torch.float64)
+    q, qd, tau = data[:-1, :2], data[:-1, 2:4], data[:-1, 4:]
+    qdd = (data[1:, 2:4] - data[:-1, 2:4]) / dt
+    stamp = torch.arange(steps, dtype=torch.float64) * dt
+    model = regression.fit_integral(TermLibrary.grammar(2, dissipation=True), stamp, q, qd, qdd, tau)
+    for joint in range(2):
+        assert model.coefficient_of(Force(joint, "viscous")) == pytest.approx(VISCOUS[joint], rel=1e-9)
+        assert model.coefficient_of(Force(joint, "coulomb")) == pytest.approx(COULOMB[joint], rel=1e-9)
+    assert set(model.terms) == set(true_pendulum_terms(PARAMS).terms)
+    assert (model.torque(q, qd, qdd) - tau).abs().max() < 1e-9

@@ -99,6 +99,47 @@ def test_checkpoint_resume_skips_a_corrupt_file(tmp_path, excitation):
     assert "model-99999999.json" in resumed.stats.checkpoints_skipped[0]
 
 
+def test_starts_from_a_saved_model_and_adapts_from_there(tmp_path, excitation):
+    """initial_model: the saved snapshot is served at once (validated as the predictor
+    validates it), its coefficients are tracked, and the model follows the system when it
+    changes."""
+    config = LearnerConfig(snapshot_period=0.0, network_enabled=False)
+    saved = _run(OnlineLearner(config, log=lambda _: None), _stream(excitation, 0.0, 3.0, BEFORE))[-1]
+    (tmp_path / "robot.json").write_text(saved.payload)
+
+    learner = OnlineLearner(LearnerConfig(snapshot_period=0.0, network_enabled=False,
+                                          initial_model=str(tmp_path / "robot.json")), log=lambda _: None)
+    started = learner.resume()
+    assert started is not None and started.source == "initial_model" and started.equation == saved.equation
+    assert learner.tracker is not None, "the saved coefficients are tracked from the first sample"
+    after = _run(learner, _stream(excitation, 3.0, 7.0, AFTER))
+    assert _true_coefficients_match(decode_model(started.payload).model, AFTER) > 1.0, "the swap changed the torques"
+    assert _true_coefficients_match(decode_model(after[-1].payload).model, AFTER) < 1e-6
+
+
+@pytest.mark.parametrize("content, reason", [
+    (None, "cannot read"),
+    ('{"format": "syrenets_ros.model", "trunc', "not valid JSON"),
+])
+def test_a_refused_initial_model_is_reported_and_learning_starts_from_scratch(tmp_path, content, reason):
+    path = tmp_path / "robot.json"
+    if content is not None:
+        path.write_text(content)
+    learner = OnlineLearner(LearnerConfig(network_enabled=False, initial_model=str(path)), log=lambda _: None)
+    assert learner.resume() is None and learner.served is None
+    assert reason in learner.stats.initial_model_refused
+
+
+def test_an_initial_model_for_other_joints_is_refused(tmp_path, excitation):
+    config = LearnerConfig(snapshot_period=0.0, network_enabled=False)
+    saved = _run(OnlineLearner(config, log=lambda _: None), _stream(excitation, 0.0, 3.0, BEFORE))[-1]
+    (tmp_path / "robot.json").write_text(saved.payload)
+    learner = OnlineLearner(LearnerConfig(joint_names=("shoulder", "elbow"), initial_model=str(tmp_path / "robot.json"),
+                                          network_enabled=False), log=lambda _: None)
+    assert learner.resume() is None
+    assert "joint names" in learner.stats.initial_model_refused
+
+
 def test_checkpoints_keep_the_newest_and_a_restarted_learner_is_a_newer_run(tmp_path, excitation):
     config = LearnerConfig(snapshot_period=0.0, network_enabled=False, checkpoint_dir=str(tmp_path),
                            checkpoint_period=0.0, checkpoint_keep=1)

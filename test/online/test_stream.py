@@ -34,11 +34,22 @@ def test_joints_are_matched_by_name_not_position():
     assert sample.q == (0.1, 0.2) and sample.qd == (1.0, 2.0) and sample.tau == (3.0, 4.0)
 
 
+def test_joints_that_are_not_learned_are_ignored():
+    """A robot publishes all its joints; the learner picks its own by name."""
+    assembler = SampleAssembler(NAMES, DT)
+    _feed(assembler, 0.0, names=("gripper", "joint2", "joint1"), q=(9.0, 0.2, 0.1), qd=(9.0, 2.0, 1.0),
+          tau=(9.0, 4.0, 3.0))
+    sample = _feed(assembler, DT, names=("joint1", "joint2", "gripper"), q=(0.1, 0.2, 9.0), qd=(1.0, 2.0, 9.0),
+                   tau=(3.0, 4.0, 9.0))
+    assert sample.q == (0.1, 0.2) and sample.qd == (1.0, 2.0) and sample.tau == (3.0, 4.0)
+    assert sample.qdd == (0.0, 0.0) and not assembler.rejected
+
+
 @pytest.mark.parametrize("kwargs, reason", [
     (dict(q=(math.nan, 0.0)), "non_finite"),
     (dict(tau=(math.inf, 0.0)), "non_finite"),
-    (dict(names=("joint1", "elbow")), "unknown_joint"),
-    (dict(names=("joint1",), q=(0.0,), qd=(0.0,), tau=(0.0,)), "unknown_joint"),
+    (dict(names=("joint1", "elbow")), "missing_joint"),
+    (dict(names=("joint1",), q=(0.0,), qd=(0.0,), tau=(0.0,)), "missing_joint"),
     (dict(q=(0.0,)), "malformed"),
     (dict(names=("joint1", "joint1")), "malformed"),
 ])

@@ -24,8 +24,9 @@ from syrenets_ros.tools.graph import NODES
 
 LEARNER = next(n for n in NODES if n.name == "syrenets_learner")
 JOINTS = list(JOINT_NAMES)
-# The library refit alone, on 1 s of the two-sine motion (enough to identify L exactly).
-SMALL_AND_FAST = {"network_enabled": False, "min_fit_samples": 1200, "fit_samples": 1000, "holdout": 200,
+# The library refit alone, on 2 s of the two-sine motion: enough to identify L exactly and for
+# the integral-row cross-validation (1 s gives too few windows).
+SMALL_AND_FAST = {"network_enabled": False, "min_fit_samples": 2000, "fit_samples": 2000, "holdout": 200,
                   "snapshot_period": 0.2}
 
 
@@ -79,7 +80,8 @@ def test_forged_stamps_are_refused_and_the_published_model_stays_exact(learner, 
         assert wait_until(lambda: _diagnostics(diagnostics).get("samples_received") == received, 60.0), \
             _diagnostics(diagnostics)
         assert _diagnostics(diagnostics)["rejected[off_clock]"] == "300"
-        assert wait_until(lambda: len(models) >= 2, 60.0), log.read_text()
+        # Exact data: later refits are no better, so the transient guard may publish just one.
+        assert wait_until(lambda: len(models) >= 1, 60.0), log.read_text()
         assert graph.newly_exited() == {}
 
     values = _diagnostics(diagnostics)

@@ -85,7 +85,7 @@ def test_torque_error_jumps_at_the_swap_and_recovers(result):
 
 def test_malformed_states_and_hostile_models_are_counted_and_refused(result):
     learner = result.diagnostics["syrenets_learner"]
-    rejected = sum(int(learner[f"rejected[{reason}]"]) for reason in ("non_finite", "unknown_joint", "malformed"))
+    rejected = sum(int(learner[f"rejected[{reason}]"]) for reason in ("non_finite", "missing_joint", "malformed"))
     assert rejected >= MALFORMED_STATES
     predictor = result.diagnostics["syrenets_predictor"]
     assert int(predictor["snapshots_refused"]) >= HOSTILE_MODELS

@@ -1,0 +1,164 @@
+"""Learning from a recording, with no ROS import: the learner node's own core — sample
+assembly with its rejection reasons, replay buffer, change detection, coefficient tracking,
+refits and held-out selection — driven by a bag instead of a subscription.
+
+The learner is paced by the recording's clock (receive times), so its periods (snapshot
+period, training rate) mean what they mean live: a replay makes the decisions the node
+would have made on the same stream.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from syrenets_ros.offline.bag import NANOSECONDS, BagError, JointStateBag, estimate_period
+from syrenets_ros.online.learner import LEARNER_PARAMETERS, LearnerConfig, OnlineLearner, Publication, Stats
+from syrenets_ros.online.stream import REJECT_REASONS, Batch, JointStateSample, SampleAssembler, StreamChecks
+
+# The live worker loops continuously, one training step per pass at most. Offline the learner
+# is stepped every training period of recording (at most every 0.1 s: fewer, larger ingests
+# cost less per sample, and the tracker updates in full blocks).
+MAX_STEP_PERIOD = 0.1
+PERIOD_PROBE = 1000  # messages used to estimate the sampling period
+REPORT_POINTS = 20_000  # samples kept (evenly spread over the recording) for the report
+
+
+@dataclass
+class Progress:
+    """What a progress callback is told, at each step of the learner."""
+
+    messages: int
+    total: int
+    accepted: int
+
+
+@dataclass
+class OfflineResult:
+    publication: Publication
+    model: object  # the served model object (TermModel, FrozenSyReNet, ...)
+    joint_names: tuple[str, ...]
+    period: float
+    messages: int
+    accepted: int
+    rejected: dict[str, int]
+    undecodable: int
+    stats: Stats
+    report: Batch  # accepted samples spread evenly over the recording, for plots
+    notes: list[str] = field(default_factory=list)  # what the learner logged (changes, refusals)
+
+
+def bag_period(bag: JointStateBag) -> float:
+    """The joint-state period of the recording, from the stamps of its first messages."""
+    stamps = []
+    for message in bag:
+        stamps.append(message.stamp)
+        if len(stamps) >= PERIOD_PROBE:
+            break
+    period = estimate_period(stamps)
+    if not math.isfinite(period):
+        raise BagError(f"cannot tell the sampling period of {bag.topic}: fewer than two distinct stamps")
+    return period
+
+
+def learn_from_bag(bag: JointStateBag, config: LearnerConfig, period: float | None = None,
+                   progress: Callable[[Progress], None] | None = None) -> OfflineResult:
+    """Replay the bag through the learner; BagError if too little of it is usable."""
+    period = bag_period(bag) if period is None else period
+    # The node's stream checks, less the stamp-vs-clock one: a recording's stamps are history
+    # (and sim-time stamps were recorded against wall receive times).
+    position_noise, velocity_noise = LEARNER_PARAMETERS.default("sensor_noise")
+    checks = StreamChecks(clock=lambda: math.nan, stamp_tolerance=0.0, position_noise=position_noise,
+                          velocity_noise=velocity_noise)
+    assembler = SampleAssembler(config.joint_names, period, checks=checks)
+    now = [bag.start_time / NANOSECONDS]
+    notes: list[str] = []
+    learner = OnlineLearner(config, log=notes.append, clock=lambda: now[0])
+    stride = max(1, math.ceil(bag.message_count / REPORT_POINTS))
+    kept: list[JointStateSample] = []
+    publication: Publication | None = None
+    step_period = min(MAX_STEP_PERIOD, 1.0 / config.max_train_rate) if config.network_enabled else MAX_STEP_PERIOD
+    next_step = -math.inf
+
+    def step() -> None:
+        nonlocal publication
+        learner.observe()
+        learner.train_step()
+        publication = learner.maybe_select() or publication
+
+    for received, message in bag.timed_messages():
+        now[0] = received / NANOSECONDS
+        sample = assembler.add(message.stamp, message.names, message.position, message.velocity, message.effort)
+        if sample is not None:
+            learner.buffer.push(sample)
+            if assembler.accepted % stride == 0:
+                kept.append(sample)
+        if now[0] >= next_step:
+            next_step = now[0] + step_period
+            step()
+            if progress is not None:
+                progress(Progress(assembler.received, bag.message_count, assembler.accepted))
+    learner.observe()
+    publication = learner.select_now() or publication
+    rejected = {reason: assembler.rejected[reason] for reason in REJECT_REASONS if assembler.rejected[reason]}
+    if publication is None:
+        reasons = ", ".join(f"{n} {r}" for r, n in rejected.items()) or "none rejected"
+        raise BagError(f"too little usable data on {bag.topic}: {assembler.received} messages gave "
+                       f"{assembler.accepted} samples ({reasons}; period {period:.6g} s, joints "
+                       f"{','.join(config.joint_names)}); the learner needs {config.min_fit_samples}"
+                       + ("; a message needs position, velocity and effort of every joint" if "malformed" in rejected
+                          else ""))
+    return OfflineResult(publication, learner.served, tuple(config.joint_names), period, assembler.received,
+                         assembler.accepted, rejected, bag.undecodable, learner.stats, Batch.from_samples(kept),
+                         notes)
+
+
+def report_residuals(result: OfflineResult) -> torch.Tensor:
+    """Predicted minus measured torque of the served model on the report samples, (B, n).
+    Data from before a detected change is included, so it shows there."""
+    batch = result.report
+    with torch.no_grad():
+        return result.model.torque(batch.q, batch.qd, batch.qdd) - batch.tau
+
+
+def plot_report(result: OfflineResult, path: Path, title: str = "") -> Path:
+    """PNG: measured vs predicted torque over the recording per joint, and the residual
+    histogram, with the change detections marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    batch, residual = result.report, report_residuals(result)
+    names = result.joint_names
+    origin = float(batch.stamp.min())
+    t = (batch.stamp - origin).numpy()
+    fig, axes = plt.subplots(len(names) + 1, 1, figsize=(11, 3.2 * (len(names) + 1)))
+    for j, (ax, name) in enumerate(zip(axes, names)):
+        # Points, not lines: a recording may hold restarts and reordered stamps.
+        ax.plot(t, batch.tau[:, j].numpy(), ".", ms=1.5, label="measured (effort)")
+        ax.plot(t, (batch.tau[:, j] + residual[:, j]).numpy(), ".", ms=1.0, label="predicted (learned model)")
+        for k, stamp in enumerate(result.stats.change_stamps):
+            ax.axvline(stamp - origin, color="red", ls=":", label="change detected" if k == 0 else None)
+        ax.set_ylabel(f"τ {name} [N·m]")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper right", fontsize=8, markerscale=8)
+    axes[len(names) - 1].set_xlabel("stamp − earliest stamp [s]")
+    ax = axes[-1]
+    for j, name in enumerate(names):
+        ax.hist(residual[:, j].numpy(), bins=100, alpha=0.6, label=name)
+    rmse = float(residual.square().mean().sqrt())
+    ax.set_xlabel(f"predicted − measured torque [N·m]  (RMSE over the recording {rmse:.3g})")
+    ax.set_ylabel("samples")
+    ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(textwrap.shorten(title, 600), fontsize=8, wrap=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

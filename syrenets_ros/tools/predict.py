@@ -1,0 +1,99 @@
+"""``syrenets-ros predict MODEL.json STATES.csv``: inverse dynamics of a saved model. The CSV
+has a header row and columns q1..qn, qd1..qdn, qdd1..qddn (others, e.g. a time column, are
+ignored); out come tau1..taun, one row per input row. The snapshot is validated exactly as
+the predictor node validates one."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Iterator, TextIO
+
+EXIT_UNUSABLE = 2
+CHUNK_ROWS = 10_000  # rows evaluated at once: memory stays flat for any file size
+
+
+class CsvError(ValueError):
+    """A states file that cannot be used; the text says where and why."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", type=Path, help="snapshot written by `syrenets-ros learn` or a checkpoint")
+    parser.add_argument("states", type=Path, help="CSV with columns q1..qn, qd1..qdn, qdd1..qddn")
+    parser.add_argument("-o", "--output", type=Path, default=None, help="CSV to write (default: stdout)")
+
+
+def state_columns(n_joints: int) -> list[str]:
+    return [f"{kind}{i}" for kind in ("q", "qd", "qdd") for i in range(1, n_joints + 1)]
+
+
+def read_states(handle: TextIO, n_joints: int) -> Iterator[list[list[float]]]:
+    """Chunks of rows [q..., qd..., qdd...] from a CSV with a header; CsvError on bad input."""
+    reader = csv.reader(handle)
+    header = [name.strip() for name in next(reader, [])]
+    wanted = state_columns(n_joints)
+    missing = [name for name in wanted if name not in header]
+    if missing:
+        raise CsvError(f"the header lacks {', '.join(missing)} (the model has {n_joints} joints; "
+                       f"expected columns {', '.join(wanted)})")
+    index = [header.index(name) for name in wanted]
+    chunk: list[list[float]] = []
+    for row in reader:
+        if not row or not any(cell.strip() for cell in row):
+            continue
+        try:
+            values = [float(row[i]) for i in index]
+        except (ValueError, IndexError):
+            raise CsvError(f"line {reader.line_num}: expected numbers in {', '.join(wanted)}") from None
+        if not all(math.isfinite(v) for v in values):
+            raise CsvError(f"line {reader.line_num}: non-finite value")
+        chunk.append(values)
+        if len(chunk) == CHUNK_ROWS:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _fail(message: str) -> int:
+    print(f"syrenets-ros predict: error: {message}", file=sys.stderr)
+    return EXIT_UNUSABLE
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from syrenets_ros.online.serving import load_model_file
+    from syrenets_ros.online.snapshot import SnapshotError
+
+    try:
+        decoded = load_model_file(args.model)
+    except SnapshotError as error:
+        return _fail(f"model refused: {error}")
+    n = len(decoded.joint_names)
+    rows = 0
+    try:
+        with open(args.states, newline="", encoding="utf-8") as source, \
+                (open(args.output, "w", newline="", encoding="utf-8") if args.output else nullcontext(sys.stdout)) as sink:
+            writer = csv.writer(sink)
+            writer.writerow([f"tau{i}" for i in range(1, n + 1)])
+            for chunk in read_states(source, n):
+                states = torch.tensor(chunk, dtype=torch.float64)
+                with torch.no_grad():
+                    tau = decoded.model.torque(states[:, :n], states[:, n:2 * n], states[:, 2 * n:])
+                writer.writerows([repr(v) for v in row] for row in tau.tolist())
+                rows += len(chunk)
+    except CsvError as error:
+        if args.output:
+            args.output.unlink(missing_ok=True)  # no half-written result
+        return _fail(f"{args.states}: {error}")
+    except (OSError, UnicodeDecodeError) as error:
+        return _fail(str(error))
+    if args.output:
+        print(f"{rows} torques of model v{decoded.model_version} ({decoded.model.kind}, joints "
+              f"{', '.join(decoded.joint_names)}) written to {args.output}")
+    return 0
