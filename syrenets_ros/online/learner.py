@@ -275,6 +275,7 @@ class OnlineLearner:
             residual = integral.integrate(predicted, everything, width) - target
             level = (residual.square() / self.noise.square()).mean(-1)
             if self._detector_armed:
+                self.detector.ratio = self.config.change_ratio  # a live parameter
                 change = self.detector.update(window.stamp[:1], level)
                 if change is not None and self._suspected_change is None:
                     self._suspected_change = change
