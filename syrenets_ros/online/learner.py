@@ -99,8 +99,6 @@ LEARNER_PARAMETERS = NodeSchema("syrenets_learner", (
           read_only=True),
     Param("seed", 0, "random seed of the network and minibatches", "", 0, 2**31 - 1, read_only=True),
 ))
-# What the training worker reads live; every other parameter takes effect at start.
-LIVE_PARAMETERS = frozenset(p.name for p in LEARNER_PARAMETERS if not p.read_only)
 
 
 def _default(name: str):
