@@ -22,8 +22,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
+
+from syrenets_ros.dynamics import euler_lagrange
 
 DEFAULT_WINDOW = 100  # samples per window (0.1 s at 1 kHz): noise ∝ window^-1.5
 DEFAULT_STRIDE = 25  # window starts for fitting; overlapping windows reuse the data
@@ -77,6 +80,19 @@ def integrate(per_sample: torch.Tensor, starts: torch.Tensor, window: int) -> to
     # conv1d is a correlation: out[s] = Σ_k kernel[k]·x[s+k]; the kernel is symmetric anyway.
     full = torch.nn.functional.conv1d(channels, kernel, groups=channels.shape[1])[0]  # (C, B−W+1)
     return full[:, starts.to(per_sample.device)].T.reshape(len(starts), *shape)
+
+
+def torque_rows(lagrangian: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], q: torch.Tensor,
+                qd: torch.Tensor, qdd: torch.Tensor, tau: torch.Tensor, window: int) -> torch.Tensor:
+    """Integral rows (J, n) of the Euler–Lagrange residual τ_L − τ of a row-wise batched
+    Lagrangian (B, n) → (B,) on a batch of J consecutive gap-free windows of ``window``
+    samples (B = J·window): the noise-robust quantity a network trains on. Gradients with
+    respect to what ``lagrangian`` captures flow through."""
+    if q.shape[0] < window or q.shape[0] % window:
+        raise ValueError(f"the batch ({q.shape[0]} samples) must be whole windows of {window} samples")
+    predicted = euler_lagrange.batched_torque(lagrangian, q, qd, qdd)
+    starts = torch.arange(0, q.shape[0], window, device=q.device)
+    return integrate(predicted - tau, starts, window)
 
 
 @dataclass(frozen=True)
@@ -164,7 +180,7 @@ def _cross_validate(matrix: torch.Tensor, target: torch.Tensor, supports: list[l
 
 
 def select(matrix: torch.Tensor, target: torch.Tensor, *, stride_ratio: int, folds: int = FOLDS,
-           max_terms: int = 40, candidates: list[int] | None = None) -> RowFit:
+           max_terms: int = 40, candidates: list[int] | None = None, fixed: bool = False) -> RowFit:
     """Sparse term selection on integral rows, with no threshold tuned to a noise level.
 
     ``matrix`` (J, n, p) and ``target`` (J, n) are overlapping rows (window starts every
@@ -178,7 +194,8 @@ def select(matrix: torch.Tensor, target: torch.Tensor, *, stride_ratio: int, fol
        numerical floor, so the sparsest — the true terms — wins; under noise the CV error is
        in the noise's own units, so the same rule holds at every σ.
     Coefficient standard errors come from the non-overlapping rows (independent noise), which
-    makes them conservative for the overlapping-row estimate.
+    makes them conservative for the overlapping-row estimate. ``fixed``: no selection, every
+    candidate is kept (a support already chosen and validated, refitted on more data).
     """
     windows, joints, width = matrix.shape
     columns = list(range(width)) if candidates is None else list(candidates)
@@ -194,12 +211,15 @@ def select(matrix: torch.Tensor, target: torch.Tensor, *, stride_ratio: int, fol
     scaled = flat / norms
     floor = NUMERICAL_FLOOR**2 * float(aim.square().mean())
     guard = stride_ratio
-    order = [columns[i] for i in _forward_path(scaled[:, columns], aim.reshape(-1), max_terms)]
-    supports = [order[:k] for k in range(1, len(order) + 1)]
-    means, _ = _cross_validate(weighted, aim, supports, folds, guard, floor)
-    best = supports[int(means.argmin())]
-    order = _backward_path(scaled, aim.reshape(-1), best)
-    supports = [order[:k] for k in range(1, len(order) + 1)]
+    if fixed:
+        supports = [columns]
+    else:
+        order = [columns[i] for i in _forward_path(scaled[:, columns], aim.reshape(-1), max_terms)]
+        supports = [order[:k] for k in range(1, len(order) + 1)]
+        means, _ = _cross_validate(weighted, aim, supports, folds, guard, floor)
+        best = supports[int(means.argmin())]
+        order = _backward_path(scaled, aim.reshape(-1), best)
+        supports = [order[:k] for k in range(1, len(order) + 1)]
     means, errors = _cross_validate(weighted, aim, supports, folds, guard, floor)
     best = int(means.argmin())
     pick = min(k for k in range(len(supports)) if means[k] <= means[best] + errors[best])

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from syrenets_ros.dynamics import euler_lagrange as el
+from syrenets_ros.learning import integral
 from syrenets_ros.learning.payload import SnapshotError, tensor_from_json, tensor_to_json
 
 LagrangianFn = el.LagrangianFn
@@ -403,19 +404,35 @@ class SyReNet(nn.Module):
         """Paper loss: torque MSE + AE + λ2 ΣH(p) − λ3 mean cross-entropy between heads."""
         sel = self.selection(q, qd)
         predicted = el.batched_torque(self.lagrangian_fn(sel.weights), q, qd, qdd)
-        mse = F.mse_loss(predicted, tau)
+        return self._total(sel, F.mse_loss(predicted, tau), "torque_mse")
+
+    def integral_loss(self, q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor, tau: torch.Tensor,
+                      window: int, selection_size: int | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """The paper loss with the torque MSE taken on integral (momentum-form) rows, SPEC §2b.
+
+        The batch is consecutive gap-free runs of ``window`` samples; each run's per-sample
+        Euler–Lagrange residuals are summed with :func:`integral.window_weights`, the rows the
+        refit and the held-out score use. Per sample, q̈ = Δq̇/Δt carries sensor noise as large
+        as the signal and the MSE fits that noise; summed over a window the velocity noise
+        telescopes away. The selection weights come from every k-th sample, at most
+        ``selection_size`` of them: the selector's cost grows with its batch, and neighbouring
+        samples tell it nothing new."""
+        step = max(1, q.shape[0] // selection_size) if selection_size else 1
+        sel = self.selection(q[::step], qd[::step])
+        rows = integral.torque_rows(self.lagrangian_fn(sel.weights), q, qd, qdd, tau, window)
+        return self._total(sel, rows.square().mean(), "integral_mse")
+
+    def _total(self, sel: Selection, mse: torch.Tensor, name: str) -> tuple[torch.Tensor, dict[str, float]]:
         extra, parts = self._regularisers(sel)
         total = mse + extra
-        return total, {"total": total.item(), "torque_mse": mse.item(), **parts}
+        return total, {"total": total.item(), name: mse.item(), **parts}
 
     def direct_loss(self, q: torch.Tensor, qd: torch.Tensor,
                     lagrangian_target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """Fit L itself (paper Table 1, simulation only): MSE of L + the same regularisers."""
         sel = self.selection(q, qd)
         mse = F.mse_loss(symbolic_lagrangian(q, qd, sel.weights, self.candidates), lagrangian_target)
-        extra, parts = self._regularisers(sel)
-        total = mse + extra
-        return total, {"total": total.item(), "lagrangian_mse": mse.item(), **parts}
+        return self._total(sel, mse, "lagrangian_mse")
 
     @torch.no_grad()
     def freeze(self, q: torch.Tensor, qd: torch.Tensor) -> "FrozenSyReNet":

@@ -264,6 +264,35 @@ class ReplayBuffer:
         uniform = self._start + torch.randint(available, (batch_size - n_recent,), generator=generator)
         return self._rows(torch.cat((recent, uniform)))
 
+    def sample_windows(self, count: int, window: int, generator: torch.Generator, recent_fraction: float = 0.5,
+                       recent_window: int = 2000, exclude_newest: int = 0, attempts: int = 4) -> Batch | None:
+        """``count`` runs of ``window`` consecutive, gap-free samples, one after the other (for
+        integral rows, SPEC §2b); each run lies within the newest ``recent_window`` samples
+        with probability ``recent_fraction``, else anywhere; the ``exclude_newest`` samples are
+        held out. A run across a gap (dropped messages, a change) is drawn again, ``attempts``
+        times at most; None when no gap-free run was found."""
+        end = self._end - exclude_newest
+        possible = end - self._start - window + 1  # start positions
+        if possible <= 0:
+            return None
+        offsets = torch.arange(window)
+        kept: list[torch.Tensor] = []
+        for _ in range(attempts):
+            wanted = count - sum(len(k) for k in kept)
+            if wanted <= 0:
+                break
+            recent = torch.rand(wanted, generator=generator) < recent_fraction
+            back = torch.where(recent, torch.randint(min(recent_window, possible), (wanted,), generator=generator),
+                               torch.randint(possible, (wanted,), generator=generator))
+            logical = (end - window - back)[:, None] + offsets
+            stamps = self._data[logical % self.capacity, 0]
+            steps = stamps[:, 1:] - stamps[:, :-1]
+            period = float(steps.median())
+            clean = ((steps - period).abs() <= 0.5 * period).all(1)
+            kept.append(logical[clean])
+        logical = torch.cat(kept)[:count]
+        return self._rows(logical.reshape(-1)) if len(logical) else None
+
     def drop_before(self, stamp: float) -> int:
         """Forget samples older than `stamp` (data from before a detected change)."""
         dropped = 0

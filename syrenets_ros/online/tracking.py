@@ -30,13 +30,14 @@ class RecursiveLeastSquares:
                       else torch.as_tensor(initial, dtype=torch.float64).clone())
         self.covariance = torch.eye(p, dtype=torch.float64) * covariance_scale
         self.residual_mse = math.nan
-        self.samples = 0
+        self.samples = 0  # rows absorbed since the start or the last reset
         self.weighted = False  # rows weighted by their noise scale: covariance = coefficient covariance
 
     def reset(self, covariance_scale: float = 1e6) -> None:
         """Forget the certainty, keep the estimate (used after a detected change)."""
         self.covariance = torch.eye(len(self.library), dtype=torch.float64) * covariance_scale
         self.residual_mse = math.nan
+        self.samples = 0
 
     def update(self, q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor, tau: torch.Tensor) -> float:
         """Absorb a batch of samples (B, n); returns the a-priori (prediction) residual MSE."""

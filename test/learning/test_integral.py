@@ -84,3 +84,41 @@ def test_noisy_refit_serves_accurate_torques(noisy):
     truth = pendulum.inverse_dynamics(noisy.clean_q, noisy.clean_qd, noisy.clean_qdd, PARAMS)
     rmse = float((model.torque(noisy.clean_q, noisy.clean_qd, noisy.clean_qdd) - truth).square().mean().sqrt())
     assert rmse < 0.05 * float(truth.square().mean().sqrt()) and math.isfinite(rmse)
+
+
+def _scaled_truth(scale: torch.Tensor):
+    return lambda q, qd: scale * pendulum.lagrangian(q, qd, PARAMS)
+
+
+def test_training_rows_vanish_for_the_true_lagrangian_on_clean_data(clean):
+    """The network's training rows (its Euler–Lagrange residual summed over short windows)
+    are exact on the simulator's data: zero for the true L."""
+    count = 2000
+    rows = integral.torque_rows(_scaled_truth(torch.tensor(1.0, dtype=torch.float64)), clean.q[:count],
+                                clean.qd[:count], clean.qdd[:count], clean.tau[:count], 10)
+    assert rows.shape == (200, 2)
+    assert float(rows.detach().abs().max()) < 1e-9 * float(clean.tau.abs().max())
+    with pytest.raises(ValueError):
+        integral.torque_rows(_scaled_truth(torch.tensor(1.0)), clean.q[:25], clean.qd[:25], clean.qdd[:25],
+                             clean.tau[:25], 10)
+
+
+def test_training_rows_point_the_gradient_to_the_true_scale_under_noise(noisy):
+    """Under realistic sensor noise, the gradient of the integral-row MSE with respect to a
+    scale θ of L points to θ = 1; the per-sample torque MSE (forward-difference q̈) pulls
+    towards a much smaller L (regressor noise biases least squares towards zero)."""
+    count = 2000
+    q, qd, qdd, tau = noisy.q[:count], noisy.qd[:count], noisy.qdd[:count], noisy.tau[:count]
+
+    def gradients(scale_value: float) -> tuple[float, float]:
+        scale = torch.tensor(scale_value, dtype=torch.float64, requires_grad=True)
+        rows = integral.torque_rows(_scaled_truth(scale), q, qd, qdd, tau, 10)
+        (integral_grad,) = torch.autograd.grad(rows.square().mean(), scale)
+        # A window of one sample is the per-sample residual.
+        per_sample = integral.torque_rows(_scaled_truth(scale), q, qd, qdd, tau, 1).square().mean()
+        (sample_grad,) = torch.autograd.grad(per_sample, scale)
+        return float(integral_grad), float(sample_grad)
+
+    below, above = gradients(0.97), gradients(1.03)
+    assert below[0] < 0 < above[0], "integral rows: descent moves θ towards 1 from both sides"
+    assert below[1] > 0, "per sample: at θ = 0.97 descent still shrinks L (biased)"

@@ -6,6 +6,7 @@ import torch
 
 from syrenets_ros.dynamics import euler_lagrange as el
 from syrenets_ros.dynamics import pendulum
+from syrenets_ros.learning import integral
 from syrenets_ros.online.snapshot import SnapshotError
 from syrenets_ros.dynamics.euler_lagrange import batched_torque
 from syrenets_ros.learning.syrenet import OPERATORS, FrozenSyReNet, SyReNet, SyReNetConfig, symbolic_torque
@@ -90,6 +91,26 @@ def test_selection_depends_on_the_batch_but_gradients_reach_the_selector():
     assert set(parts) >= {"total", "torque_mse", "reconstruction", "jacobian", "entropy", "cross_entropy"}
     for parameter in (model.layers[0].logits, model.layers[-1].scale, model.autoencoder.encoder[0].weight):
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0
+
+
+def test_integral_loss_is_the_window_weighted_residual_with_a_subsampled_selection():
+    """The integral loss's torque term is the mean square of the integral rows of the network's
+    own residual, with the selection weights taken from every k-th sample; gradients reach the
+    selector; a batch that is not whole windows is refused."""
+    model = _model()
+    q, qd, qdd = _states(4 * 25, seed=5)
+    tau = pendulum.inverse_dynamics(q, qd, qdd, pendulum.PendulumParams())
+    total, parts = model.integral_loss(q, qd, qdd, tau, window=25, selection_size=20)
+    total.backward()
+    weights = model.selection(q[::5], qd[::5]).weights
+    expected = integral.torque_rows(model.lagrangian_fn(weights), q, qd, qdd, tau, 25).square().mean()
+    assert parts["integral_mse"] == pytest.approx(float(expected), rel=1e-12)
+    by_hand = ((model.torque(q, qd, qdd, weights) - tau).reshape(4, 25, 2)
+               * integral.window_weights(25)[None, :, None]).sum(1).square().mean()
+    assert parts["integral_mse"] == pytest.approx(float(by_hand), rel=1e-9)
+    assert model.layers[0].logits.grad.abs().sum() > 0
+    with pytest.raises(ValueError):
+        model.integral_loss(q[:90], qd[:90], qdd[:90], tau[:90], window=25)
 
 
 def test_frozen_sample_alone_equals_sample_in_any_batch():

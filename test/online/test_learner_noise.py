@@ -4,9 +4,11 @@ models only, the model class's insufficiency said out loud."""
 import math
 
 import pytest
+import torch
 
 from syrenets_ros.tools.streams import REALISTIC_NOISE, Stream, samples, simulate, simulate_structure
 from syrenets_ros.dynamics import pendulum
+from syrenets_ros.learning.regression import fit_integral
 from syrenets_ros.learning.terms import Force, TermModel, true_pendulum_terms
 from syrenets_ros.online.learner import LearnerConfig, OnlineLearner
 from syrenets_ros.online.snapshot import decode_model
@@ -84,6 +86,31 @@ def test_after_a_change_only_a_validated_model_is_served():
 
     assert all(error(decode_model(p.payload).model) < error(pre_model) for _, p in published)
     assert error(decode_model(published[-1][1].payload).model) < 1e-12
+
+
+def test_after_a_change_every_post_change_sample_is_fitted():
+    """Under realistic noise the models served after a swap are their validated terms refitted
+    on every post-change sample (the holdout included), and each later selection refits them on
+    the grown record: no post-change sample is withheld from the served fit, and the guard does
+    not freeze the first, shortest fit."""
+    after_params = PARAMS.with_changes(m2=2.0, l2=1.2)
+    learner = OnlineLearner(_config(), log=lambda _: None)
+    _feed(learner, simulate(8.0, seed=3, noise=REALISTIC_NOISE))
+    after = simulate(5.0, after_params, seed=3, noise=REALISTIC_NOISE, start=8.0)
+    fitted = []
+    for start in range(0, len(after.stamp), 1000):
+        for sample in samples(after, start, start + 1000):
+            learner.buffer.push(sample)
+        learner.observe()
+        if learner.maybe_select() is None:
+            continue
+        post = learner.buffer.newest(len(learner.buffer))
+        assert float(post.stamp[0]) >= 8.0 and learner.stats.change_detections == 1
+        served = learner.served
+        refit = fit_integral(served.library, post.stamp, post.q, post.qd, post.qdd, post.tau, select_terms=False)
+        assert torch.allclose(served.coefficients, refit.coefficients, rtol=1e-9, atol=0.0)
+        fitted.append(len(post))
+    assert len(fitted) >= 2 and fitted == sorted(fitted)
 
 
 def test_a_spring_the_library_lacks_is_reported_with_its_cause():

@@ -114,6 +114,35 @@ def test_minibatches_favour_recent_data_and_respect_holdout():
     assert share_recent > 0.5, "about half from the recent window plus its share of the uniform half"
 
 
+def test_training_windows_are_consecutive_gap_free_and_respect_holdout():
+    """Integral rows need runs of consecutive samples: a run never spans a gap (here 40 lost
+    states in the middle) and never reaches into the held-out newest samples."""
+    buffer = ReplayBuffer(capacity=10_000, n_joints=2)
+    samples = _samples(3000)
+    for s in samples[:1500] + samples[1540:]:
+        buffer.push(s)
+    buffer.ingest()
+    gen = torch.Generator().manual_seed(2)
+    batch = buffer.sample_windows(400, 10, gen, recent_fraction=0.5, recent_window=200, exclude_newest=100)
+    runs = batch.stamp.reshape(400, 10)
+    steps = runs[:, 1:] - runs[:, :-1]
+    assert torch.allclose(steps, torch.full_like(steps, DT)), "each run is consecutive, none across the gap"
+    assert batch.stamp.max().item() <= buffer.newest(1, skip_newest=100).stamp.item()
+    assert (runs[:, 0] < 1.5).any() and (runs[:, 0] > 1.54).any(), "runs come from both sides of the gap"
+    recent_cut = buffer.newest(200, skip_newest=100).stamp.min().item()
+    assert (runs[:, 0] >= recent_cut).double().mean().item() > 0.4
+
+
+def test_training_windows_need_one_whole_run():
+    buffer = ReplayBuffer(capacity=1000, n_joints=2)
+    for s in _samples(60):
+        buffer.push(s)
+    buffer.ingest()
+    gen = torch.Generator().manual_seed(0)
+    assert buffer.sample_windows(4, 50, gen, exclude_newest=20) is None
+    assert len(buffer.sample_windows(4, 40, gen, exclude_newest=20)) == 160
+
+
 def test_drop_before_forgets_pre_change_data():
     buffer = ReplayBuffer(capacity=1000, n_joints=2)
     for s in _samples(300):

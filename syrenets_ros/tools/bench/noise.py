@@ -7,7 +7,9 @@ the reference trajectory and on a wide state range; max relative coefficient err
 found vs true) and a link-2 swap run (adaptation time: first sim time after the swap from which
 the served model's reference RMSE on the new system stays within 1.5× its pre-swap level, or
 1e-9 N·m at σ = 0). The learner runs without ROS, exactly as the learner node drives it, with
-one selection per simulated second; the network is off (it is not needed for these terms).
+one selection per simulated second, network off and on (``TRAIN_STEPS`` SyReNet steps on
+integral rows per simulated second, the node's max_train_rate at real time); with the network
+on, the table also shows the raw network's held-out integral-row RMSE at the end of the run.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ BEFORE = pendulum.PendulumParams()
 AFTER = BEFORE.with_changes(m2=2.0, l2=1.2)
 LEVELS = (0.0, 1.0, 3.0)
 CHUNK = 1000  # samples between selections: one per simulated second
+TRAIN_STEPS = 10  # network steps per simulated second (max_train_rate at real time)
 
 
 def wide_states(count: int = 4000, seed: int = 7) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -58,14 +61,17 @@ def feed(learner: OnlineLearner, stream: Stream, on_select=None) -> None:
         for sample in batch:
             learner.buffer.push(sample)
         learner.observe()
+        for _ in range(TRAIN_STEPS if learner.config.network_enabled else 0):
+            learner.train_step()
         learner.maybe_select()
         if on_select is not None and learner.served is not None:
             on_select(batch[-1].stamp)
 
 
-def measure(scale: float, no_change_seconds: float, swap_at: float, after_seconds: float, seed: int) -> dict:
+def measure(scale: float, no_change_seconds: float, swap_at: float, after_seconds: float, seed: int,
+            network: bool = False) -> dict:
     noise = tuple(scale * s for s in REALISTIC_NOISE)
-    config = LearnerConfig(snapshot_period=0.0, network_enabled=False)
+    config = LearnerConfig(snapshot_period=0.0, network_enabled=network, max_train_rate=1e6)
     wide = wide_states()
 
     quiet = simulate(no_change_seconds, BEFORE, seed=seed, noise=noise)
@@ -82,6 +88,9 @@ def measure(scale: float, no_change_seconds: float, swap_at: float, after_second
     coefficient_error, terms = coefficient_report(served, BEFORE)
     result = {
         "sigma_scale": scale,
+        "network": network,
+        "network_holdout_rmse": learner.stats.candidate_rmse.get("network", math.nan),
+        "wins": dict(learner.stats.wins),
         "reference_rmse": torque_rmse(served, BEFORE, quiet.clean_q, quiet.clean_qd, quiet.clean_qdd),
         "wide_rmse": torque_rmse(served, BEFORE, *wide),
         "max_coefficient_error": coefficient_error,
@@ -116,11 +125,13 @@ def measure(scale: float, no_change_seconds: float, swap_at: float, after_second
 
 
 def table(results: list[dict]) -> str:
-    head = ("| σ scale | ref RMSE [N·m] | wide RMSE [N·m] | max coef err | terms | ≤0.01 N·m at [s] | "
-            "false det. / run [s] | swap: adapted after [s] | worst served RMSE after swap / pre-swap model's [N·m] |")
-    rows = [head, "|" + "---|" * 9]
+    head = ("| σ scale | network (raw held-out RMSE [N·m]) | ref RMSE [N·m] | wide RMSE [N·m] | max coef err | terms | "
+            "≤0.01 N·m at [s] | false det. / run [s] | swap: adapted after [s] | "
+            "worst served RMSE after swap / pre-swap model's [N·m] |")
+    rows = [head, "|" + "---|" * 10]
     for r in results:
-        rows.append(f"| {r['sigma_scale']:g}× | {r['reference_rmse']:.3g} | {r['wide_rmse']:.3g} | "
+        network = f"on ({r['network_holdout_rmse']:.3g})" if r["network"] else "off"
+        rows.append(f"| {r['sigma_scale']:g}× | {network} | {r['reference_rmse']:.3g} | {r['wide_rmse']:.3g} | "
                     f"{r['max_coefficient_error']:.2g} | {r['terms']} | {r['first_within_0.01_s']:.3g} | "
                     f"{r['false_detections']} / {r['no_change_seconds']:g} | {r['swap_adaptation_s']:.3g} | "
                     f"{r['swap_worst_served_rmse']:.3g} / {r['swap_pre_model_rmse_on_new']:.3g} |")
@@ -133,10 +144,13 @@ def plot(results: list[dict], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sigma = [max(r["sigma_scale"], 1e-2) for r in results]
     fig, ax = plt.subplots(figsize=(6, 4))
-    for key, label in (("reference_rmse", "reference trajectory"), ("wide_rmse", "wide range")):
-        ax.loglog(sigma, [max(r[key], 1e-16) for r in results], "o-", label=label)
+    for network in sorted({r["network"] for r in results}):
+        chosen = [r for r in results if r["network"] == network]
+        sigma = [max(r["sigma_scale"], 1e-2) for r in chosen]
+        for key, label in (("reference_rmse", "reference trajectory"), ("wide_rmse", "wide range")):
+            ax.loglog(sigma, [max(r[key], 1e-16) for r in chosen], "o-" if network else "s--",
+                      label=f"{label}, network {'on' if network else 'off'}")
     ax.set_xlabel("noise scale (× realistic σ; 0 plotted at 0.01)")
     ax.set_ylabel("served torque RMSE vs truth [N·m]")
     ax.grid(True, which="both", alpha=0.3)
@@ -153,14 +167,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--swap-at", type=float, default=10.0, help="sim time of the link-2 swap")
     parser.add_argument("--after", type=float, default=6.0, help="seconds after the swap")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--network", choices=("off", "on", "both"), default="both",
+                        help="run the learner with the SyReNet off, on, or both")
     parser.add_argument("--png", type=Path, default=Path("bench_noise.png"))
 
 
 def run(args: argparse.Namespace) -> int:
     results = []
+    networks = {"off": (False,), "on": (True,), "both": (False, True)}[args.network]
     for scale in args.levels:
-        results.append(measure(scale, args.no_change, args.swap_at, args.after, args.seed))
-        print(f"σ ×{scale:g}: {results[-1]}", flush=True)
+        for network in networks:
+            results.append(measure(scale, args.no_change, args.swap_at, args.after, args.seed, network))
+            print(f"σ ×{scale:g}: {results[-1]}", flush=True)
     print(table(results))
     print(f"plot: {plot(results, args.png)}")
     return 0
