@@ -16,6 +16,8 @@ def test_speed_benchmark_at_toy_size(tmp_path, capsys):
     assert [(r["dtype"], r["batch"]) for r in result["train_step"]] == [("float32", 4), ("float64", 4)]
     assert all(r["step_s"] > 0 for r in result["train_step"])
     assert sorted({r["samples"] for r in result["frozen_torque"]}) == [1, 1000]
+    assert [r["dtype"] for r in result["online_step"]] == ["float32", "float64"]
+    assert all(r["step_s"] > 0 and r["windows"] * r["window"] > 0 for r in result["online_step"])
     assert "vs reference 0.8 s" in capsys.readouterr().out
 
 

@@ -3,7 +3,8 @@
 A training step is everything the learner pays per minibatch: selection from the batch,
 Euler–Lagrange torque, the paper's loss, backward and the Adam update. The public reference
 implementation needs about 0.8 s per step at batch 48 in float64 on a 2-core CPU (SPEC §3);
-the table prints the speed-up against that figure.
+the table prints the speed-up against that figure. The online learner's step (the same on
+integral rows of short windows, SPEC §2b, at its default sizes) is timed beside it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 
 from syrenets_ros.learning.syrenet import SyReNet, SyReNetConfig
 from syrenets_ros.learning.training import Trainer, select_device, uniform_dataset
+from syrenets_ros.online.learner import LearnerConfig
 
 REFERENCE_STEP_S = 0.8  # public reference code, batch 48, float64, 2 CPU cores (SPEC §3)
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -61,6 +63,9 @@ def measure(device: torch.device, batches: list[int], repeats: int,
     data = uniform_dataset(max(max(batches), 1000), seed=0)
     rows = []
     inference = []
+    online_rows = []
+    online = LearnerConfig()
+    online_samples = online.train_windows * online.train_window
     for dtype_name, dtype in DTYPES.items():
         torch.manual_seed(0)
         model = SyReNet(SyReNetConfig(dtype=dtype_name)).to(device)
@@ -71,6 +76,14 @@ def measure(device: torch.device, batches: list[int], repeats: int,
             seconds, cpu = _median_seconds(lambda: trainer.step(part.q, part.qd, part.qdd, part.tau), repeats, device)
             rows.append({"dtype": dtype_name, "batch": batch, "step_s": seconds, "step_cpu_s": cpu})
             progress(f"  train step  {dtype_name} batch {batch:5d}: {seconds * 1e3:9.2f} ms")
+        part = sample.subset(slice(0, online_samples))
+        integral_trainer = Trainer(model, loss_fn=lambda *b: model.integral_loss(
+            *b, window=online.train_window, selection_size=online.batch_size))
+        seconds, cpu = _median_seconds(lambda: integral_trainer.step(part.q, part.qd, part.qdd, part.tau), repeats,
+                                       device)
+        online_rows.append({"dtype": dtype_name, "windows": online.train_windows, "window": online.train_window,
+                            "selection": online.batch_size, "step_s": seconds, "step_cpu_s": cpu})
+        progress(f"  online step {dtype_name} {online.train_windows}x{online.train_window}: {seconds * 1e3:9.2f} ms")
         reference = sample.subset(slice(0, 256))
         frozen = model.freeze(reference.q, reference.qd)
         for count, reps in ((1, max(10 * repeats, 100)), (1000, repeats)):
@@ -78,7 +91,7 @@ def measure(device: torch.device, batches: list[int], repeats: int,
             seconds, cpu = _median_seconds(lambda: frozen.torque(part.q, part.qd, part.qdd), reps, device)
             inference.append({"dtype": dtype_name, "samples": count, "torque_s": seconds, "torque_cpu_s": cpu})
             progress(f"  frozen torque {dtype_name} {count:5d} samples: {seconds * 1e3:9.3f} ms")
-    return {"train_step": rows, "frozen_torque": inference}
+    return {"train_step": rows, "online_step": online_rows, "frozen_torque": inference}
 
 
 def _table(result: dict) -> str:
@@ -89,6 +102,11 @@ def _table(result: dict) -> str:
         speedup = REFERENCE_STEP_S / row["step_s"]
         lines.append(f"{row['dtype']:8} {row['batch']:6d} {row['step_s'] * 1e3:10.2f} {row['step_cpu_s'] * 1e3:8.2f} "
                      f"{row['batch'] / row['step_s']:11.0f} {speedup:18.1f}x")
+    lines += ["", "online learner step (integral rows: windows x samples, selector batch), median:",
+              f"{'dtype':8} {'rows':>10} {'selector':>9} {'ms/step':>10} {'cpu ms':>8}"]
+    for row in result["online_step"]:
+        lines.append(f"{row['dtype']:8} {row['windows']:4d} x {row['window']:3d} {row['selection']:9d} "
+                     f"{row['step_s'] * 1e3:10.2f} {row['step_cpu_s'] * 1e3:8.2f}")
     lines += ["", "frozen-model inverse dynamics (torque), median:",
               f"{'dtype':8} {'samples':>8} {'ms/call':>10} {'cpu ms':>8} {'us/sample':>10}"]
     for row in result["frozen_torque"]:
