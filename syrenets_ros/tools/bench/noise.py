@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import time
 from pathlib import Path
 
 import torch
@@ -25,7 +26,9 @@ import torch
 from syrenets_ros.dynamics import pendulum
 from syrenets_ros.learning.regression import fit_integral
 from syrenets_ros.learning.terms import TermModel, true_pendulum_terms
-from syrenets_ros.online.learner import LearnerConfig, OnlineLearner
+from syrenets_ros.learning.training import Trainer
+from syrenets_ros.online.learner import LearnerConfig, OnlineLearner, _rmse
+from syrenets_ros.online.stream import Batch
 from syrenets_ros.tools.streams import REALISTIC_NOISE, Stream, samples, simulate
 
 BEFORE = pendulum.PendulumParams()
@@ -145,6 +148,54 @@ def swap_run(config: LearnerConfig, noise: tuple[float, float, float], swap_at: 
             / max(pre, 1e-300)}
 
 
+def training_comparison(scale: float, steps: int, seed: int = 3, per_sample_batch: int = 64) -> list[dict]:
+    """The raw SyReNet after ``steps`` training steps on 25 s of a stream, trained on per-sample
+    rows (the paper's loss on ``per_sample_batch`` samples, forward-difference q̈: what the
+    learner did before) and on the learner's integral rows: held-out integral-row RMSE against
+    the measured torques of the next 5 s, per-sample RMSE against the true inverse dynamics on
+    the clean states, and CPU time per step."""
+    stream = simulate(30.0, BEFORE, seed=seed, noise=tuple(scale * s for s in REALISTIC_NOISE))
+    train, held = slice(0, 25_000), slice(25_000, 30_000)
+    held_out = Batch(stream.stamp[held], stream.q[held], stream.qd[held], stream.qdd[held], stream.tau[held])
+    clean = (stream.clean_q[held], stream.clean_qd[held], stream.clean_qdd[held])
+    results = []
+    for rows in ("per-sample", "integral"):
+        learner = OnlineLearner(LearnerConfig(snapshot_period=math.inf, max_train_rate=1e6), log=lambda _: None)
+        for sample in samples(stream, train.start, train.stop):
+            learner.buffer.push(sample)
+        learner.buffer.ingest()
+        holdout = learner.config.holdout
+        if rows == "per-sample":
+            trainer = Trainer(learner.network)
+
+            def step() -> None:
+                batch = learner.buffer.sample(per_sample_batch, learner.generator, learner.config.recent_fraction,
+                                              learner.config.recent_window, exclude_newest=holdout)
+                trainer.step(batch.q, batch.qd, batch.qdd, batch.tau)
+        else:
+            step = learner.train_step
+        cpu = time.process_time()
+        for _ in range(steps):
+            step()
+        cpu = (time.process_time() - cpu) / max(steps, 1)
+        reference = learner.buffer.newest(256, skip_newest=holdout)
+        frozen = learner.network.freeze(reference.q, reference.qd)
+        config = learner.config
+        results.append({"sigma_scale": scale, "rows": rows, "steps": steps, "cpu_ms_per_step": 1e3 * cpu,
+                        "held_out_integral_rmse": _rmse(frozen, held_out, config.integral_window,
+                                                        config.integral_stride),
+                        "true_rmse": torque_rmse(frozen, BEFORE, *clean)})
+    return results
+
+
+def training_table(results: list[dict]) -> str:
+    rows = ["| σ scale | training rows | steps | CPU per step [ms] | held-out integral-row RMSE [N·m] | "
+            "RMSE vs true inverse dynamics [N·m] |", "|" + "---|" * 6]
+    rows += [f"| {r['sigma_scale']:g}× | {r['rows']} | {r['steps']} | {r['cpu_ms_per_step']:.1f} | "
+             f"{r['held_out_integral_rmse']:.3g} | {r['true_rmse']:.3g} |" for r in results]
+    return "\n".join(rows)
+
+
 def table(results: list[dict]) -> str:
     head = ("| σ scale | network (raw held-out RMSE [N·m]) | ref RMSE [N·m] | wide RMSE [N·m] | max coef err | terms | "
             "≤0.01 N·m at [s] | false det. / run [s] | swap pre-swap RMSE [N·m] | swap adapted after [s] | "
@@ -203,9 +254,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the learner's fit_samples (default: its parameter default); fewer samples per "
                              "refit track a change faster and are less precise without one")
     parser.add_argument("--png", type=Path, default=Path("bench_noise.png"))
+    parser.add_argument("--training-steps", type=int, default=0,
+                        help="instead: compare the raw network after this many steps trained on per-sample "
+                             "vs integral rows, per level")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.training_steps > 0:
+        comparison = []
+        for scale in args.levels:
+            comparison += training_comparison(scale, args.training_steps, args.seed + 3)
+            print(training_table(comparison[-2:]), flush=True)
+        print(training_table(comparison))
+        return 0
     results = []
     networks = {"off": (False,), "on": (True,), "both": (False, True)}[args.network]
     for scale in args.levels:
