@@ -232,6 +232,15 @@ def select(matrix: torch.Tensor, target: torch.Tensor, *, stride_ratio: int, fol
     sigma2 = float((disjoint_rows @ coefficients[support] - aim[disjoint].reshape(-1)).square().sum()) / dof
     covariance = max(sigma2, floor) * torch.linalg.pinv(disjoint_rows.T @ disjoint_rows)
     stderr[support] = covariance.diagonal().clamp_min(0.0).sqrt()
+    # The noise scale callers calibrate on (change detection, tracking) comes from the chosen
+    # support's residual on the disjoint rows, corrected for the fitted coefficients. The
+    # full-library fit above only weights the joints: on a short record it has about as many
+    # columns as disjoint rows and its residual vanishes (measured 2.9 s after a swap: the
+    # scale fell to the floor, and the next window's residual read as a change).
+    residual = target[disjoint] - matrix[disjoint] @ coefficients
+    equations = residual.numel()
+    correction = equations / max(equations - len(support), 1)
+    noise = (residual.square().mean(0) * correction).sqrt().clamp_min(scale_floor)
     return RowFit(support, coefficients, stderr, noise, math.sqrt(float(means[pick])))
 
 
