@@ -60,7 +60,7 @@ LEARNER_PARAMETERS = NodeSchema("syrenets_learner", (
           read_only=True),
     Param("train_windows", 32, "integral rows per joint in each network training step", "rows", 1, 1_000,
           read_only=True),
-    Param("train_window", 10, "samples per integral row of the network's training loss", "samples", 1, 10_000,
+    Param("train_window", 10, "samples per integral row of the network's training loss", "samples", 2, 10_000,
           read_only=True),
     Param("buffer_capacity", 200_000, "replay buffer size", "samples", 1000, 10_000_000, read_only=True),
     Param("recent_fraction", 0.5, "share of each minibatch drawn from recent data", "", 0.0, 1.0,
