@@ -223,38 +223,50 @@ def _chi2_quantile(dof: int, tail: float) -> float:
 
 
 STRUCTURE_TAIL = 1e-9  # false-alarm probability per check of the missing-structure test
+# Explained torque below this share of the RMS target row is rounding, not physics: an exact
+# model's integral rows agree to ~1e-13 relative (SPEC §2b). Relative, so that a small missing
+# term (a spring a trig series nearly absorbs in range) still counts on a strongly driven arm.
+STRUCTURE_FLOOR = 1e-9
 
 
 def missing_structure(model_rows: torch.Tensor, target: torch.Tensor, groups: dict[str, torch.Tensor],
-                      floor: float) -> str | None:
+                      relative_floor: float = STRUCTURE_FLOOR) -> str | None:
     """Which kind of physics a term model lacks, or None: a nested likelihood-ratio test.
 
     ``model_rows`` (J, n, p) are the model's own columns on non-overlapping integral rows,
     ``target`` (J, n) the measured rows, ``groups`` name → (J, n, g) candidate columns the model
     does not have (e.g. polynomial potential terms, dissipative forces). A group counts when
     adding it to the model's columns lowers the residual sum of squares beyond the χ² quantile
-    at ``STRUCTURE_TAIL``, scaled by the larger model's own residual variance (so the test holds
-    at every noise level), *and* the explained RMS exceeds ``floor`` [N·m] (rounding residuals
-    of an exact model are not physics). The group explaining most is named.
+    at ``STRUCTURE_TAIL``, in units of the residual variance of the model grown by every group
+    (so the test holds at every noise level; each joint's rows weighted by its own residual
+    scale, as joints differ several-fold in noise), *and* the explained RMS exceeds
+    ``relative_floor`` × the RMS target row (rounding residuals of an exact model are not
+    physics). The group explaining most is named.
     """
-    rows = target.numel()
-    y = target.reshape(-1)
-    base = model_rows.reshape(rows, -1)
+    floor = relative_floor * float(target.square().mean().sqrt())
 
-    def rss(matrix: torch.Tensor) -> float:
-        solution = torch.linalg.lstsq(matrix, y[:, None], driver="gelsd").solution[:, 0]
-        return float((matrix @ solution - y).square().sum())
+    def residual(matrix: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        flat = matrix.reshape(-1, matrix.shape[-1])
+        solution = torch.linalg.lstsq(flat, y.reshape(-1, 1), driver="gelsd").solution[:, 0]
+        return (flat @ solution - y.reshape(-1)).reshape(y.shape)
 
-    reduced = rss(base)
+    everything = torch.cat((model_rows, *groups.values()), -1)
+    scale = residual(everything, target).square().mean(0).sqrt()
+    scale = scale.clamp_min(max(float(scale.max()), torch.finfo(torch.float64).tiny) * 1e-6)[None, :, None]
+    weighted_base, weighted_target = model_rows / scale, target / scale[..., 0]
+    reduced = float(residual(weighted_base, weighted_target).square().sum())
+    reduced_raw = float(residual(model_rows, target).square().sum())
     causes = []
     for name, columns in groups.items():
-        grown = torch.cat((base, columns.reshape(rows, -1)), 1)
-        dof = rows - grown.shape[1]
+        grown = torch.cat((model_rows, columns), -1)
+        dof = target.numel() - grown.shape[-1]
         if dof < 2:
             continue
-        full = rss(grown)
-        sigma2 = max(full / dof, torch.finfo(torch.float64).tiny)
+        full = float(residual(grown / scale, weighted_target).square().sum())
         gain = reduced - full
-        if gain / sigma2 > _chi2_quantile(columns.shape[-1], STRUCTURE_TAIL) and math.sqrt(gain / rows) > floor:
+        explained = max(reduced_raw - float(residual(grown, target).square().sum()), 0.0) / target.numel()
+        significant = gain / max(full / dof, torch.finfo(torch.float64).tiny) > _chi2_quantile(
+            columns.shape[-1], STRUCTURE_TAIL)
+        if significant and math.sqrt(explained) > floor:
             causes.append((gain, name))
     return max(causes)[1] if causes else None

@@ -26,7 +26,7 @@ from syrenets_ros.dynamics.pendulum import JOINT_NAMES
 from syrenets_ros.learning import integral
 from syrenets_ros.learning.regression import fit_integral, propose_terms
 from syrenets_ros.learning.syrenet import SyReNet, SyReNetConfig
-from syrenets_ros.learning.terms import FORCE_LAWS, Force, TermLibrary, TermModel, polynomial_terms
+from syrenets_ros.learning.terms import FORCE_LAWS, Force, Term, TermLibrary, TermModel, polynomial_terms
 from syrenets_ros.learning.training import Trainer, select_device
 from syrenets_ros.online.change import ChangeDetector
 from syrenets_ros.online.serving import implausibility, load_model_file, probe_states
@@ -38,6 +38,8 @@ from syrenets_ros.schema import NodeSchema, Param
 
 
 TRACKER_BLOCK = 32  # samples per recursive-least-squares block update
+MISSING_POTENTIAL = "missing potential (residual follows a polynomial in q)"
+MISSING_DISSIPATION = "dissipation the model lacks (residual follows q̇)"
 
 
 LEARNER_PARAMETERS = NodeSchema("syrenets_learner", (
@@ -173,6 +175,7 @@ class Stats:
     guard_refusals: int = 0  # better-scoring models not served: under-validated or worse than the served one
     insufficiency: str = ""  # why the model class does not fit ("" = it does)
     admitted_terms: list[str] = field(default_factory=list)  # network-proposed terms last admitted
+    grown_terms: list[str] = field(default_factory=list)  # terms the insufficiency check added to the library
     implausible: dict[str, int] = field(default_factory=dict)  # best candidates not published, by source
 
 
@@ -249,6 +252,7 @@ class OnlineLearner:
         # would only raise the same suspicion; the next served model re-arms the detector.
         self._detector_armed = True
         self._last_selection = -math.inf
+        self._last_check = -math.inf
         self._last_checkpoint = clock()
         self._last_train = -math.inf
 
@@ -380,6 +384,7 @@ class OnlineLearner:
             return None
         config = self.config
         if len(self.buffer) < config.min_fit_samples + config.holdout:
+            self._check_served(now)
             return None
         self._last_selection = now
         holdout = self.buffer.newest(config.holdout)
@@ -392,7 +397,9 @@ class OnlineLearner:
                         key=lambda item: item[0])
         self.stats.candidate_rmse = {source: rmse for rmse, source, _ in scored}
         plausible = next((item for item in scored if math.isfinite(item[0]) and self._plausible(*item)), None)
-        if math.isfinite(scored[0][0]):
+        if self._suspected_change is not None:
+            self._check_served(now)
+        elif math.isfinite(scored[0][0]):
             # On the best fit even when it is not publishable: a spring approximated by a trig
             # series is often implausible outside the data, and that is the structure to report.
             # Only a publishable fit that passes clears a warning.
@@ -471,11 +478,32 @@ class OnlineLearner:
             candidates.append(("network_guided", guided))
         return candidates
 
+    def _check_served(self, now: float) -> None:
+        """Check the served model's structure on the data since the newest (suspected) change
+        only, once per snapshot period, while no selection can judge it: after a confirmed
+        change until enough data for a refit (so the cause is said until a new model adapts),
+        and while a change is suspected, when the fit data mix both sides of the jump (no
+        single model fits them, and the mismatch would pass for dissipation). Never clears."""
+        if self.served is None or now - self._last_check < self.config.snapshot_period:
+            return
+        self._last_check = now
+        recent = self.buffer.newest(self.config.fit_samples + self.config.holdout)
+        if self._suspected_change is not None:
+            # The flagged window may straddle the change: one detection window is left out.
+            guard = self.config.change_window * self.config.integral_window
+            after = int((recent.stamp < self._suspected_change).sum()) + guard
+            recent = recent.slice(min(after, len(recent)), len(recent))
+        self._check_sufficiency(self.served, recent, may_clear=False)
+
     def _check_sufficiency(self, model, recent: Batch, may_clear: bool = True) -> None:
         """Say out loud when the model class does not fit: adding polynomial potential terms
         (a spring) or dissipative forces to the model's own terms explains its residual beyond
-        chance (:func:`integral.missing_structure`)."""
+        chance (:func:`integral.missing_structure`). A missing potential also grows the
+        library by those terms, so the next refits can carry it; cross-validation decides
+        which enter (the grammar grows by what the data ask for, besides what the network
+        proposes)."""
         cause = ""
+        potential: list[Term] = []
         if isinstance(model, TermModel):
             width = self.config.integral_window
             starts = integral.window_starts(recent.stamp, width, width, integral.sample_period(recent.stamp))
@@ -485,19 +513,32 @@ class OnlineLearner:
             groups = {}
             if potential:
                 images = TermLibrary(potential).el_images(recent.q, recent.qd, recent.qdd)
-                groups["missing potential (residual follows a polynomial in q)"] = integral.integrate(images, starts, width)
+                groups[MISSING_POTENTIAL] = integral.integrate(images, starts, width)
             if dissipation:
                 forces = torch.stack([f.generalised_force(recent.qd.to(torch.float64)) for f in dissipation], -1)
-                groups["dissipation the model lacks (residual follows q̇)"] = integral.integrate(forces, starts, width)
+                groups[MISSING_DISSIPATION] = integral.integrate(forces, starts, width)
             if len(starts) >= 8 and groups:
                 rows = integral.integrate(model.library.el_images(recent.q, recent.qd, recent.qdd), starts, width)
                 target = integral.integrate(recent.tau.to(torch.float64), starts, width)
-                cause = integral.missing_structure(rows, target, groups, math.sqrt(self.config.change_floor)) or ""
+                cause = integral.missing_structure(rows, target, groups) or ""
+        if cause == MISSING_POTENTIAL:
+            self._grow(potential)
         if not cause and not may_clear:
             return
         if cause and cause != self.stats.insufficiency:
             self.warn(f"model insufficient: {cause}; serving the least-bad model and searching on")
         self.stats.insufficiency = cause
+
+    def _grow(self, terms: Sequence[Term]) -> None:
+        """Add terms to the library and refit at the next call."""
+        new = [t for t in terms if t not in self.library.columns]
+        if not new:
+            return
+        self.library = self.library.extended(new)
+        self.stats.grown_terms += [t.name for t in new]
+        self._last_selection = -math.inf
+        self.log(f"term library grown by {', '.join(t.name for t in new)}: the residual follows a polynomial "
+                 f"in q; cross-validation decides which enter")
 
     def coefficient_stderr(self) -> dict[str, str]:
         """The served term model's coefficients with their standard errors, for diagnostics."""
