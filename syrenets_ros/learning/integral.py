@@ -227,10 +227,18 @@ STRUCTURE_TAIL = 1e-9  # false-alarm probability per check of the missing-struct
 # model's integral rows agree to ~1e-13 relative (SPEC §2b). Relative, so that a small missing
 # term (a spring a trig series nearly absorbs in range) still counts on a strongly driven arm.
 STRUCTURE_FLOOR = 1e-9
+# Explained RMS per row a missing group must reach, in units of the residual's own scale.
+# Measured: a wrong early fit on 3 s of realistically noisy data passed the χ² test with 0.3;
+# a spring, friction or a swap on clean data explain 1e2–1e13 times the residual.
+STRUCTURE_EFFECT = 1.0
+# Rows per fitted column the structure test keeps at least: with fewer (e.g. the whole library
+# on a few seconds of data) realistic sensor noise, which is neither white nor alike across
+# joints and states, passes the χ² test (measured: 50 for a χ²_5 at 2 rows per column).
+ROWS_PER_COLUMN = 8
 
 
 def missing_structure(model_rows: torch.Tensor, target: torch.Tensor, groups: dict[str, torch.Tensor],
-                      relative_floor: float = STRUCTURE_FLOOR) -> str | None:
+                      relative_floor: float = STRUCTURE_FLOOR, complement: torch.Tensor | None = None) -> str | None:
     """Which kind of physics a term model lacks, or None: a nested likelihood-ratio test.
 
     ``model_rows`` (J, n, p) are the model's own columns on non-overlapping integral rows,
@@ -239,34 +247,64 @@ def missing_structure(model_rows: torch.Tensor, target: torch.Tensor, groups: di
     adding it to the model's columns lowers the residual sum of squares beyond the χ² quantile
     at ``STRUCTURE_TAIL``, in units of the residual variance of the model grown by every group
     (so the test holds at every noise level; each joint's rows weighted by its own residual
-    scale, as joints differ several-fold in noise), *and* the explained RMS exceeds
+    scale, as joints differ several-fold in noise; no verdict with fewer rows than twice the
+    columns), *and* the explained RMS per row exceeds
     ``relative_floor`` × the RMS target row (rounding residuals of an exact model are not
-    physics). The group explaining most is named.
+    physics) and ``STRUCTURE_EFFECT`` × the residual scale: under sensor noise the columns
+    carry the noise the residual carries (errors in variables), and a fit on little data can
+    be wrong enough that the χ² test alone names structure that is not there. The group
+    explaining most is named.
+
+    ``complement`` (J, n, c): columns of the model class the model does not use. The model is
+    first granted those of them that explain most of its residual (forward selection: as many
+    as keep ``ROWS_PER_COLUMN`` rows per column, and at least as many as the widest group
+    has), so that only structure the whole class lacks counts — not a term a sparse fit on
+    little, noisy data missed. (The whole class at once would leave too few rows per column
+    for the test to hold under noise.)
     """
-    floor = relative_floor * float(target.square().mean().sqrt())
-
-    def residual(matrix: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        flat = matrix.reshape(-1, matrix.shape[-1])
-        solution = torch.linalg.lstsq(flat, y.reshape(-1, 1), driver="gelsd").solution[:, 0]
-        return (flat @ solution - y.reshape(-1)).reshape(y.shape)
-
+    rows = target.numel()
+    if complement is not None and complement.shape[-1]:
+        widest = max((g.shape[-1] for g in groups.values()), default=0)
+        room = max(widest, rows // ROWS_PER_COLUMN - model_rows.shape[-1] - widest)
+        if room > 0:
+            residual = target - _fitted(model_rows, target)
+            flat = complement.reshape(rows, -1)
+            scaled = flat / flat.norm(dim=0).clamp_min(torch.finfo(flat.dtype).tiny)
+            granted = _forward_path(scaled, residual.reshape(-1), room)
+            model_rows = torch.cat((model_rows, complement[..., granted]), -1)
     everything = torch.cat((model_rows, *groups.values()), -1)
-    scale = residual(everything, target).square().mean(0).sqrt()
+    if rows < 2 * everything.shape[-1]:
+        return None  # too few rows to tell structure from noise
+    noise = target - _fitted(everything, target)
+    # Explained torque must stand out of the rounding and out of the noise itself.
+    floor = max(relative_floor * float(target.square().mean().sqrt()),
+                STRUCTURE_EFFECT * float(noise.square().sum() / (rows - everything.shape[-1])) ** 0.5)
+    scale = noise.square().mean(0).sqrt()
     scale = scale.clamp_min(max(float(scale.max()), torch.finfo(torch.float64).tiny) * 1e-6)[None, :, None]
-    weighted_base, weighted_target = model_rows / scale, target / scale[..., 0]
-    reduced = float(residual(weighted_base, weighted_target).square().sum())
-    reduced_raw = float(residual(model_rows, target).square().sum())
+
+    def rss(matrix: torch.Tensor, weighted: bool) -> float:
+        y = target / scale[..., 0] if weighted else target
+        return float((y - _fitted(matrix / scale if weighted else matrix, y)).square().sum())
+
+    reduced, reduced_raw = rss(model_rows, True), rss(model_rows, False)
     causes = []
     for name, columns in groups.items():
         grown = torch.cat((model_rows, columns), -1)
-        dof = target.numel() - grown.shape[-1]
+        dof = rows - grown.shape[-1]
         if dof < 2:
             continue
-        full = float(residual(grown / scale, weighted_target).square().sum())
+        full = rss(grown, True)
         gain = reduced - full
-        explained = max(reduced_raw - float(residual(grown, target).square().sum()), 0.0) / target.numel()
+        explained = max(reduced_raw - rss(grown, False), 0.0) / rows
         significant = gain / max(full / dof, torch.finfo(torch.float64).tiny) > _chi2_quantile(
             columns.shape[-1], STRUCTURE_TAIL)
         if significant and math.sqrt(explained) > floor:
             causes.append((gain, name))
     return max(causes)[1] if causes else None
+
+
+def _fitted(matrix: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Least-squares fit of ``target`` (J, n) on the columns of ``matrix`` (J, n, p)."""
+    flat = matrix.reshape(-1, matrix.shape[-1])
+    solution = torch.linalg.lstsq(flat, target.reshape(-1, 1), driver="gelsd").solution[:, 0]
+    return (flat @ solution).reshape(target.shape)

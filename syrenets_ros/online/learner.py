@@ -493,41 +493,55 @@ class OnlineLearner:
             guard = self.config.change_window * self.config.integral_window
             after = int((recent.stamp < self._suspected_change).sum()) + guard
             recent = recent.slice(min(after, len(recent)), len(recent))
-        self._check_sufficiency(self.served, recent, may_clear=False)
+        self._check_sufficiency(self.served, recent, may_clear=False, whole_class=False)
 
-    def _check_sufficiency(self, model, recent: Batch, may_clear: bool = True) -> None:
-        """Say out loud when the model class does not fit: adding polynomial potential terms
-        (a spring) or dissipative forces to the model's own terms explains its residual beyond
-        chance (:func:`integral.missing_structure`). A missing potential also grows the
-        library by those terms, so the next refits can carry it; cross-validation decides
-        which enter (the grammar grows by what the data ask for, besides what the network
-        proposes)."""
+    def _check_sufficiency(self, model, recent: Batch, may_clear: bool = True, whole_class: bool = True) -> None:
+        """Say out loud when a model does not fit for want of structure (:meth:`_lacks`). At a
+        selection the verdict is on the whole model class (the best model may first take the
+        library terms that explain most of its residual): a model that merely missed library
+        terms on little, noisy data lacks nothing the class cannot give. For the served model
+        after a change it is on its own terms: what the new data ask of it, said until a new
+        model is adapted. A potential the whole class lacks grows the library by the
+        polynomial terms, so the next refits can carry it and cross-validation decides which
+        enter: the grammar grows by what the data ask for, besides what the network proposes."""
         cause = ""
-        potential: list[Term] = []
         if isinstance(model, TermModel):
-            width = self.config.integral_window
-            starts = integral.window_starts(recent.stamp, width, width, integral.sample_period(recent.stamp))
-            n = len(self.config.joint_names)
-            potential = [t for t in polynomial_terms(n, max_velocity_degree=0) if t not in model.terms]
-            dissipation = [Force(j, law) for law in FORCE_LAWS for j in range(n) if Force(j, law) not in model.forces]
-            groups = {}
-            if potential:
-                images = TermLibrary(potential).el_images(recent.q, recent.qd, recent.qdd)
-                groups[MISSING_POTENTIAL] = integral.integrate(images, starts, width)
-            if dissipation:
-                forces = torch.stack([f.generalised_force(recent.qd.to(torch.float64)) for f in dissipation], -1)
-                groups[MISSING_DISSIPATION] = integral.integrate(forces, starts, width)
-            if len(starts) >= 8 and groups:
-                rows = integral.integrate(model.library.el_images(recent.q, recent.qd, recent.qdd), starts, width)
-                target = integral.integrate(recent.tau.to(torch.float64), starts, width)
-                cause = integral.missing_structure(rows, target, groups) or ""
-        if cause == MISSING_POTENTIAL:
-            self._grow(potential)
+            cause = self._lacks(model, recent, whole_class)
+            if cause == MISSING_POTENTIAL and (whole_class or self._lacks(model, recent, True) == cause):
+                self._grow(polynomial_terms(len(self.config.joint_names), max_velocity_degree=0))
         if not cause and not may_clear:
             return
         if cause and cause != self.stats.insufficiency:
             self.warn(f"model insufficient: {cause}; serving the least-bad model and searching on")
         self.stats.insufficiency = cause
+
+    def _lacks(self, model: TermModel, recent: Batch, whole_class: bool) -> str:
+        """Which structure ``model`` (with ``whole_class``: the model and the library) lacks on
+        ``recent`` ("" = none found): polynomial potential terms or dissipative forces, by the
+        likelihood-ratio test of :func:`integral.missing_structure` on non-overlapping integral
+        rows (full-width ones: shorter rows carry enough differentiated velocity noise that a
+        polynomial in q fits the inertia terms' attenuation, measured)."""
+        n = len(self.config.joint_names)
+        known = set(model.library.columns) | (set(self.library.columns) if whole_class else set())
+        potential = [t for t in polynomial_terms(n, max_velocity_degree=0) if t not in known]
+        dissipation = [Force(j, law) for law in FORCE_LAWS for j in range(n) if Force(j, law) not in known]
+        width = self.config.integral_window
+        starts = integral.window_starts(recent.stamp, width, width, integral.sample_period(recent.stamp))
+        if len(starts) < 8 or not (potential or dissipation):
+            return ""
+
+        def rows(columns: Sequence[Term | Force]) -> torch.Tensor:
+            library = TermLibrary([c for c in columns if isinstance(c, Term)] or [Term((0,) * n, "one", (0,) * n)],
+                                  [c for c in columns if isinstance(c, Force)])
+            images = library.el_images(recent.q, recent.qd, recent.qdd)
+            return integral.integrate(images, starts, width)[..., [library.index(c) for c in columns]]
+
+        groups = {name: rows(columns) for name, columns in ((MISSING_POTENTIAL, potential),
+                                                            (MISSING_DISSIPATION, dissipation)) if columns}
+        complement = [c for c in self.library.columns if c not in model.library.columns] if whole_class else []
+        target = integral.integrate(recent.tau.to(torch.float64), starts, width)
+        return integral.missing_structure(rows(model.library.columns), target, groups,
+                                          complement=rows(complement) if complement else None) or ""
 
     def _grow(self, terms: Sequence[Term]) -> None:
         """Add terms to the library and refit at the next call."""
