@@ -267,10 +267,14 @@ def missing_structure(model_rows: torch.Tensor, target: torch.Tensor, groups: di
         widest = max((g.shape[-1] for g in groups.values()), default=0)
         room = max(widest, rows // ROWS_PER_COLUMN - model_rows.shape[-1] - widest)
         if room > 0:
-            residual = target - _fitted(model_rows, target)
+            # Selected by what each column adds beyond the model's own span.
+            basis = torch.linalg.qr(model_rows.reshape(rows, -1)).Q
             flat = complement.reshape(rows, -1)
-            scaled = flat / flat.norm(dim=0).clamp_min(torch.finfo(flat.dtype).tiny)
-            granted = _forward_path(scaled, residual.reshape(-1), room)
+            beyond = flat - basis @ (basis.T @ flat)
+            norms = beyond.norm(dim=0)
+            inside = norms <= 1e-9 * flat.norm(dim=0)  # (numerically) in the model's span already
+            scaled = torch.where(inside, 0.0, beyond / norms.clamp_min(torch.finfo(flat.dtype).tiny))
+            granted = _forward_path(scaled, (target - _fitted(model_rows, target)).reshape(-1), room)
             model_rows = torch.cat((model_rows, complement[..., granted]), -1)
     everything = torch.cat((model_rows, *groups.values()), -1)
     if rows < 2 * everything.shape[-1]:

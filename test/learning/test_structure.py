@@ -153,8 +153,29 @@ def test_missing_structure_names_the_physics_a_rigid_model_lacks(plant, cause):
         "dissipation": integral.integrate(
             torch.stack([Force(j, "viscous").generalised_force(stream.qd) for j in range(2)], -1), starts, 100),
     }
-    verdict = integral.missing_structure(rows, target, groups, floor=0.01)
+    verdict = integral.missing_structure(rows, target, groups)
     assert verdict == (None if cause is None else next(name for name in groups if cause in name))
+
+
+def test_a_term_the_model_missed_is_no_verdict_when_the_class_holds_it():
+    """The rigid model without its cos q1 term: a polynomial in q stands in for the missing
+    gravity term, so on the model's own columns a potential is missing; granted the library
+    it was selected from (the class), nothing is — only what the class lacks grows it."""
+    stream = simulate_structure(3.0)
+    truth = true_pendulum_terms(PARAMS)
+    gravity = Term((0, 0), "cos", (1, 0))
+    partial = TermLibrary([t for t in truth.terms if t != gravity])
+    library = TermLibrary.grammar(2, dissipation=True)
+    starts = integral.window_starts(stream.stamp, 100, 100, 1e-3)
+
+    def rows(lib):
+        return integral.integrate(lib.el_images(stream.q, stream.qd, stream.qdd), starts, 100)
+
+    target = integral.integrate(stream.tau, starts, 100)
+    groups = {"potential": rows(TermLibrary(polynomial_terms(2, max_velocity_degree=0)))}
+    complement = library.subset([i for i, c in enumerate(library.columns) if c not in partial.columns])
+    assert integral.missing_structure(rows(partial), target, groups) == "potential"
+    assert integral.missing_structure(rows(partial), target, groups, complement=rows(complement)) is None
 
 
 def test_forced_variational_integrator_dissipates_what_the_model_says():
