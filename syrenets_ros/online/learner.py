@@ -8,8 +8,9 @@ The best model on held-out recent rows is served — but only once validated on 
 holdout and never when it predicts those torques worse than the served one. A change is
 suspected when the noise-normalised residual of the served model jumps and stays up, and
 confirmed (pre-change data dropped, tracker reset) when a refit over both sides fits clearly
-worse than each side alone. A residual that regresses on q̇ or q is reported as a model the
-class cannot express (dissipation, a missing potential).
+worse than each side alone. A residual that regresses on q̇ or q is reported as structure the
+model lacks (dissipation, a missing potential); a potential the whole class lacks grows the
+term library, so the grammar grows from the data as well as from the network's proposals.
 """
 
 from __future__ import annotations

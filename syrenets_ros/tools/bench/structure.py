@@ -5,9 +5,11 @@ change, a spring at joint 2, viscous and Coulomb friction, spring + friction —
 the network off and on. Per run: detected at, adapted at (sim s from which the served model's
 wide-range torque RMSE stays ≤ 1e-6 N·m, checked once per simulated second), final torque
 RMSE on the post-change data and on a wide range (|q| ≤ 2.5 rad, |q̇| ≤ 4 rad/s,
-|q̈| ≤ 4 rad/s²), recovered vs true terms of L and D, and whether the insufficiency WARN
-showed. Noise-free offline streams of the ground-truth dynamics stepped with the simulator's
-scheme (the PyBullet core here has no springs or friction); the learner runs without ROS as
+|q̈| ≤ 4 rad/s²), recovered vs true terms of L and D, whether the insufficiency WARN showed,
+and which terms grew the library (from the insufficiency check, from the network). Noise-free
+offline streams of the ground-truth dynamics stepped with the simulator's scheme (any change
+at a step boundary, state continuous; the PyBullet core with springs and friction is held to
+the same learner by test/online/test_learner_structure.py); the learner runs without ROS as
 the node drives it. Network on = ``--train-steps`` SyReNet steps per simulated second.
 """
 
@@ -93,16 +95,17 @@ def measure(name: str, plant: Plant, stream: Stream, network: bool, change_at: f
             "false_detections": len(learner.stats.change_stamps) - len(detections),
             "adapted_at": adapted, "range_rmse": wide_rmse(served, plant, states), "wide_rmse": history[-1][1],
             "terms": terms, "warn": "; ".join(sorted(warned)) or "-",
-            "admitted": ", ".join(learner.stats.admitted_terms) or "-", "training_steps": learner.stats.training_steps}
+            "admitted": ", ".join(learner.stats.admitted_terms) or "-", "grown": ", ".join(learner.stats.grown_terms) or "-",
+            "training_steps": learner.stats.training_steps}
 
 
 def table(results: list[dict]) -> str:
     rows = ["| scenario | network | detected at [s] | adapted at [s] | RMSE in range [N·m] | wide RMSE [N·m] | "
-            "recovered vs true | WARN seen | network terms admitted |", "|" + "---|" * 9]
+            "recovered vs true | WARN seen | library grown by the check | network terms admitted |", "|" + "---|" * 10]
     for r in results:
         rows.append(f"| {r['scenario']} | {'on' if r['network'] else 'off'} ({r['training_steps']} steps) | "
                     f"{r['detected_at']:.3g} | {r['adapted_at']:.3g} | {r['range_rmse']:.3g} | {r['wide_rmse']:.3g} | "
-                    f"{r['terms']} | {r['warn']} | {r['admitted']} |")
+                    f"{r['terms']} | {r['warn']} | {r['grown']} | {r['admitted']} |")
     return "\n".join(rows)
 
 
