@@ -41,12 +41,14 @@ ADAPTED = 1e-6  # N·m, wide-range RMSE
 CHUNK = 1000
 
 
-def true_columns(plant: Plant) -> tuple[set, set]:
-    """The true L terms and D forces of a plant (springs with rest angle 0)."""
-    lagrangian = set(true_pendulum_terms(plant.params).terms)
-    lagrangian |= {Term((0, 0), "one", (0, 0), tuple(2 * int(j == i) for j in range(2)))
-                   for i, k in enumerate(plant.stiffness) if k}
-    forces = {Force(i, law) for law, values in (("viscous", plant.viscous), ("coulomb", plant.coulomb))
+def true_coefficients(plant: Plant) -> tuple[dict, dict]:
+    """The true L terms and D forces of a plant with their coefficients (springs with rest
+    angle 0: L holds −½k q_i²)."""
+    rigid = true_pendulum_terms(plant.params)
+    lagrangian = dict(zip(rigid.terms, rigid.coefficients.tolist()))
+    lagrangian.update({Term((0, 0), "one", (0, 0), tuple(2 * int(j == i) for j in range(2))): -0.5 * k
+                       for i, k in enumerate(plant.stiffness) if k})
+    forces = {Force(i, law): v for law, values in (("viscous", plant.viscous), ("coulomb", plant.coulomb))
               for i, v in enumerate(values) if v}
     return lagrangian, forces
 
@@ -83,29 +85,34 @@ def measure(name: str, plant: Plant, stream: Stream, network: bool, change_at: f
     post = stream.stamp >= change_at
     states = (stream.clean_q[post], stream.clean_qd[post], stream.clean_qdd[post])
     served = learner.served
-    true_l, true_d = true_columns(plant)
+    true_l, true_d = true_coefficients(plant)
+    coefficient_error = math.inf
     if isinstance(served, TermModel):
         found_l, found_d = set(served.terms), set(served.forces)
-        terms = (f"L {len(found_l & true_l)}/{len(true_l)} +{len(found_l - true_l)}, "
-                 f"D {len(found_d & true_d)}/{len(true_d)} +{len(found_d - true_d)}")
+        terms = (f"L {len(found_l & set(true_l))}/{len(true_l)} +{len(found_l - set(true_l))}, "
+                 f"D {len(found_d & set(true_d))}/{len(true_d)} +{len(found_d - set(true_d))}")
+        coefficient_error = max(abs(served.coefficient_of(c) / v - 1.0) for c, v in {**true_l, **true_d}.items())
     else:
         terms = "network served"
     detections = [s for s in learner.stats.change_stamps if s >= change_at - 0.5]
     return {"scenario": name, "network": network, "detected_at": detections[0] if detections else math.nan,
             "false_detections": len(learner.stats.change_stamps) - len(detections),
             "adapted_at": adapted, "range_rmse": wide_rmse(served, plant, states), "wide_rmse": history[-1][1],
-            "terms": terms, "warn": "; ".join(sorted(warned)) or "-",
+            "terms": terms, "coefficient_error": coefficient_error, "warn": "; ".join(sorted(warned)) or "-",
+            "network_holdout_rmse": learner.stats.candidate_rmse.get("network", math.nan),
             "admitted": ", ".join(learner.stats.admitted_terms) or "-", "grown": ", ".join(learner.stats.grown_terms) or "-",
             "training_steps": learner.stats.training_steps}
 
 
 def table(results: list[dict]) -> str:
     rows = ["| scenario | network | detected at [s] | adapted at [s] | RMSE in range [N·m] | wide RMSE [N·m] | "
-            "recovered vs true | WARN seen | library grown by the check | network terms admitted |", "|" + "---|" * 10]
+            "recovered vs true | max rel. coef. error | WARN seen | library grown by the check | network terms admitted "
+            "| raw network held-out RMSE [N·m] |", "|" + "---|" * 12]
     for r in results:
         rows.append(f"| {r['scenario']} | {'on' if r['network'] else 'off'} ({r['training_steps']} steps) | "
                     f"{r['detected_at']:.3g} | {r['adapted_at']:.3g} | {r['range_rmse']:.3g} | {r['wide_rmse']:.3g} | "
-                    f"{r['terms']} | {r['warn']} | {r['grown']} | {r['admitted']} |")
+                    f"{r['terms']} | {r['coefficient_error']:.2g} | {r['warn']} | {r['grown']} | {r['admitted']} | "
+                    f"{r['network_holdout_rmse']:.3g} |")
     return "\n".join(rows)
 
 
