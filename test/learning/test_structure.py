@@ -237,3 +237,14 @@ def test_dissipation_refits_exactly_on_the_pybullet_plant():
         assert model.coefficient_of(Force(joint, "coulomb")) == pytest.approx(COULOMB[joint], rel=1e-9)
     assert set(model.terms) == set(true_pendulum_terms(PARAMS).terms)
     assert (model.torque(q, qd, qdd) - tau).abs().max() < 1e-9
+
+
+def test_true_terms_with_springs_and_friction_match_the_extended_inverse_dynamics():
+    """The truth the benchmarks and the demo print beside the learned model: springs (with
+    rest angles) as polynomial terms of L, damping and friction as forces of D."""
+    joints = pendulum.JointElements(stiffness=(20.0, 50.0), rest_angle=(0.1, 0.4), damping=(2.0, 0.5),
+                                    friction=(3.0, 1.0))
+    model = true_pendulum_terms(PARAMS, joints)
+    q, qd, qdd = _states(500, 7)
+    assert (model.torque(q, qd, qdd) - pendulum.inverse_dynamics(q, qd, qdd, PARAMS, joints)).abs().max() < 1e-10
+    assert model.coefficient_of(SPRING) == -25.0 and "D = " in model.equation()

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from syrenets_ros.learning.terms import Force, Term, TermModel, true_pendulum_terms
+from syrenets_ros.dynamics.pendulum import JointElements
+from syrenets_ros.learning.terms import TermModel, true_pendulum_terms
 from syrenets_ros.online.learner import LearnerConfig, OnlineLearner
 from syrenets_ros.tools.bench.noise import wide_states
 from syrenets_ros.tools.streams import Plant, Stream, samples, simulate_structure
@@ -42,15 +43,11 @@ CHUNK = 1000
 
 
 def true_coefficients(plant: Plant) -> tuple[dict, dict]:
-    """The true L terms and D forces of a plant with their coefficients (springs with rest
-    angle 0: L holds −½k q_i²)."""
-    rigid = true_pendulum_terms(plant.params)
-    lagrangian = dict(zip(rigid.terms, rigid.coefficients.tolist()))
-    lagrangian.update({Term((0, 0), "one", (0, 0), tuple(2 * int(j == i) for j in range(2))): -0.5 * k
-                       for i, k in enumerate(plant.stiffness) if k})
-    forces = {Force(i, law): v for law, values in (("viscous", plant.viscous), ("coulomb", plant.coulomb))
-              for i, v in enumerate(values) if v}
-    return lagrangian, forces
+    """The true L terms and D forces of a plant with their coefficients."""
+    truth = true_pendulum_terms(plant.params, JointElements(plant.stiffness, plant.rest, plant.viscous, plant.coulomb))
+    coefficients = dict(zip(truth.library.columns, truth.coefficients.tolist()))
+    return ({c: v for c, v in coefficients.items() if c in truth.terms},
+            {c: v for c, v in coefficients.items() if c in truth.forces})
 
 
 def wide_rmse(model, plant: Plant, states) -> float:
