@@ -173,6 +173,9 @@ def _feedforward_use(diagnostics: dict[str, dict[str, str]]) -> str:
             f"{sim['delivered_ff_stale_age_mean_steps_total']}, max {sim['delivered_ff_stale_age_max_steps_total']} "
             f"steps), {100 * float(sim['delivered_ff_missing_rate_total']):.1f} % missing; delivered error RMS "
             f"{float(sim['delivered_ff_error_rms_total']):.3e} N·m over {sim['delivered_ff_steps_total']} steps; "
+            f"since the first answer {100 * float(sim['delivered_ff_exact_rate_since_first_answer']):.2f} % exact, "
+            f"{100 * float(sim['delivered_ff_stale_rate_since_first_answer']):.2f} % stale, "
+            f"{100 * float(sim['delivered_ff_missing_rate_since_first_answer']):.2f} % missing; "
             f"real-time factor achieved {sim.get('real_time_factor_achieved', 'n/a')}")
 
 

@@ -45,6 +45,26 @@ def test_window_restarts_at_each_report_and_total_accumulates():
     assert audit.report()["delivered_ff_error_rms_window"] == "nan", "an empty window says so"
 
 
+def test_steps_before_the_first_answer_are_left_out_of_the_since_first_answer_split():
+    """Before the predictor has a model every step is missing; after the first answer a
+    missing step is a transport loss and counts."""
+    audit = DeliveryAudit()
+    for _ in range(3):
+        audit.record(Answer(None, Use.NONE), (1.0, 0.0))
+    assert audit.report()["delivered_ff_steps_since_first_answer"] == "0"
+    audit.record(Answer((1.0, 0.0), Use.EXACT), (1.0, 0.0))
+    audit.record(Answer((1.0, 0.0), Use.STALE, 1), (1.0, 0.0))
+    audit.record(Answer(None, Use.NONE), (1.0, 0.0))
+    audit.report()
+    audit.record(Answer((1.0, 0.0), Use.EXACT), (1.0, 0.0))
+    values = audit.report()
+    assert values["delivered_ff_steps_since_first_answer"] == "4"
+    assert float(values["delivered_ff_exact_rate_since_first_answer"]) == 0.5
+    assert float(values["delivered_ff_stale_rate_since_first_answer"]) == 0.25
+    assert float(values["delivered_ff_missing_rate_since_first_answer"]) == 0.25
+    assert values["delivered_ff_steps_total"] == "7"
+
+
 def test_buffer_answers_feed_the_audit_with_their_age():
     """Answers for steps 0 and 1 only: step 2 and 3 reuse step 1's (1 and 2 steps old),
     step 5 is past the timeout: missing."""

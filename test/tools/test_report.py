@@ -40,10 +40,14 @@ def test_summary_table_prints_delivered_error_and_split():
                                       "delivered_ff_missing_rate_total": "0.01",
                                       "delivered_ff_stale_age_mean_steps_total": "2.5",
                                       "delivered_ff_stale_age_max_steps_total": "7",
-                                      "delivered_ff_error_rms_total": "0.25"}},
+                                      "delivered_ff_error_rms_total": "0.25",
+                                      "delivered_ff_exact_rate_since_first_answer": "0.996",
+                                      "delivered_ff_stale_rate_since_first_answer": "0.003",
+                                      "delivered_ff_missing_rate_since_first_answer": "0.001"}},
         delivered_ff={key: delivered_feedforward([_window(25.0, 1000, 990, 5, 2e-3, 4)], 0.0, 100.0)
                       for key in phases[1:]})
     table = summary_table(result)
     assert "delivered FF RMSE" in table and "exact/stale/missing" in table
     assert "2.000e-03" in table and "99.0/0.5/0.5" in table
     assert "97.0 % exact, 2.0 % stale (mean age 2.5, max 7 steps), 1.0 % missing" in table
+    assert "since the first answer 99.60 % exact, 0.30 % stale, 0.10 % missing" in table

@@ -16,6 +16,7 @@ from syrenets_ros.dynamics import pendulum
 from syrenets_ros.learning.terms import true_pendulum_terms
 from syrenets_ros.online.snapshot import encode_model
 from syrenets_ros.tools.experiment import DEFAULT_REAL_TIME_FACTOR, Timeline, run_experiment, summary_table
+from syrenets_ros.tools.report import SIM
 from syrenets_ros.tools.graph import NODES
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 TARGETS = {"adaptation_time_s": 5.0, "learned_vs_true_tracking": 1.2, "learned_vs_true_in_sim_tracking": 1.1,
            "delivered_ff_error_rms_before_swap": 1e-3, "latency_p99_ms": 2.0}
+TARGETS_AT_LEAST = {"delivered_ff_exact_after_first_model": 0.995, "real_time_factor_learned_run": 0.98}
 
 
 def true_model_payload(params: pendulum.PendulumParams) -> str:
@@ -166,6 +168,9 @@ def run(args: argparse.Namespace) -> int:
         "delivered_ff_error_rms_before_swap": delivered.get("error_rms", math.nan),
         "delivered_ff_exact_before_swap": delivered.get("exact", math.nan),
         "delivered_ff_exact_after_adapting": learned.delivered_ff.get("after_adapting", {}).get("exact", math.nan),
+        # The simulator's own count from the first step that had an answer to its last report.
+        "delivered_ff_exact_after_first_model": float(learned.diagnostics.get(SIM, {}).get(
+            "delivered_ff_exact_rate_since_first_answer", math.nan)),
         "pd_only_tracking_rms_rad": learned.tracking_rms["pd_only"],
         "real_time_factor_asked": args.real_time_factor,
         "real_time_factor_learned_run": learned.real_time_factor_achieved,
@@ -177,8 +182,9 @@ def run(args: argparse.Namespace) -> int:
     }
     print(f"\n{'metric':<40} {'measured':>12} {'target':>10}")
     for key, value in measured.items():
-        target = TARGETS.get(key)
-        print(f"{key:<40} {value:>12.4g} {('<= ' + format(target, 'g')) if target else '':>10}")
+        bound = (f"<= {TARGETS[key]:g}" if key in TARGETS else
+                 f">= {TARGETS_AT_LEAST[key]:g}" if key in TARGETS_AT_LEAST else "")
+        print(f"{key:<40} {value:>12.4g} {bound:>10}")
     measured.update({f"cpu_per_sim_s[{name}]": value for name, value in learned.cpu_per_sim_second.items()})
     # Timing figures depend on what else runs: the 1-minute load average of the machine
     # (number of runnable processes; the machine's cores: os.cpu_count()).
@@ -187,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
     print("machine load: " + ", ".join(f"{k} {v:g}" for k, v in load.items()))
     measured.update(load)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"measured": measured, "targets": TARGETS,
+    args.json.write_text(json.dumps({"measured": measured, "targets": TARGETS, "targets_at_least": TARGETS_AT_LEAST,
                                      "learned_run": json.loads(learned.to_json()),
                                      "true_model_run": json.loads(reference.to_json()),
                                      "true_model_in_sim_run": json.loads(in_process.to_json())}, indent=2, default=str))
