@@ -69,8 +69,14 @@ def window_starts(stamps: torch.Tensor, window: int, stride: int, period: float,
 def integrate(per_sample: torch.Tensor, starts: torch.Tensor, window: int) -> torch.Tensor:
     """Window-weighted means of per-sample rows: (B, ...) → (J, ...) for J window starts.
 
-    One grouped convolution over time (memory of the output only, however dense the starts)."""
+    One grouped convolution over time (memory of the output only, however dense the starts);
+    windows that together cover at most the samples once (non-overlapping rows, one row) are
+    weighed directly instead, since the convolution would evaluate every start."""
     shape = per_sample.shape[1:]
+    if len(starts) * window <= per_sample.shape[0]:
+        index = starts.to(per_sample.device)[:, None] + torch.arange(window, device=per_sample.device)
+        return torch.einsum("w,jwc->jc", window_weights(window, per_sample.dtype).to(per_sample.device),
+                            per_sample.reshape(per_sample.shape[0], -1)[index]).reshape(len(starts), *shape)
     channels = per_sample.reshape(per_sample.shape[0], -1).T[None]  # (1, C, B)
     weights = window_weights(window, per_sample.dtype).to(per_sample.device)
     kernel = weights.flip(0).expand(channels.shape[1], 1, window).contiguous()
