@@ -84,3 +84,12 @@ def test_noisy_refit_serves_accurate_torques(noisy):
     truth = pendulum.inverse_dynamics(noisy.clean_q, noisy.clean_qd, noisy.clean_qdd, PARAMS)
     rmse = float((model.torque(noisy.clean_q, noisy.clean_qd, noisy.clean_qdd) - truth).square().mean().sqrt())
     assert rmse < 0.05 * float(truth.square().mean().sqrt()) and math.isfinite(rmse)
+
+
+def test_direct_and_convolved_windows_agree():
+    """Non-overlapping windows are weighed directly, dense ones by a convolution: one map."""
+    generator = torch.Generator().manual_seed(0)
+    rows = torch.randn(1000, 2, 3, generator=generator, dtype=torch.float64)
+    sparse, dense = torch.arange(0, 901, 100), torch.arange(0, 901, 10)
+    assert torch.allclose(integral.integrate(rows, sparse, 100), integral.integrate(rows, dense, 100)[::10],
+                          rtol=0, atol=1e-14)
