@@ -72,8 +72,14 @@ def window_starts(stamps: torch.Tensor, window: int, stride: int, period: float,
 def integrate(per_sample: torch.Tensor, starts: torch.Tensor, window: int) -> torch.Tensor:
     """Window-weighted means of per-sample rows: (B, ...) → (J, ...) for J window starts.
 
-    One grouped convolution over time (memory of the output only, however dense the starts)."""
+    One grouped convolution over time (memory of the output only, however dense the starts);
+    windows that together cover at most the samples once (non-overlapping rows, one row) are
+    weighed directly instead, since the convolution would evaluate every start."""
     shape = per_sample.shape[1:]
+    if len(starts) * window <= per_sample.shape[0]:
+        index = starts.to(per_sample.device)[:, None] + torch.arange(window, device=per_sample.device)
+        return torch.einsum("w,jwc->jc", window_weights(window, per_sample.dtype).to(per_sample.device),
+                            per_sample.reshape(per_sample.shape[0], -1)[index]).reshape(len(starts), *shape)
     channels = per_sample.reshape(per_sample.shape[0], -1).T[None]  # (1, C, B)
     weights = window_weights(window, per_sample.dtype).to(per_sample.device)
     kernel = weights.flip(0).expand(channels.shape[1], 1, window).contiguous()
@@ -252,38 +258,92 @@ def _chi2_quantile(dof: int, tail: float) -> float:
 
 
 STRUCTURE_TAIL = 1e-9  # false-alarm probability per check of the missing-structure test
+# Explained torque below this share of the RMS target row is rounding, not physics: an exact
+# model's integral rows agree to ~1e-13 relative (SPEC §2b). Relative, so that a small missing
+# term (a spring a trig series nearly absorbs in range) still counts on a strongly driven arm.
+STRUCTURE_FLOOR = 1e-9
+# Explained RMS per row a missing group must reach, in units of the residual's own scale.
+# Measured: a wrong early fit on 3 s of realistically noisy data passed the χ² test with 0.3;
+# a spring, friction or a swap on clean data explain 1e2–1e13 times the residual.
+STRUCTURE_EFFECT = 1.0
+# Rows per fitted column the structure test keeps at least: with fewer (e.g. the whole library
+# on a few seconds of data) realistic sensor noise, which is neither white nor alike across
+# joints and states, passes the χ² test (measured: 50 for a χ²_5 at 2 rows per column).
+ROWS_PER_COLUMN = 8
 
 
 def missing_structure(model_rows: torch.Tensor, target: torch.Tensor, groups: dict[str, torch.Tensor],
-                      floor: float) -> str | None:
+                      relative_floor: float = STRUCTURE_FLOOR, complement: torch.Tensor | None = None) -> str | None:
     """Which kind of physics a term model lacks, or None: a nested likelihood-ratio test.
 
     ``model_rows`` (J, n, p) are the model's own columns on non-overlapping integral rows,
     ``target`` (J, n) the measured rows, ``groups`` name → (J, n, g) candidate columns the model
     does not have (e.g. polynomial potential terms, dissipative forces). A group counts when
     adding it to the model's columns lowers the residual sum of squares beyond the χ² quantile
-    at ``STRUCTURE_TAIL``, scaled by the larger model's own residual variance (so the test holds
-    at every noise level), *and* the explained RMS exceeds ``floor`` [N·m] (rounding residuals
-    of an exact model are not physics). The group explaining most is named.
+    at ``STRUCTURE_TAIL``, in units of the residual variance of the model grown by every group
+    (so the test holds at every noise level; each joint's rows weighted by its own residual
+    scale, as joints differ several-fold in noise; no verdict with fewer rows than twice the
+    columns), *and* the explained RMS per row exceeds
+    ``relative_floor`` × the RMS target row (rounding residuals of an exact model are not
+    physics) and ``STRUCTURE_EFFECT`` × the residual scale: under sensor noise the columns
+    carry the noise the residual carries (errors in variables), and a fit on little data can
+    be wrong enough that the χ² test alone names structure that is not there. The group
+    explaining most is named.
+
+    ``complement`` (J, n, c): columns of the model class the model does not use. The model is
+    first granted those of them that explain most of its residual (forward selection: as many
+    as keep ``ROWS_PER_COLUMN`` rows per column, and at least as many as the widest group
+    has), so that only structure the whole class lacks counts — not a term a sparse fit on
+    little, noisy data missed. (The whole class at once would leave too few rows per column
+    for the test to hold under noise.)
     """
     rows = target.numel()
-    y = target.reshape(-1)
-    base = model_rows.reshape(rows, -1)
+    if complement is not None and complement.shape[-1]:
+        widest = max((g.shape[-1] for g in groups.values()), default=0)
+        room = max(widest, rows // ROWS_PER_COLUMN - model_rows.shape[-1] - widest)
+        if room > 0:
+            # Selected by what each column adds beyond the model's own span.
+            basis = torch.linalg.qr(model_rows.reshape(rows, -1)).Q
+            flat = complement.reshape(rows, -1)
+            beyond = flat - basis @ (basis.T @ flat)
+            norms = beyond.norm(dim=0)
+            inside = norms <= 1e-9 * flat.norm(dim=0)  # (numerically) in the model's span already
+            scaled = torch.where(inside, 0.0, beyond / norms.clamp_min(torch.finfo(flat.dtype).tiny))
+            granted = _forward_path(scaled, (target - _fitted(model_rows, target)).reshape(-1), room)
+            model_rows = torch.cat((model_rows, complement[..., granted]), -1)
+    everything = torch.cat((model_rows, *groups.values()), -1)
+    if rows < 2 * everything.shape[-1]:
+        return None  # too few rows to tell structure from noise
+    noise = target - _fitted(everything, target)
+    # Explained torque must stand out of the rounding and out of the noise itself.
+    floor = max(relative_floor * float(target.square().mean().sqrt()),
+                STRUCTURE_EFFECT * float(noise.square().sum() / (rows - everything.shape[-1])) ** 0.5)
+    scale = noise.square().mean(0).sqrt()
+    scale = scale.clamp_min(max(float(scale.max()), torch.finfo(torch.float64).tiny) * 1e-6)[None, :, None]
 
-    def rss(matrix: torch.Tensor) -> float:
-        solution = torch.linalg.lstsq(matrix, y[:, None], driver="gelsd").solution[:, 0]
-        return float((matrix @ solution - y).square().sum())
+    def rss(matrix: torch.Tensor, weighted: bool) -> float:
+        y = target / scale[..., 0] if weighted else target
+        return float((y - _fitted(matrix / scale if weighted else matrix, y)).square().sum())
 
-    reduced = rss(base)
+    reduced, reduced_raw = rss(model_rows, True), rss(model_rows, False)
     causes = []
     for name, columns in groups.items():
-        grown = torch.cat((base, columns.reshape(rows, -1)), 1)
-        dof = rows - grown.shape[1]
+        grown = torch.cat((model_rows, columns), -1)
+        dof = rows - grown.shape[-1]
         if dof < 2:
             continue
-        full = rss(grown)
-        sigma2 = max(full / dof, torch.finfo(torch.float64).tiny)
+        full = rss(grown, True)
         gain = reduced - full
-        if gain / sigma2 > _chi2_quantile(columns.shape[-1], STRUCTURE_TAIL) and math.sqrt(gain / rows) > floor:
+        explained = max(reduced_raw - rss(grown, False), 0.0) / rows
+        significant = gain / max(full / dof, torch.finfo(torch.float64).tiny) > _chi2_quantile(
+            columns.shape[-1], STRUCTURE_TAIL)
+        if significant and math.sqrt(explained) > floor:
             causes.append((gain, name))
     return max(causes)[1] if causes else None
+
+
+def _fitted(matrix: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Least-squares fit of ``target`` (J, n) on the columns of ``matrix`` (J, n, p)."""
+    flat = matrix.reshape(-1, matrix.shape[-1])
+    solution = torch.linalg.lstsq(flat, target.reshape(-1, 1), driver="gelsd").solution[:, 0]
+    return (flat @ solution).reshape(target.shape)

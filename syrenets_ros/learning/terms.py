@@ -20,7 +20,7 @@ import sympy as sp
 import torch
 
 from syrenets_ros.dynamics.euler_lagrange import LagrangianFn
-from syrenets_ros.dynamics.pendulum import PendulumParams
+from syrenets_ros.dynamics.pendulum import RIGID, JointElements, PendulumParams
 from syrenets_ros.learning.payload import SnapshotError, tensor_from_json, tensor_to_json
 
 FUNCTIONS: tuple[str, ...] = ("one", "cos", "sin")
@@ -512,10 +512,12 @@ def polynomial_terms(n_joints: int, max_velocity_degree: int = 2) -> list[Term]:
     return sorted((Term(v, "one", (0,) * n_joints, p) for v in velocities for p in positions), key=_sort_key)
 
 
-def true_pendulum_terms(params: PendulumParams) -> TermModel:
+def true_pendulum_terms(params: PendulumParams, joints: JointElements = RIGID) -> TermModel:
     """SPEC §2's L expanded in library terms (relative coordinates): the distillation target.
 
-    ½A q̇1² + ½B(q̇1+q̇2)² + C q̇1(q̇1+q̇2) cos q2 + D cos q1 + E cos(q1+q2) has 7 terms.
+    ½A q̇1² + ½B(q̇1+q̇2)² + C q̇1(q̇1+q̇2) cos q2 + D cos q1 + E cos(q1+q2) has 7 terms; the
+    joints' springs add −½k q_i² + k r q_i (the constant dropped), their viscous and Coulomb
+    friction the forces of D (SPEC §2b).
     """
     a, b, c = params.inertia_coefficients
     d, e = params.gravity_coefficients
@@ -525,4 +527,13 @@ def true_pendulum_terms(params: PendulumParams) -> TermModel:
         Term((0, 2), one, (0, 0)): 0.5 * b, Term((2, 0), cos, (0, 1)): c,
         Term((1, 1), cos, (0, 1)): c, Term((0, 0), cos, (1, 0)): d, Term((0, 0), cos, (1, 1)): e,
     }
-    return TermModel(TermLibrary(list(terms)), torch.tensor(list(terms.values()), dtype=torch.float64))
+    for i, (k, r) in enumerate(zip(joints.stiffness, joints.rest_angle)):
+        power = [tuple(degree * int(j == i) for j in range(2)) for degree in (1, 2)]
+        if k and r:
+            terms[Term((0, 0), one, (0, 0), power[0])] = k * r
+        if k:
+            terms[Term((0, 0), one, (0, 0), power[1])] = -0.5 * k
+    forces = {Force(i, law): v for law, values in (("viscous", joints.damping), ("coulomb", joints.friction))
+              for i, v in enumerate(values) if v}
+    return TermModel(TermLibrary(list(terms), list(forces)),
+                     torch.tensor(list(terms.values()) + list(forces.values()), dtype=torch.float64))

@@ -8,8 +8,9 @@ The best model on held-out recent rows is served — but only once validated on 
 holdout and never when it predicts those torques worse than the served one. A change is
 suspected when the noise-normalised residual of the served model jumps and stays up, and
 confirmed (pre-change data dropped, tracker reset) when a refit over both sides fits clearly
-worse than each side alone. A residual that regresses on q̇ or q is reported as a model the
-class cannot express (dissipation, a missing potential).
+worse than each side alone. A residual that regresses on q̇ or q is reported as structure the
+model lacks (dissipation, a missing potential); a potential the whole class lacks grows the
+term library, so the grammar grows from the data as well as from the network's proposals.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from syrenets_ros.dynamics.pendulum import JOINT_NAMES
 from syrenets_ros.learning import integral
 from syrenets_ros.learning.regression import fit_integral, propose_terms
 from syrenets_ros.learning.syrenet import SyReNet, SyReNetConfig
-from syrenets_ros.learning.terms import FORCE_LAWS, Force, TermLibrary, TermModel, polynomial_terms
+from syrenets_ros.learning.terms import FORCE_LAWS, Force, Term, TermLibrary, TermModel, polynomial_terms
 from syrenets_ros.learning.training import Trainer, select_device
 from syrenets_ros.online.change import ChangeDetector
 from syrenets_ros.online.serving import implausibility, load_model_file, probe_states
@@ -38,6 +39,8 @@ from syrenets_ros.schema import NodeSchema, Param
 
 
 TRACKER_BLOCK = 32  # samples per recursive-least-squares block update
+MISSING_POTENTIAL = "missing potential (residual follows a polynomial in q)"
+MISSING_DISSIPATION = "dissipation the model lacks (residual follows q̇)"
 
 
 LEARNER_PARAMETERS = NodeSchema("syrenets_learner", (
@@ -184,6 +187,7 @@ class Stats:
     guard_refusals: int = 0  # better-scoring models not served: under-validated or worse than the served one
     insufficiency: str = ""  # why the model class does not fit ("" = it does)
     admitted_terms: list[str] = field(default_factory=list)  # network-proposed terms last admitted
+    grown_terms: list[str] = field(default_factory=list)  # terms the insufficiency check added to the library
     implausible: dict[str, int] = field(default_factory=dict)  # best candidates not published, by source
 
 
@@ -263,6 +267,7 @@ class OnlineLearner:
         # would only raise the same suspicion; the next served model re-arms the detector.
         self._detector_armed = True
         self._last_selection = -math.inf
+        self._last_check = -math.inf
         self._last_checkpoint = clock()
         self._last_train = -math.inf
         self._served_samples = math.inf  # samples the served model is fitted on (unknown: inf)
@@ -408,6 +413,7 @@ class OnlineLearner:
             return None
         config = self.config
         if len(self.buffer) < config.min_fit_samples + config.holdout:
+            self._check_served(now)
             return None
         self._last_selection = now
         holdout = self.buffer.newest(config.holdout)
@@ -420,7 +426,9 @@ class OnlineLearner:
                         key=lambda item: item[0])
         self.stats.candidate_rmse = {source: rmse for rmse, source, _ in scored}
         plausible = next((item for item in scored if math.isfinite(item[0]) and self._plausible(*item)), None)
-        if math.isfinite(scored[0][0]):
+        if self._suspected_change is not None:
+            self._check_served(now)
+        elif math.isfinite(scored[0][0]):
             # On the best fit even when it is not publishable: a spring approximated by a trig
             # series is often implausible outside the data, and that is the structure to report.
             # Only a publishable fit that passes clears a warning.
@@ -542,33 +550,81 @@ class OnlineLearner:
             candidates.append(("network_guided", guided))
         return candidates
 
-    def _check_sufficiency(self, model, recent: Batch, may_clear: bool = True) -> None:
-        """Say out loud when the model class does not fit: adding polynomial potential terms
-        (a spring) or dissipative forces to the model's own terms explains its residual beyond
-        chance (:func:`integral.missing_structure`)."""
+    def _check_served(self, now: float) -> None:
+        """Check the served model's structure on the data since the newest (suspected) change
+        only, once per snapshot period, while no selection can judge it: after a confirmed
+        change until enough data for a refit (so the cause is said until a new model adapts),
+        and while a change is suspected, when the fit data mix both sides of the jump (no
+        single model fits them, and the mismatch would pass for dissipation). Never clears."""
+        if self.served is None or now - self._last_check < self.config.snapshot_period:
+            return
+        self._last_check = now
+        recent = self.buffer.newest(self.config.fit_samples + self.config.holdout)
+        if self._suspected_change is not None:
+            # The flagged window may straddle the change: one detection window is left out.
+            guard = self.config.change_window * self.config.integral_window
+            after = int((recent.stamp < self._suspected_change).sum()) + guard
+            recent = recent.slice(min(after, len(recent)), len(recent))
+        self._check_sufficiency(self.served, recent, may_clear=False, whole_class=False)
+
+    def _check_sufficiency(self, model, recent: Batch, may_clear: bool = True, whole_class: bool = True) -> None:
+        """Say out loud when a model does not fit for want of structure (:meth:`_lacks`). At a
+        selection the verdict is on the whole model class (the best model may first take the
+        library terms that explain most of its residual): a model that merely missed library
+        terms on little, noisy data lacks nothing the class cannot give. For the served model
+        after a change it is on its own terms: what the new data ask of it, said until a new
+        model is adapted. A potential the whole class lacks grows the library by the
+        polynomial terms, so the next refits can carry it and cross-validation decides which
+        enter: the grammar grows by what the data ask for, besides what the network proposes."""
         cause = ""
         if isinstance(model, TermModel):
-            width = self.config.integral_window
-            starts = integral.window_starts(recent.stamp, width, width, integral.sample_period(recent.stamp))
-            n = len(self.config.joint_names)
-            potential = [t for t in polynomial_terms(n, max_velocity_degree=0) if t not in model.terms]
-            dissipation = [Force(j, law) for law in FORCE_LAWS for j in range(n) if Force(j, law) not in model.forces]
-            groups = {}
-            if potential:
-                images = TermLibrary(potential).el_images(recent.q, recent.qd, recent.qdd)
-                groups["missing potential (residual follows a polynomial in q)"] = integral.integrate(images, starts, width)
-            if dissipation:
-                forces = torch.stack([f.generalised_force(recent.qd.to(torch.float64)) for f in dissipation], -1)
-                groups["dissipation the model lacks (residual follows q̇)"] = integral.integrate(forces, starts, width)
-            if len(starts) >= 8 and groups:
-                rows = integral.integrate(model.library.el_images(recent.q, recent.qd, recent.qdd), starts, width)
-                target = integral.integrate(recent.tau.to(torch.float64), starts, width)
-                cause = integral.missing_structure(rows, target, groups, math.sqrt(self.config.change_floor)) or ""
+            cause = self._lacks(model, recent, whole_class)
+            if cause == MISSING_POTENTIAL and (whole_class or self._lacks(model, recent, True) == cause):
+                self._grow(polynomial_terms(len(self.config.joint_names), max_velocity_degree=0))
         if not cause and not may_clear:
             return
         if cause and cause != self.stats.insufficiency:
             self.warn(f"model insufficient: {cause}; serving the least-bad model and searching on")
         self.stats.insufficiency = cause
+
+    def _lacks(self, model: TermModel, recent: Batch, whole_class: bool) -> str:
+        """Which structure ``model`` (with ``whole_class``: the model and the library) lacks on
+        ``recent`` ("" = none found): polynomial potential terms or dissipative forces, by the
+        likelihood-ratio test of :func:`integral.missing_structure` on non-overlapping integral
+        rows (full-width ones: shorter rows carry enough differentiated velocity noise that a
+        polynomial in q fits the inertia terms' attenuation, measured)."""
+        n = len(self.config.joint_names)
+        known = set(model.library.columns) | (set(self.library.columns) if whole_class else set())
+        potential = [t for t in polynomial_terms(n, max_velocity_degree=0) if t not in known]
+        dissipation = [Force(j, law) for law in FORCE_LAWS for j in range(n) if Force(j, law) not in known]
+        width = self.config.integral_window
+        starts = integral.window_starts(recent.stamp, width, width, integral.sample_period(recent.stamp))
+        if len(starts) < 8 or not (potential or dissipation):
+            return ""
+
+        def rows(columns: Sequence[Term | Force]) -> torch.Tensor:
+            library = TermLibrary([c for c in columns if isinstance(c, Term)] or [Term((0,) * n, "one", (0,) * n)],
+                                  [c for c in columns if isinstance(c, Force)])
+            images = library.el_images(recent.q, recent.qd, recent.qdd)
+            return integral.integrate(images, starts, width)[..., [library.index(c) for c in columns]]
+
+        groups = {name: rows(columns) for name, columns in ((MISSING_POTENTIAL, potential),
+                                                            (MISSING_DISSIPATION, dissipation)) if columns}
+        complement = [c for c in self.library.columns if c not in model.library.columns] if whole_class else []
+        target = integral.integrate(recent.tau.to(torch.float64), starts, width)
+        return integral.missing_structure(rows(model.library.columns), target, groups,
+                                          complement=rows(complement) if complement else None) or ""
+
+    def _grow(self, terms: Sequence[Term]) -> None:
+        """Add terms to the library and refit at the next call."""
+        new = [t for t in terms if t not in self.library.columns]
+        if not new:
+            return
+        self.library = self.library.extended(new)
+        self.stats.grown_terms += [t.name for t in new]
+        self._last_selection = -math.inf
+        self.log(f"term library grown by {', '.join(t.name for t in new)}: the residual follows a polynomial "
+                 f"in q; cross-validation decides which enter")
 
     def coefficient_stderr(self) -> dict[str, str]:
         """The served term model's coefficients with their standard errors, for diagnostics."""

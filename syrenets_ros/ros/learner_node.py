@@ -128,6 +128,7 @@ class LearnerNode(Node):
             "guard_refusals": stats.guard_refusals,
             "model_insufficient": stats.insufficiency or "no",
             "admitted_network_terms": stats.admitted_terms,
+            "library_grown_by_check": stats.grown_terms,
             "coefficient_stderr": self.learner.coefficient_stderr(),
         }
         level = DiagnosticStatus.ERROR if self.worker_errors else (

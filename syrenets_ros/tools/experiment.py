@@ -174,7 +174,7 @@ def run_experiment(timeline: Timeline, run_dir: Path, *, real_time_factor: float
         adaptation_time=adaptation_time(monitor.torque_error, t_swap, torque["learned_before_swap"]),
         learner_change_stamps=[monitor.diagnostics.get("syrenets_learner", {}).get("last_change_stamp", "none")],
         equation=monitor.equations[-1][1] if monitor.equations else "",
-        true_equation=true_equation(params_after), node_exit_codes=exit_codes, nodes_died=died,
+        true_equation=true_equation(params_after, after.joint_elements), node_exit_codes=exit_codes, nodes_died=died,
         diagnostics=monitor.diagnostics, real_time_factor=real_time_factor, real_time_factor_achieved=achieved,
         cpu_per_sim_second=cpu_per_sim_s,
         delivered_ff={k: delivered_feedforward(monitor.sim_reports, *v) for k, v in phases.items() if k != "pd_only"})

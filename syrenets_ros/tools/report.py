@@ -61,9 +61,11 @@ class ExperimentResult:
         return json.dumps(asdict(self), indent=2, default=str)
 
 
-def true_equation(p: pendulum.PendulumParams, digits: int = 4) -> str:
-    """The true Lagrangian (SPEC §2), written by the same formatter as the learned ones."""
-    return true_pendulum_terms(p).equation(digits)
+def true_equation(p: pendulum.PendulumParams, joints: pendulum.JointElements = pendulum.RIGID,
+                  digits: int = 4) -> str:
+    """The true Lagrangian (SPEC §2, with the joints' springs) and dissipation (§2b), written by
+    the same formatter as the learned ones."""
+    return true_pendulum_terms(p, joints).equation(digits)
 
 
 def adaptation_time(torque_error: list[tuple[float, float]], t_swap: float, pre_swap: float,

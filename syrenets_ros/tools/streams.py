@@ -1,9 +1,9 @@
 """Offline joint-state streams for learning tests and benchmarks, without ROS: the real
 PyBullet pendulum tracking a multi-sine by PD + inverse-dynamics feed-forward, recorded the way
 the sim node publishes (state k with the torque applied during step k), with seeded Gaussian
-sensor noise added to what is recorded — never to the physics (SPEC §2b). Springs and damping
-(not in the PyBullet core here) come from :func:`simulate_structure`, which steps the
-ground-truth dynamics with the simulator's own scheme."""
+sensor noise added to what is recorded — never to the physics (SPEC §2b), with the simulator's
+joint springs and friction when asked. :func:`simulate_structure` steps the ground-truth
+dynamics with the simulator's own scheme instead, for changes of any kind mid-run."""
 
 from __future__ import annotations
 
@@ -36,15 +36,18 @@ class Stream:
 
 
 def simulate(seconds: float, params: pendulum.PendulumParams = pendulum.PendulumParams(), *,
-             seed: int = 0, noise: tuple[float, float, float] = (0.0, 0.0, 0.0), start: float = 0.0) -> Stream:
+             seed: int = 0, noise: tuple[float, float, float] = (0.0, 0.0, 0.0), start: float = 0.0,
+             joints: pendulum.JointElements = pendulum.RIGID) -> Stream:
+    """The PyBullet pendulum with ``joints``' springs and friction (applied by the simulator
+    inside its step) tracking the multi-sine."""
     excitation = MultiSine.from_seed(seed, 1.0, 0.2)
     q0, qd0, _ = excitation.sample(start)
     steps = round(seconds / DT)
     reference = [excitation.sample(start + k * DT) for k in range(steps + 1)]
     q_ref, qd_ref, qdd_ref = (torch.tensor([r[i] for r in reference], dtype=torch.float64) for i in range(3))
-    feedforward = pendulum.inverse_dynamics(q_ref, qd_ref, qdd_ref, params).tolist()
+    feedforward = pendulum.inverse_dynamics(q_ref, qd_ref, qdd_ref, params, joints).tolist()
     states, torques = [], []
-    with Simulator(params, DT, q0, qd0) as sim:
+    with Simulator(params, DT, q0, qd0, joints=joints) as sim:
         for k in range(steps + 1):
             q, qd = sim.state()
             q_d, qd_d, _ = reference[k]

@@ -122,3 +122,12 @@ def test_training_rows_point_the_gradient_to_the_true_scale_under_noise(noisy):
     below, above = gradients(0.97), gradients(1.03)
     assert below[0] < 0 < above[0], "integral rows: descent moves θ towards 1 from both sides"
     assert below[1] > 0, "per sample: at θ = 0.97 descent still shrinks L (biased)"
+
+
+def test_direct_and_convolved_windows_agree():
+    """Non-overlapping windows are weighed directly, dense ones by a convolution: one map."""
+    generator = torch.Generator().manual_seed(0)
+    rows = torch.randn(1000, 2, 3, generator=generator, dtype=torch.float64)
+    sparse, dense = torch.arange(0, 901, 100), torch.arange(0, 901, 10)
+    assert torch.allclose(integral.integrate(rows, sparse, 100), integral.integrate(rows, dense, 100)[::10],
+                          rtol=0, atol=1e-14)

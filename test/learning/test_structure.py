@@ -153,8 +153,29 @@ def test_missing_structure_names_the_physics_a_rigid_model_lacks(plant, cause):
         "dissipation": integral.integrate(
             torch.stack([Force(j, "viscous").generalised_force(stream.qd) for j in range(2)], -1), starts, 100),
     }
-    verdict = integral.missing_structure(rows, target, groups, floor=0.01)
+    verdict = integral.missing_structure(rows, target, groups)
     assert verdict == (None if cause is None else next(name for name in groups if cause in name))
+
+
+def test_a_term_the_model_missed_is_no_verdict_when_the_class_holds_it():
+    """The rigid model without its cos q1 term: a polynomial in q stands in for the missing
+    gravity term, so on the model's own columns a potential is missing; granted the library
+    it was selected from (the class), nothing is — only what the class lacks grows it."""
+    stream = simulate_structure(3.0)
+    truth = true_pendulum_terms(PARAMS)
+    gravity = Term((0, 0), "cos", (1, 0))
+    partial = TermLibrary([t for t in truth.terms if t != gravity])
+    library = TermLibrary.grammar(2, dissipation=True)
+    starts = integral.window_starts(stream.stamp, 100, 100, 1e-3)
+
+    def rows(lib):
+        return integral.integrate(lib.el_images(stream.q, stream.qd, stream.qdd), starts, 100)
+
+    target = integral.integrate(stream.tau, starts, 100)
+    groups = {"potential": rows(TermLibrary(polynomial_terms(2, max_velocity_degree=0)))}
+    complement = library.subset([i for i, c in enumerate(library.columns) if c not in partial.columns])
+    assert integral.missing_structure(rows(partial), target, groups) == "potential"
+    assert integral.missing_structure(rows(partial), target, groups, complement=rows(complement)) is None
 
 
 def test_forced_variational_integrator_dissipates_what_the_model_says():
@@ -216,3 +237,14 @@ def test_dissipation_refits_exactly_on_the_pybullet_plant():
         assert model.coefficient_of(Force(joint, "coulomb")) == pytest.approx(COULOMB[joint], rel=1e-9)
     assert set(model.terms) == set(true_pendulum_terms(PARAMS).terms)
     assert (model.torque(q, qd, qdd) - tau).abs().max() < 1e-9
+
+
+def test_true_terms_with_springs_and_friction_match_the_extended_inverse_dynamics():
+    """The truth the benchmarks and the demo print beside the learned model: springs (with
+    rest angles) as polynomial terms of L, damping and friction as forces of D."""
+    joints = pendulum.JointElements(stiffness=(20.0, 50.0), rest_angle=(0.1, 0.4), damping=(2.0, 0.5),
+                                    friction=(3.0, 1.0))
+    model = true_pendulum_terms(PARAMS, joints)
+    q, qd, qdd = _states(500, 7)
+    assert (model.torque(q, qd, qdd) - pendulum.inverse_dynamics(q, qd, qdd, PARAMS, joints)).abs().max() < 1e-10
+    assert model.coefficient_of(SPRING) == -25.0 and "D = " in model.equation()

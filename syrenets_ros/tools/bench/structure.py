@@ -5,9 +5,11 @@ change, a spring at joint 2, viscous and Coulomb friction, spring + friction —
 the network off and on. Per run: detected at, adapted at (sim s from which the served model's
 wide-range torque RMSE stays ≤ 1e-6 N·m, checked once per simulated second), final torque
 RMSE on the post-change data and on a wide range (|q| ≤ 2.5 rad, |q̇| ≤ 4 rad/s,
-|q̈| ≤ 4 rad/s²), recovered vs true terms of L and D, and whether the insufficiency WARN
-showed. Noise-free offline streams of the ground-truth dynamics stepped with the simulator's
-scheme (the PyBullet core here has no springs or friction); the learner runs without ROS as
+|q̈| ≤ 4 rad/s²), recovered vs true terms of L and D, whether the insufficiency WARN showed,
+and which terms grew the library (from the insufficiency check, from the network). Noise-free
+offline streams of the ground-truth dynamics stepped with the simulator's scheme (any change
+at a step boundary, state continuous; the PyBullet core with springs and friction is held to
+the same learner by test/online/test_learner_structure.py); the learner runs without ROS as
 the node drives it. Network on = ``--train-steps`` SyReNet steps per simulated second.
 """
 
@@ -20,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from syrenets_ros.learning.terms import Force, Term, TermModel, true_pendulum_terms
+from syrenets_ros.dynamics.pendulum import JointElements
+from syrenets_ros.learning.terms import TermModel, true_pendulum_terms
 from syrenets_ros.online.learner import LearnerConfig, OnlineLearner
 from syrenets_ros.tools.bench.noise import wide_states
 from syrenets_ros.tools.streams import Plant, Stream, samples, simulate_structure
@@ -39,14 +42,12 @@ ADAPTED = 1e-6  # N·m, wide-range RMSE
 CHUNK = 1000
 
 
-def true_columns(plant: Plant) -> tuple[set, set]:
-    """The true L terms and D forces of a plant (springs with rest angle 0)."""
-    lagrangian = set(true_pendulum_terms(plant.params).terms)
-    lagrangian |= {Term((0, 0), "one", (0, 0), tuple(2 * int(j == i) for j in range(2)))
-                   for i, k in enumerate(plant.stiffness) if k}
-    forces = {Force(i, law) for law, values in (("viscous", plant.viscous), ("coulomb", plant.coulomb))
-              for i, v in enumerate(values) if v}
-    return lagrangian, forces
+def true_coefficients(plant: Plant) -> tuple[dict, dict]:
+    """The true L terms and D forces of a plant with their coefficients."""
+    truth = true_pendulum_terms(plant.params, JointElements(plant.stiffness, plant.rest, plant.viscous, plant.coulomb))
+    coefficients = dict(zip(truth.library.columns, truth.coefficients.tolist()))
+    return ({c: v for c, v in coefficients.items() if c in truth.terms},
+            {c: v for c, v in coefficients.items() if c in truth.forces})
 
 
 def wide_rmse(model, plant: Plant, states) -> float:
@@ -81,28 +82,34 @@ def measure(name: str, plant: Plant, stream: Stream, network: bool, change_at: f
     post = stream.stamp >= change_at
     states = (stream.clean_q[post], stream.clean_qd[post], stream.clean_qdd[post])
     served = learner.served
-    true_l, true_d = true_columns(plant)
+    true_l, true_d = true_coefficients(plant)
+    coefficient_error = math.inf
     if isinstance(served, TermModel):
         found_l, found_d = set(served.terms), set(served.forces)
-        terms = (f"L {len(found_l & true_l)}/{len(true_l)} +{len(found_l - true_l)}, "
-                 f"D {len(found_d & true_d)}/{len(true_d)} +{len(found_d - true_d)}")
+        terms = (f"L {len(found_l & set(true_l))}/{len(true_l)} +{len(found_l - set(true_l))}, "
+                 f"D {len(found_d & set(true_d))}/{len(true_d)} +{len(found_d - set(true_d))}")
+        coefficient_error = max(abs(served.coefficient_of(c) / v - 1.0) for c, v in {**true_l, **true_d}.items())
     else:
         terms = "network served"
     detections = [s for s in learner.stats.change_stamps if s >= change_at - 0.5]
     return {"scenario": name, "network": network, "detected_at": detections[0] if detections else math.nan,
             "false_detections": len(learner.stats.change_stamps) - len(detections),
             "adapted_at": adapted, "range_rmse": wide_rmse(served, plant, states), "wide_rmse": history[-1][1],
-            "terms": terms, "warn": "; ".join(sorted(warned)) or "-",
-            "admitted": ", ".join(learner.stats.admitted_terms) or "-", "training_steps": learner.stats.training_steps}
+            "terms": terms, "coefficient_error": coefficient_error, "warn": "; ".join(sorted(warned)) or "-",
+            "network_holdout_rmse": learner.stats.candidate_rmse.get("network", math.nan),
+            "admitted": ", ".join(learner.stats.admitted_terms) or "-", "grown": ", ".join(learner.stats.grown_terms) or "-",
+            "training_steps": learner.stats.training_steps}
 
 
 def table(results: list[dict]) -> str:
     rows = ["| scenario | network | detected at [s] | adapted at [s] | RMSE in range [N·m] | wide RMSE [N·m] | "
-            "recovered vs true | WARN seen | network terms admitted |", "|" + "---|" * 9]
+            "recovered vs true | max rel. coef. error | WARN seen | library grown by the check | network terms admitted "
+            "| raw network held-out RMSE [N·m] |", "|" + "---|" * 12]
     for r in results:
         rows.append(f"| {r['scenario']} | {'on' if r['network'] else 'off'} ({r['training_steps']} steps) | "
                     f"{r['detected_at']:.3g} | {r['adapted_at']:.3g} | {r['range_rmse']:.3g} | {r['wide_rmse']:.3g} | "
-                    f"{r['terms']} | {r['warn']} | {r['admitted']} |")
+                    f"{r['terms']} | {r['coefficient_error']:.2g} | {r['warn']} | {r['grown']} | {r['admitted']} | "
+                    f"{r['network_holdout_rmse']:.3g} |")
     return "\n".join(rows)
 
 
