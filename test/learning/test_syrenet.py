@@ -104,10 +104,10 @@ def test_integral_loss_is_the_window_weighted_residual_with_a_subsampled_selecti
     total.backward()
     weights = model.selection(q[::5], qd[::5]).weights
     expected = integral.torque_rows(model.lagrangian_fn(weights), q, qd, qdd, tau, 25).square().mean()
-    assert parts["integral_mse"] == pytest.approx(float(expected), rel=1e-12)
+    assert parts["integral_mse"] == pytest.approx(expected.item(), rel=1e-12)
     by_hand = ((model.torque(q, qd, qdd, weights) - tau).reshape(4, 25, 2)
                * integral.window_weights(25)[None, :, None]).sum(1).square().mean()
-    assert parts["integral_mse"] == pytest.approx(float(by_hand), rel=1e-9)
+    assert parts["integral_mse"] == pytest.approx(by_hand.item(), rel=1e-9)
     assert model.layers[0].logits.grad.abs().sum() > 0
     with pytest.raises(ValueError):
         model.integral_loss(q[:90], qd[:90], qdd[:90], tau[:90], window=25)
