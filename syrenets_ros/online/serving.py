@@ -82,6 +82,17 @@ def probe_states(n_joints: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tens
     return uniform(math.pi), uniform(PROBE_VELOCITY), uniform(PROBE_ACCELERATION)
 
 
+def warm_up() -> None:
+    """Load what the first snapshot check would load, before any answer is due: torch.func's
+    first gradient imports torch._dynamo (~1 s of Python imports holding the GIL), which held up
+    the predictor's 1 kHz answers for ~120 steps right after its first model."""
+    def quadratic(q: torch.Tensor, qd: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (qd * qd).sum() + 0.0 * q.sum()
+
+    zeros = torch.zeros(1, 1, dtype=torch.float64)
+    euler_lagrange.mass_matrix(quadratic, zeros, zeros)
+
+
 def implausibility(model: Any, probes: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
                    max_torque: float) -> str | None:
     """Why ``model`` must not be served, or None. On the probe states its torque must be

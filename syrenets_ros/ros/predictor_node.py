@@ -19,7 +19,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from syrenets_ros.online.serving import PREDICTOR_PARAMETERS, ModelServer
+from syrenets_ros.online.serving import PREDICTOR_PARAMETERS, ModelServer, warm_up
 from syrenets_ros.online.stream import Batch, SampleAssembler
 from syrenets_ros.ros import common as rc
 from syrenets_ros.ros.parameters import declare_schema
@@ -35,6 +35,7 @@ class PredictorNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__(PREDICTOR_PARAMETERS.node, **kwargs)
         values = declare_schema(self, PREDICTOR_PARAMETERS)
+        warm_up()
         self.server = ModelServer(values["joint_names"], values["max_payload_bytes"],
                                   max_torque=values["max_feedforward_torque"],
                                   consistency_tolerance=values["consistency_tolerance"])

@@ -101,3 +101,30 @@ def test_answers_beyond_the_feedforward_limit_are_withheld(server):
     assert answers[0] == TRUE.torque(torch.tensor([[0.1, 0.2]], dtype=torch.float64),
                                      torch.zeros(1, 2, dtype=torch.float64),
                                      torch.zeros(1, 2, dtype=torch.float64)).tolist()[0]
+
+
+def test_after_warm_up_the_first_snapshot_check_imports_nothing():
+    """The predictor warms up before answering: a first check that imported modules (torch's
+    lazy ones take ~1 s, holding the GIL) stalled the 1 kHz answers after the first model."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from syrenets_ros.dynamics.pendulum import JOINT_NAMES, PendulumParams\n"
+        "from syrenets_ros.learning.terms import true_pendulum_terms\n"
+        "from syrenets_ros.online.serving import ModelServer, warm_up\n"
+        "from syrenets_ros.online.snapshot import encode_model\n"
+        "payload = encode_model(true_pendulum_terms(PendulumParams()), model_version=1, "
+        "joint_names=list(JOINT_NAMES), metrics={})\n"
+        "server = ModelServer(list(JOINT_NAMES))\n"
+        "if sys.argv[1] == 'warm': warm_up()\n"
+        "before = set(sys.modules)\n"
+        "assert server.offer(payload)[0]\n"
+        "print(len(set(sys.modules) - before))\n")
+    def new_modules(mode: str) -> int:
+        run = subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True, check=True)
+        return int(run.stdout.strip())
+
+    assert new_modules("cold") > 0, "without the warm-up the first check imports modules"
+    assert new_modules("warm") == 0
