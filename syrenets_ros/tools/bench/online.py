@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 TARGETS = {"adaptation_time_s": 5.0, "learned_vs_true_tracking": 1.2, "learned_vs_true_in_sim_tracking": 1.1,
            "delivered_ff_error_rms_before_swap": 1e-3, "latency_p99_ms": 2.0}
-TARGETS_AT_LEAST = {"delivered_ff_exact_after_first_model": 0.995, "real_time_factor_learned_run": 0.98}
+TARGETS_AT_LEAST = {"delivered_ff_exact_after_first_model": 0.995}
 
 
 def true_model_payload(params: pendulum.PendulumParams) -> str:
