@@ -183,7 +183,8 @@ def run_experiment(timeline: Timeline, run_dir: Path, *, real_time_factor: float
     return result
 
 
-OBSERVER = "experiment (monitor)"  # this process, in the CPU table
+OBSERVER = "experiment (monitor)"
+RECORDER_NICENESS = 5  # this process, in the CPU table
 
 
 def _own_cpu_seconds() -> float:
@@ -203,6 +204,9 @@ def _start_recording(bag_dir: Path, log_dir: Path, monitor: Monitor,
     with open(log_dir / "recorder.log", "w") as log:
         process = subprocess.Popen([sys.executable, "-m", "syrenets_ros.tools.cli", "record", str(bag_dir)],
                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    # Writing the bag can wait (its DDS queues hold the backlog); the 1 kHz loop cannot. Set
+    # before its interpreter starts any thread, so all of them inherit it.
+    os.setpriority(os.PRIO_PROCESS, process.pid, RECORDER_NICENESS)
     deadline = time.monotonic() + 60.0
     while not any(info.node_name == "syrenets_recorder"
                   for info in monitor.get_subscriptions_info_by_topic("/joint_states")):
