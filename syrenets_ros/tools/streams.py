@@ -8,7 +8,9 @@ dynamics with the simulator's own scheme instead, for changes of any kind mid-ru
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -17,6 +19,9 @@ from syrenets_ros.dynamics import pendulum
 from syrenets_ros.online.stream import JointStateSample
 from syrenets_ros.plant.excitation import MultiSine
 from syrenets_ros.plant.simulator import Simulator
+
+if TYPE_CHECKING:
+    from syrenets_ros.online.learner import OnlineLearner
 
 DT = 1.0e-3
 REALISTIC_NOISE = (1.0e-4, 1.0e-3, 0.1)  # σ_q [rad], σ_q̇ [rad/s], σ_τ [N·m]
@@ -122,3 +127,18 @@ def samples(stream: Stream, start: int, stop: int) -> list[JointStateSample]:
     """Samples ``start:stop`` of a stream as the learner's assembler would produce them."""
     return [JointStateSample(float(stream.stamp[k]), tuple(stream.q[k].tolist()), tuple(stream.qd[k].tolist()),
                              tuple(stream.qdd[k].tolist()), tuple(stream.tau[k].tolist())) for k in range(start, stop)]
+
+
+def deliver(learner: OnlineLearner, stream: Stream, chunk: int, train_steps: int = 0) -> Iterator[float]:
+    """Drive a learner over a stream as its node does, ``chunk`` samples at a time: the samples
+    arrive, their integral rows are observed and the network (when enabled) takes up to
+    ``train_steps`` steps. Yields the chunk's newest stamp; the caller selects then, as the
+    node's timer does."""
+    for start in range(0, len(stream.stamp), chunk):
+        batch = samples(stream, start, min(start + chunk, len(stream.stamp)))
+        for sample in batch:
+            learner.buffer.push(sample)
+        learner.observe()
+        for _ in range(train_steps if learner.config.network_enabled else 0):
+            learner.train_step()
+        yield batch[-1].stamp

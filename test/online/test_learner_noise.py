@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from syrenets_ros.tools.streams import REALISTIC_NOISE, Stream, samples, simulate, simulate_structure
+from syrenets_ros.tools.streams import REALISTIC_NOISE, Stream, deliver, simulate, simulate_structure
 from syrenets_ros.dynamics import pendulum
 from syrenets_ros.learning.regression import fit_integral
 from syrenets_ros.learning.terms import Force, TermModel, true_pendulum_terms
@@ -19,16 +19,8 @@ TRUTH = true_pendulum_terms(PARAMS)
 
 def _feed(learner: OnlineLearner, stream: Stream, chunk: int = 1000):
     """Feed in chunks; returns (newest stamp at publication, publication) pairs."""
-    published = []
-    for start in range(0, len(stream.stamp), chunk):
-        batch = samples(stream, start, min(start + chunk, len(stream.stamp)))
-        for sample in batch:
-            learner.buffer.push(sample)
-        learner.observe()
-        publication = learner.maybe_select()
-        if publication:
-            published.append((batch[-1].stamp, publication))
-    return published
+    selections = ((stamp, learner.maybe_select()) for stamp in deliver(learner, stream, chunk))
+    return [(stamp, publication) for stamp, publication in selections if publication]
 
 
 def _config(**changes) -> LearnerConfig:
@@ -98,10 +90,7 @@ def test_after_a_change_every_post_change_sample_is_fitted():
     _feed(learner, simulate(8.0, seed=3, noise=REALISTIC_NOISE))
     after = simulate(5.0, after_params, seed=3, noise=REALISTIC_NOISE, start=8.0)
     fitted = []
-    for start in range(0, len(after.stamp), 1000):
-        for sample in samples(after, start, start + 1000):
-            learner.buffer.push(sample)
-        learner.observe()
+    for _ in deliver(learner, after, 1000):
         if learner.maybe_select() is None:
             continue
         post = learner.buffer.newest(len(learner.buffer))

@@ -12,7 +12,7 @@ from syrenets_ros.learning.terms import Force, Term, TermModel
 from syrenets_ros.online.learner import MISSING_DISSIPATION, MISSING_POTENTIAL, LearnerConfig, OnlineLearner
 from syrenets_ros.online.serving import implausibility, probe_states
 from syrenets_ros.online.snapshot import decode_model
-from syrenets_ros.tools.streams import Plant, Stream, samples, simulate, simulate_structure
+from syrenets_ros.tools.streams import Plant, Stream, deliver, simulate, simulate_structure
 
 PARAMS = pendulum.PendulumParams()
 SPRING = Term((0, 0), "one", (0, 0), (0, 2))  # q2²
@@ -27,12 +27,8 @@ def _learner(warnings: list[tuple[float, str]], clock: list[float]) -> OnlineLea
 def _feed(learner: OnlineLearner, stream: Stream, clock: list[float], chunk: int = 1000):
     """Feed in chunks, selecting after each; returns the publications."""
     published = []
-    for start in range(0, len(stream.stamp), chunk):
-        batch = samples(stream, start, min(start + chunk, len(stream.stamp)))
-        clock[0] = batch[-1].stamp
-        for sample in batch:
-            learner.buffer.push(sample)
-        learner.observe()
+    for stamp in deliver(learner, stream, chunk):
+        clock[0] = stamp
         publication = learner.maybe_select()
         if publication:
             published.append(publication)

@@ -29,7 +29,7 @@ from syrenets_ros.learning.terms import TermModel, true_pendulum_terms
 from syrenets_ros.learning.training import Trainer
 from syrenets_ros.online.learner import LearnerConfig, OnlineLearner, _rmse
 from syrenets_ros.online.stream import Batch
-from syrenets_ros.tools.streams import REALISTIC_NOISE, Stream, samples, simulate
+from syrenets_ros.tools.streams import REALISTIC_NOISE, Stream, deliver, samples, simulate
 
 BEFORE = pendulum.PendulumParams()
 AFTER = BEFORE.with_changes(m2=2.0, l2=1.2)
@@ -62,17 +62,11 @@ def coefficient_report(model, params: pendulum.PendulumParams) -> tuple[float, s
 
 
 def feed(learner: OnlineLearner, stream: Stream, on_select=None) -> None:
-    """Feed the stream; after each selection call ``on_select(stamp)``."""
-    for start in range(0, len(stream.stamp), CHUNK):
-        batch = samples(stream, start, min(start + CHUNK, len(stream.stamp)))
-        for sample in batch:
-            learner.buffer.push(sample)
-        learner.observe()
-        for _ in range(TRAIN_STEPS if learner.config.network_enabled else 0):
-            learner.train_step()
+    """Feed the stream, one selection per chunk; after each selection call ``on_select(stamp)``."""
+    for stamp in deliver(learner, stream, CHUNK, TRAIN_STEPS):
         learner.maybe_select()
         if on_select is not None and learner.served is not None:
-            on_select(batch[-1].stamp)
+            on_select(stamp)
 
 
 def measure(scale: float, no_change_seconds: float, swap_at: float, after_seconds: float, seed: int,

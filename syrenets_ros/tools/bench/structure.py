@@ -26,7 +26,7 @@ from syrenets_ros.dynamics.pendulum import JointElements
 from syrenets_ros.learning.terms import TermModel, true_pendulum_terms
 from syrenets_ros.online.learner import LearnerConfig, OnlineLearner
 from syrenets_ros.tools.bench.noise import wide_states
-from syrenets_ros.tools.streams import Plant, Stream, samples, simulate_structure
+from syrenets_ros.tools.streams import Plant, Stream, deliver, simulate_structure
 
 RIGID = Plant()
 SCENARIOS: dict[str, Plant] = {
@@ -61,19 +61,13 @@ def measure(name: str, plant: Plant, stream: Stream, network: bool, change_at: f
     learner = OnlineLearner(config, log=lambda _: None, warn=lambda _: None)
     wide = wide_states()
     history, warned = [], set()
-    for start in range(0, len(stream.stamp), CHUNK):
-        batch = samples(stream, start, min(start + CHUNK, len(stream.stamp)))
-        for sample in batch:
-            learner.buffer.push(sample)
-        learner.observe()
-        for _ in range(train_steps if network else 0):
-            learner.train_step()
+    for stamp in deliver(learner, stream, CHUNK, train_steps):
         learner.maybe_select()
-        if batch[-1].stamp >= change_at:
+        if stamp >= change_at:
             if learner.stats.insufficiency:
                 warned.add(learner.stats.insufficiency)
             if learner.served is not None:
-                history.append((batch[-1].stamp, wide_rmse(learner.served, plant, wide)))
+                history.append((stamp, wide_rmse(learner.served, plant, wide)))
     adapted = math.nan
     for stamp, rmse in reversed(history):
         if rmse > ADAPTED:
