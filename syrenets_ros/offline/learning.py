@@ -20,6 +20,7 @@ import torch
 from syrenets_ros.offline.bag import NANOSECONDS, BagError, JointStateBag, estimate_period
 from syrenets_ros.online.learner import LEARNER_PARAMETERS, LearnerConfig, OnlineLearner, Publication, Stats
 from syrenets_ros.online.stream import REJECT_REASONS, Batch, JointStateSample, SampleAssembler, StreamChecks
+from syrenets_ros.plotting import saved_figure
 
 # The live worker loops continuously, one training step per pass at most. Offline the learner
 # is stepped every training period of recording (at most every 0.1 s: fewer, larger ingests
@@ -129,36 +130,28 @@ def report_residuals(result: OfflineResult) -> torch.Tensor:
 def plot_report(result: OfflineResult, path: Path, title: str = "") -> Path:
     """PNG: measured vs predicted torque over the recording per joint, and the residual
     histogram, with the change detections marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     batch, residual = result.report, report_residuals(result)
     names = result.joint_names
     origin = float(batch.stamp.min())
     t = (batch.stamp - origin).numpy()
-    fig, axes = plt.subplots(len(names) + 1, 1, figsize=(11, 3.2 * (len(names) + 1)))
-    for j, (ax, name) in enumerate(zip(axes, names)):
-        # Points, not lines: a recording may hold restarts and reordered stamps.
-        ax.plot(t, batch.tau[:, j].numpy(), ".", ms=1.5, label="measured (effort)")
-        ax.plot(t, (batch.tau[:, j] + residual[:, j]).numpy(), ".", ms=1.0, label="predicted (learned model)")
-        for k, stamp in enumerate(result.stats.change_stamps):
-            ax.axvline(stamp - origin, color="red", ls=":", label="change detected" if k == 0 else None)
-        ax.set_ylabel(f"τ {name} [N·m]")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="upper right", fontsize=8, markerscale=8)
-    axes[len(names) - 1].set_xlabel("stamp − earliest stamp [s]")
-    ax = axes[-1]
-    for j, name in enumerate(names):
-        ax.hist(residual[:, j].numpy(), bins=100, alpha=0.6, label=name)
-    rmse = float(residual.square().mean().sqrt())
-    ax.set_xlabel(f"predicted − measured torque [N·m]  (RMSE over the recording {rmse:.3g})")
-    ax.set_ylabel("samples")
-    ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(textwrap.shorten(title, 600), fontsize=8, wrap=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with saved_figure(path, 100, len(names) + 1, 1, figsize=(11, 3.2 * (len(names) + 1))) as (fig, axes):
+        for j, (ax, name) in enumerate(zip(axes, names)):
+            # Points, not lines: a recording may hold restarts and reordered stamps.
+            ax.plot(t, batch.tau[:, j].numpy(), ".", ms=1.5, label="measured (effort)")
+            ax.plot(t, (batch.tau[:, j] + residual[:, j]).numpy(), ".", ms=1.0, label="predicted (learned model)")
+            for k, stamp in enumerate(result.stats.change_stamps):
+                ax.axvline(stamp - origin, color="red", ls=":", label="change detected" if k == 0 else None)
+            ax.set_ylabel(f"τ {name} [N·m]")
+            ax.grid(alpha=0.3)
+            ax.legend(loc="upper right", fontsize=8, markerscale=8)
+        axes[len(names) - 1].set_xlabel("stamp − earliest stamp [s]")
+        ax = axes[-1]
+        for j, name in enumerate(names):
+            ax.hist(residual[:, j].numpy(), bins=100, alpha=0.6, label=name)
+        rmse = float(residual.square().mean().sqrt())
+        ax.set_xlabel(f"predicted − measured torque [N·m]  (RMSE over the recording {rmse:.3g})")
+        ax.set_ylabel("samples")
+        ax.legend(fontsize=8)
+        if title:
+            fig.suptitle(textwrap.shorten(title, 600), fontsize=8, wrap=True)
     return path

@@ -13,6 +13,7 @@ import torch
 
 from syrenets_ros.dynamics import pendulum
 from syrenets_ros.learning.terms import true_pendulum_terms
+from syrenets_ros.plotting import saved_figure
 
 if TYPE_CHECKING:
     from syrenets_ros.ros.monitor import ForecastRecord, Monitor
@@ -87,39 +88,31 @@ def adaptation_time(torque_error: list[tuple[float, float]], t_swap: float, pre_
 
 
 def plot(monitor: Monitor, result: ExperimentResult, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(3, 1, figsize=(10, 10))
-    for ax, series, label in ((axes[0], monitor.tracking, "tracking error |q − q_d| [rad]"),
-                              (axes[1], monitor.torque_error, "feed-forward torque error [N·m]")):
-        points = _rollingrms(series, 0.1)
-        ax.semilogy([t for t, _ in points], [max(v, 1e-16) for _, v in points])
-        ax.set_ylabel(label)
-        ax.axvline(result.t_feedforward_on, color="green", linestyle="--", label="feed-forward on")
-        ax.axvline(result.t_swap, color="red", linestyle="--", label="link 2 swapped")
-        ax.legend(loc="upper right")
-        ax.grid(True, which="both", alpha=0.3)
-    axes[1].set_xlabel("sim time [s]")
-    ax = axes[2]
-    if monitor.forecasts:
-        record = monitor.forecasts[-1]
-        times = [record.start + o for o in record.offsets]
-        truth = true_passive_motion(record)
-        for j in range(2):
-            ax.plot(times, [p[j] for p in record.positions], "--", label=f"q{j + 1} forecast (learned L, variational)")
-            ax.plot(times, truth[:, j], alpha=0.6, label=f"q{j + 1} true passive motion")
-        ax.set_title("passive-motion forecast from /syrenets/forecast vs the true Lagrangian from the same state")
-        ax.legend(loc="upper right", fontsize=8)
-    else:
-        ax.text(0.5, 0.5, "no forecast received", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel("sim time [s]")
-    ax.set_ylabel("q [rad]")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with saved_figure(path, 110, 3, 1, figsize=(10, 10)) as (fig, axes):
+        for ax, series, label in ((axes[0], monitor.tracking, "tracking error |q − q_d| [rad]"),
+                                  (axes[1], monitor.torque_error, "feed-forward torque error [N·m]")):
+            points = _rollingrms(series, 0.1)
+            ax.semilogy([t for t, _ in points], [max(v, 1e-16) for _, v in points])
+            ax.set_ylabel(label)
+            ax.axvline(result.t_feedforward_on, color="green", linestyle="--", label="feed-forward on")
+            ax.axvline(result.t_swap, color="red", linestyle="--", label="link 2 swapped")
+            ax.legend(loc="upper right")
+            ax.grid(True, which="both", alpha=0.3)
+        axes[1].set_xlabel("sim time [s]")
+        ax = axes[2]
+        if monitor.forecasts:
+            record = monitor.forecasts[-1]
+            times = [record.start + o for o in record.offsets]
+            truth = true_passive_motion(record)
+            for j in range(2):
+                ax.plot(times, [p[j] for p in record.positions], "--", label=f"q{j + 1} forecast (learned L, variational)")
+                ax.plot(times, truth[:, j], alpha=0.6, label=f"q{j + 1} true passive motion")
+            ax.set_title("passive-motion forecast from /syrenets/forecast vs the true Lagrangian from the same state")
+            ax.legend(loc="upper right", fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "no forecast received", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xlabel("sim time [s]")
+        ax.set_ylabel("q [rad]")
     return path
 
 

@@ -29,6 +29,7 @@ from syrenets_ros.learning.terms import TermModel, true_pendulum_terms
 from syrenets_ros.learning.training import Trainer
 from syrenets_ros.online.learner import LearnerConfig, OnlineLearner, _rmse
 from syrenets_ros.online.stream import Batch
+from syrenets_ros.plotting import saved_figure
 from syrenets_ros.tools.streams import REALISTIC_NOISE, Stream, deliver, samples, simulate
 
 BEFORE = pendulum.PendulumParams()
@@ -214,25 +215,17 @@ def table(results: list[dict]) -> str:
 
 
 def plot(results: list[dict], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for network in sorted({r["network"] for r in results}):
-        chosen = [r for r in results if r["network"] == network]
-        sigma = [max(r["sigma_scale"], 1e-2) for r in chosen]
-        for key, label in (("reference_rmse", "reference trajectory"), ("wide_rmse", "wide range")):
-            ax.loglog(sigma, [max(r[key], 1e-16) for r in chosen], "o-" if network else "s--",
-                      label=f"{label}, network {'on' if network else 'off'}")
-    ax.set_xlabel("noise scale (× realistic σ; 0 plotted at 0.01)")
-    ax.set_ylabel("served torque RMSE vs truth [N·m]")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with saved_figure(path, 120, figsize=(6, 4)) as (fig, ax):
+        for network in sorted({r["network"] for r in results}):
+            chosen = [r for r in results if r["network"] == network]
+            sigma = [max(r["sigma_scale"], 1e-2) for r in chosen]
+            for key, label in (("reference_rmse", "reference trajectory"), ("wide_rmse", "wide range")):
+                ax.loglog(sigma, [max(r[key], 1e-16) for r in chosen], "o-" if network else "s--",
+                          label=f"{label}, network {'on' if network else 'off'}")
+        ax.set_xlabel("noise scale (× realistic σ; 0 plotted at 0.01)")
+        ax.set_ylabel("served torque RMSE vs truth [N·m]")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
     return path
 
 

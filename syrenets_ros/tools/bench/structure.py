@@ -25,6 +25,7 @@ import torch
 from syrenets_ros.dynamics.pendulum import JointElements
 from syrenets_ros.learning.terms import TermModel, true_pendulum_terms
 from syrenets_ros.online.learner import LearnerConfig, OnlineLearner
+from syrenets_ros.plotting import saved_figure
 from syrenets_ros.tools.bench.noise import wide_states
 from syrenets_ros.tools.streams import Plant, Stream, deliver, simulate_structure
 
@@ -108,24 +109,16 @@ def table(results: list[dict]) -> str:
 
 
 def plot(results: list[dict], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     names = list(dict.fromkeys(r["scenario"] for r in results))
-    fig, ax = plt.subplots(figsize=(8, 4))
-    for offset, network in ((-0.2, False), (0.2, True)):
-        values = [next((max(r["wide_rmse"], 1e-16) for r in results if r["scenario"] == n and r["network"] == network),
-                       math.nan) for n in names]
-        ax.bar([i + offset for i in range(len(names))], values, width=0.4, label=f"network {'on' if network else 'off'}")
-    ax.set_yscale("log")
-    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
-    ax.set_ylabel("final wide-range torque RMSE [N·m]")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with saved_figure(path, 120, figsize=(8, 4)) as (fig, ax):
+        for offset, network in ((-0.2, False), (0.2, True)):
+            values = [next((max(r["wide_rmse"], 1e-16) for r in results if r["scenario"] == n and r["network"] == network),
+                           math.nan) for n in names]
+            ax.bar([i + offset for i in range(len(names))], values, width=0.4, label=f"network {'on' if network else 'off'}")
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+        ax.set_ylabel("final wide-range torque RMSE [N·m]")
+        ax.legend()
     return path
 
 
