@@ -72,29 +72,35 @@ class DeliveryTally:
 class DeliveryAudit:
     """The simulator's record of delivered feed-forward: a window (since the last report)
     and the whole run up to the last report (the window joins it at each report, so a step
-    costs one tally update). The run is also tallied from the first answered step on: before
-    the predictor has a model every step is missing, which says nothing about transport."""
+    costs one tally update). The run's split is also given from the first answered step on:
+    before the predictor has a model every step is missing, which says nothing about transport,
+    so those leading steps are counted apart."""
 
     def __init__(self) -> None:
         self.window = DeliveryTally()
         self.total = DeliveryTally()
-        self.served = DeliveryTally()  # since the first step that had an answer
-        self._window_served = DeliveryTally()
+        self.unanswered_at_start = 0  # missing steps before the first answered one
+        self._answered = False
 
     def record(self, answer: Answer, truth: Sequence[float]) -> None:
         """One step: the answer used (its torque is None when missing) and the true inverse
         dynamics at the desired point of that step."""
         applied = answer.torque if answer.torque is not None else (0.0,) * len(truth)
-        error = math.dist(applied, truth)
-        self.window.add(answer, error)
-        if answer.use is not Use.NONE or self._window_served.steps or self.served.steps:
-            self._window_served.add(answer, error)
+        self.window.add(answer, math.dist(applied, truth))
+        if answer.use is not Use.NONE:
+            self._answered = True
+        elif not self._answered:
+            self.unanswered_at_start += 1
 
     def report(self) -> dict[str, str]:
         """The /diagnostics values of this window and the run; restarts the window."""
-        window, total, served = self.window, self.total, self.served
+        window, total = self.window, self.total
         total.merge(window)
-        served.merge(self._window_served)
+        served = total.steps - self.unanswered_at_start  # all recorded steps are in total now
+        late_missing = total.missing - self.unanswered_at_start
+
+        def since_first_answer(count: int) -> str:
+            return f"{count / served:.4f}" if served else "nan"
         values = {
             "delivered_ff_steps_window": str(window.steps),
             "delivered_ff_exact_window": str(window.exact),
@@ -117,11 +123,10 @@ class DeliveryAudit:
             "delivered_ff_stale_age_mean_steps_total": f"{total.mean_stale_age:.3g}",
             "delivered_ff_stale_age_max_steps_total": str(total.stale_age_max),
             "delivered_ff_error_rms_total": f"{total.rms_error:.6g}",
-            "delivered_ff_steps_since_first_answer": str(served.steps),
-            "delivered_ff_exact_rate_since_first_answer": f"{served.rate(Use.EXACT):.4f}",
-            "delivered_ff_stale_rate_since_first_answer": f"{served.rate(Use.STALE):.4f}",
-            "delivered_ff_missing_rate_since_first_answer": f"{served.rate(Use.NONE):.4f}",
+            "delivered_ff_steps_since_first_answer": str(served),
+            "delivered_ff_exact_rate_since_first_answer": since_first_answer(total.exact),
+            "delivered_ff_stale_rate_since_first_answer": since_first_answer(total.stale),
+            "delivered_ff_missing_rate_since_first_answer": since_first_answer(late_missing),
         }
         self.window = DeliveryTally()
-        self._window_served = DeliveryTally()
         return values
