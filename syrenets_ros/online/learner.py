@@ -220,7 +220,9 @@ def _closer_outside(grown, base, network, fit: Batch, generator: torch.Generator
     return distance[0] < distance[1]
 
 
-def _rmse(model, batch: Batch, window: int, stride: int) -> float:
+def integral_rmse(model, batch: Batch, window: int, stride: int) -> float:
+    """RMSE of a model's integral-row residuals on a batch: the score that picks the served
+    model (inf when the batch holds no gap-free window or the model diverges)."""
     residual = _integral_residual(model, batch, window, stride)
     if residual.numel() == 0:
         return math.inf
@@ -362,7 +364,7 @@ class OnlineLearner:
                                  window=self.config.integral_window, stride=self.config.integral_stride)
         except ValueError:
             return 0.0
-        return _rmse(model, both, self.config.integral_window, self.config.integral_stride)
+        return integral_rmse(model, both, self.config.integral_window, self.config.integral_stride)
 
     def _on_change(self, stamp: float, trusted_from: float) -> None:
         dropped = self.buffer.drop_before(trusted_from)
@@ -422,7 +424,7 @@ class OnlineLearner:
         if not candidates:
             return None
         width, stride = config.integral_window, config.integral_stride
-        scored = sorted(((_rmse(model, holdout, width, stride), source, model) for source, model in candidates),
+        scored = sorted(((integral_rmse(model, holdout, width, stride), source, model) for source, model in candidates),
                         key=lambda item: item[0])
         self.stats.candidate_rmse = {source: rmse for rmse, source, _ in scored}
         plausible = next((item for item in scored if math.isfinite(item[0]) and self._plausible(*item)), None)
@@ -455,7 +457,7 @@ class OnlineLearner:
                   and set(model.library.columns) == set(self.served.library.columns)
                   and fitted_on > self._served_samples)
         if (self.served is not None and model is not self.served and not update
-                and _rmse(self.served, holdout, width, stride) <= rmse):
+                and integral_rmse(self.served, holdout, width, stride) <= rmse):
             self.stats.guard_refusals += 1
             return None
         self.stats.wins[source] = self.stats.wins.get(source, 0) + 1
@@ -539,7 +541,7 @@ class OnlineLearner:
             # network's projection proposes noise, and each proposal costs a refit).
             width, stride = self.config.integral_window, self.config.integral_stride
             proposed = []
-            if _rmse(frozen, holdout, width, stride) < _rmse(library_model, holdout, width, stride):
+            if integral_rmse(frozen, holdout, width, stride) < integral_rmse(library_model, holdout, width, stride):
                 proposed = propose_terms(frozen.lagrangian_fn(), self.library, fit.q[-256:], fit.qd[-256:],
                                          fit.qdd[-256:])
             if proposed:

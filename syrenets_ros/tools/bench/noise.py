@@ -27,7 +27,7 @@ from syrenets_ros.dynamics import pendulum
 from syrenets_ros.learning.regression import fit_integral
 from syrenets_ros.learning.terms import TermModel, true_pendulum_terms
 from syrenets_ros.learning.training import Trainer
-from syrenets_ros.online.learner import LearnerConfig, OnlineLearner, _rmse
+from syrenets_ros.online.learner import LearnerConfig, OnlineLearner, integral_rmse
 from syrenets_ros.online.stream import Batch
 from syrenets_ros.plotting import saved_figure
 from syrenets_ros.tools.streams import REALISTIC_NOISE, Stream, deliver, samples, simulate
@@ -177,7 +177,7 @@ def training_comparison(scale: float, steps: int, seed: int = 3, per_sample_batc
         frozen = learner.network.freeze(reference.q, reference.qd)
         config = learner.config
         results.append({"sigma_scale": scale, "rows": rows, "steps": steps, "cpu_ms_per_step": 1e3 * cpu,
-                        "held_out_integral_rmse": _rmse(frozen, held_out, config.integral_window,
+                        "held_out_integral_rmse": integral_rmse(frozen, held_out, config.integral_window,
                                                         config.integral_stride),
                         "true_rmse": torque_rmse(frozen, BEFORE, *clean)})
     return results
