@@ -64,3 +64,11 @@ class Collector:
     def clear(self) -> None:
         with self._lock:
             self._messages.clear()
+
+    def newest_status(self, name: str) -> dict[str, str]:
+        """The key/values of the newest /diagnostics status called ``name`` received ({} if none)."""
+        for msg in reversed(self.messages()):
+            for status in msg.status:
+                if status.name == name:
+                    return {kv.key: kv.value for kv in status.values}
+        return {}

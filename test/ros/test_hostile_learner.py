@@ -30,14 +30,6 @@ SMALL_AND_FAST = {"network_enabled": False, "min_fit_samples": 2000, "fit_sample
                   "snapshot_period": 0.2}
 
 
-def _diagnostics(collector: Collector) -> dict[str, str]:
-    for msg in reversed(collector.messages()):
-        for status in msg.status:
-            if status.name == "syrenets_learner":
-                return {kv.key: kv.value for kv in status.values}
-    return {}
-
-
 @pytest.fixture
 def learner(tmp_path):
     graph = Graph(nodes=[LEARNER], use_sim_time=True, log_dir=tmp_path, echo=False,
@@ -77,14 +69,14 @@ def test_forged_stamps_are_refused_and_the_published_model_stays_exact(learner, 
         publish(rows[1500:1800], forge=True)
         publish(rows[1500:])  # the genuine stream goes on where it was
         received = str(len(rows) + 300)
-        assert wait_until(lambda: _diagnostics(diagnostics).get("samples_received") == received, 60.0), \
-            _diagnostics(diagnostics)
-        assert _diagnostics(diagnostics)["rejected[off_clock]"] == "300"
+        assert wait_until(lambda: diagnostics.newest_status("syrenets_learner").get("samples_received") == received, 60.0), \
+            diagnostics.newest_status("syrenets_learner")
+        assert diagnostics.newest_status("syrenets_learner")["rejected[off_clock]"] == "300"
         # Exact data: later refits are no better, so the transient guard may publish just one.
         assert wait_until(lambda: len(models) >= 1, 60.0), log.read_text()
         assert graph.newly_exited() == {}
 
-    values = _diagnostics(diagnostics)
+    values = diagnostics.newest_status("syrenets_learner")
     assert values["samples_accepted"] == str(len(rows) - 1) and values["samples_rejected"] == "300", values
     assert values["callback_errors"] == "0" and values["states_missing"] == "0", values
     snapshots = [decode_model(m.data) for m in models.messages()]

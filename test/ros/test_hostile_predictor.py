@@ -31,14 +31,6 @@ def _snapshot(model, version: int, run: RunId = RUN) -> str:
     return encode_model(model, model_version=version, joint_names=JOINTS, metrics={}, run_id=run)
 
 
-def _diagnostics(collector: Collector) -> dict[str, str]:
-    for msg in reversed(collector.messages()):
-        for status in msg.status:
-            if status.name == "syrenets_predictor":
-                return {kv.key: kv.value for kv in status.values}
-    return {}
-
-
 def _model_lines(log) -> list[str]:
     return [line for line in log.read_text().splitlines() if "model snapshot" in line or "serving model" in line]
 
@@ -95,11 +87,11 @@ def test_every_attack_is_refused_with_its_reason_and_the_exact_model_keeps_servi
         assert graph.newly_exited() == {}
 
         def all_refusals_reported() -> bool:
-            values = _diagnostics(diagnostics)
+            values = diagnostics.newest_status("syrenets_predictor")
             return values.get("snapshots_refused") == str(len(attacks)) and "older than" in values.get("last_refusal", "")
 
-        assert wait_until(all_refusals_reported, 10.0), _diagnostics(diagnostics)
-        values = _diagnostics(diagnostics)
+        assert wait_until(all_refusals_reported, 10.0), diagnostics.newest_status("syrenets_predictor")
+        values = diagnostics.newest_status("syrenets_predictor")
         assert values["model_version"] == "1" and values["callback_errors"] == "0", values
         assert values["refused[implausible]"] == "2" and values["refused[replay]"] == "2", values
 
