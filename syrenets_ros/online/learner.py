@@ -286,13 +286,11 @@ class OnlineLearner:
         return len(new)
 
     def _observe_window(self, window: Batch) -> None:
-        width = self.config.integral_window
-        everything = torch.zeros(1, dtype=torch.long)
-        target = integral.integrate(window.tau.to(torch.float64), everything, width)
+        target = self._row(window.tau)
         if self.served is not None:
             with torch.no_grad():
                 predicted = self.served.torque(window.q, window.qd, window.qdd).to(torch.float64).cpu()
-            residual = integral.integrate(predicted, everything, width) - target
+            residual = self._row(predicted) - target
             level = (residual.square() / self.noise.square()).mean(-1)
             if self._detector_armed:
                 self.detector.ratio = self.config.change_ratio  # a live parameter
@@ -301,17 +299,20 @@ class OnlineLearner:
                     self._suspected_change = change
         if self._suspected_change is not None:
             self._maybe_confirm()
-        self._update_tracker(window)
+        self._update_tracker(window, target)
 
-    def _update_tracker(self, window: Batch) -> None:
-        """Absorb one non-overlapping integral row into the coefficient tracker."""
+    def _row(self, per_sample: torch.Tensor) -> torch.Tensor:
+        """The integral row of one cut window (``integral_window`` samples)."""
+        return integral.integrate(per_sample.to(torch.float64), torch.zeros(1, dtype=torch.long),
+                                  self.config.integral_window)
+
+    def _update_tracker(self, window: Batch, target: torch.Tensor) -> None:
+        """Absorb one non-overlapping integral row (``target``: its measured torque row) into the
+        coefficient tracker."""
         if self.tracker is None:
             return
-        width = self.config.integral_window
-        everything = torch.zeros(1, dtype=torch.long)
         images = self.tracker.library.el_images(window.q, window.qd, window.qdd)
-        target = integral.integrate(window.tau.to(torch.float64), everything, width)
-        self.tracker.update_rows(integral.integrate(images, everything, width), target, self.noise)
+        self.tracker.update_rows(self._row(images), target, self.noise)
 
     def _maybe_confirm(self) -> None:
         """Decide on a suspected change once enough data followed it to fit the library."""
@@ -378,7 +379,7 @@ class OnlineLearner:
             # Re-learn from every post-change sample already buffered, not only from those to come.
             self.tracker.reset(self.config.rls_covariance)
             for window in WindowCutter(self.config.integral_window).push(self.buffer.newest(len(self.buffer))):
-                self._update_tracker(window)
+                self._update_tracker(window, self._row(window.tau))
         self._last_selection = -math.inf  # select again as soon as there is post-change data
         self.log(f"system change detected at t={stamp:.3f} s: torque residual jumped; "
                  f"dropped {dropped} pre-change samples, coefficient tracking reset")
