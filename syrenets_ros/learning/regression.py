@@ -99,12 +99,13 @@ def fit_integral(library: TermLibrary, stamps: torch.Tensor, q: torch.Tensor, qd
     target = integral.integrate(tau, starts, window)
     base, dropped = lib._independent_columns(matrix.reshape(-1, len(lib)), rank_tol)
     keep = [lib.index(c) for c in base.columns]
-    fit = integral.select(matrix[..., keep], target, stride_ratio=max(1, window // stride), fixed=not select_terms)
+    fit = integral.select(matrix[..., keep], target, stride_ratio=max(1, window // stride), fixed=not select_terms,
+                          complexity=[c.complexity for c in base.columns])
     active = torch.zeros(len(base), dtype=torch.bool)
     active[fit.support] = True
     report = {"cv_rmse": fit.cv_rmse, "noise": fit.noise.tolist(), "candidates": len(lib),
               "identifiable": len(base), "unidentifiable": dropped, "selected": len(fit.support),
-              "windows": len(starts)}
+              "windows": len(starts), "unsimplified_columns": [base.columns[i] for i in fit.unsimplified]}
     return _model_from_fit(base, active, fit.coefficients, report, fit.stderr)
 
 

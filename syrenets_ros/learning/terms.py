@@ -76,6 +76,14 @@ class Term:
     def degree(self) -> int:
         return sum(self.velocity)
 
+    @property
+    def complexity(self) -> int:
+        """Size of the expression: velocity and position degrees plus the trig frequency
+        (cos q1: 1, cos 2q1: 2, q1²: 2, q̇1q̇2: 2, q̇1q̇2·cos 2q2: 4). Among models the data
+        cannot tell apart, selection keeps the simplest (Occam's razor)."""
+        trig = sum(abs(k) for k in self.angle) if self.function != "one" else 0
+        return sum(self.velocity) + sum(self.position) + trig
+
     def to_sympy(self) -> sp.Expr:
         n = len(self.velocity)
         q, qd = _symbols(n)
@@ -127,6 +135,11 @@ class Force:
             raise ValueError(f"force joint must be an integer in 0..{MAX_JOINTS - 1}")
         if self.law not in FORCE_LAWS:
             raise ValueError(f"force law {self.law!r} not in {FORCE_LAWS}")
+
+    @property
+    def complexity(self) -> int:
+        """As simple as the simplest Lagrangian term (:attr:`Term.complexity`)."""
+        return 1
 
     @property
     def name(self) -> str:

@@ -581,8 +581,12 @@ class OnlineLearner:
         enter: the grammar grows by what the data ask for, besides what the network proposes."""
         cause = ""
         if isinstance(model, TermModel):
-            cause = self._lacks(model, recent, whole_class)
-            if cause == MISSING_POTENTIAL and (whole_class or self._lacks(model, recent, True) == cause):
+            own = model.library.columns
+            # At a selection: the cross-validated pick before Occam's razor, which explains more
+            # (measured: with the simplest equivalent the check missed a spring + friction).
+            columns = model.fit_report.get("unsimplified_columns", own) if whole_class else own
+            cause = self._lacks(columns, recent, whole_class)
+            if cause == MISSING_POTENTIAL and (whole_class or self._lacks(own, recent, True) == cause):
                 self._grow(polynomial_terms(len(self.config.joint_names), max_velocity_degree=0))
         if not cause and not may_clear:
             return
@@ -590,14 +594,14 @@ class OnlineLearner:
             self.warn(f"model insufficient: {cause}; serving the least-bad model and searching on")
         self.stats.insufficiency = cause
 
-    def _lacks(self, model: TermModel, recent: Batch, whole_class: bool) -> str:
-        """Which structure ``model`` (with ``whole_class``: the model and the library) lacks on
-        ``recent`` ("" = none found): polynomial potential terms or dissipative forces, by the
+    def _lacks(self, model_columns: Sequence[Term | Force], recent: Batch, whole_class: bool) -> str:
+        """Which structure a model of ``model_columns`` (with ``whole_class``: the model and the
+        library) lacks on ``recent`` ("" = none found): polynomial potential terms or dissipative forces, by the
         likelihood-ratio test of :func:`integral.missing_structure` on non-overlapping integral
         rows (full-width ones: shorter rows carry enough differentiated velocity noise that a
         polynomial in q fits the inertia terms' attenuation, measured)."""
         n = len(self.config.joint_names)
-        known = set(model.library.columns) | (set(self.library.columns) if whole_class else set())
+        known = set(model_columns) | (set(self.library.columns) if whole_class else set())
         potential = [t for t in polynomial_terms(n, max_velocity_degree=0) if t not in known]
         dissipation = [Force(j, law) for law in FORCE_LAWS for j in range(n) if Force(j, law) not in known]
         width = self.config.integral_window
@@ -613,9 +617,9 @@ class OnlineLearner:
 
         groups = {name: rows(columns) for name, columns in ((MISSING_POTENTIAL, potential),
                                                             (MISSING_DISSIPATION, dissipation)) if columns}
-        complement = [c for c in self.library.columns if c not in model.library.columns] if whole_class else []
+        complement = [c for c in self.library.columns if c not in model_columns] if whole_class else []
         target = integral.integrate(recent.tau.to(torch.float64), starts, width)
-        return integral.missing_structure(rows(model.library.columns), target, groups,
+        return integral.missing_structure(rows(model_columns), target, groups,
                                           complement=rows(complement) if complement else None) or ""
 
     def _grow(self, terms: Sequence[Term]) -> None:

@@ -42,10 +42,11 @@ class Stream:
 
 def simulate(seconds: float, params: pendulum.PendulumParams = pendulum.PendulumParams(), *,
              seed: int = 0, noise: tuple[float, float, float] = (0.0, 0.0, 0.0), start: float = 0.0,
-             joints: pendulum.JointElements = pendulum.RIGID) -> Stream:
+             joints: pendulum.JointElements = pendulum.RIGID, base_frequency: float = 0.2) -> Stream:
     """The PyBullet pendulum with ``joints``' springs and friction (applied by the simulator
-    inside its step) tracking the multi-sine."""
-    excitation = MultiSine.from_seed(seed, 1.0, 0.2)
+    inside its step) tracking the multi-sine (harmonics 1..5 of ``base_frequency``; the sim
+    node's default is 0.1 Hz, half as fast: less excitation per second)."""
+    excitation = MultiSine.from_seed(seed, 1.0, base_frequency)
     q0, qd0, _ = excitation.sample(start)
     steps = round(seconds / DT)
     reference = [excitation.sample(start + k * DT) for k in range(steps + 1)]
