@@ -270,6 +270,9 @@ class OnlineLearner:
         self._detector_armed = True
         self._last_selection = -math.inf
         self._last_check = -math.inf
+        # A structure verdict at a selection (cause, newest stamp it was found on) waiting to be
+        # confirmed on newer data before it is said and acted on.
+        self._unconfirmed: tuple[str, float] | None = None
         self._last_checkpoint = clock()
         self._last_train = -math.inf
         self._served_samples = math.inf  # samples the served model is fitted on (unknown: inf)
@@ -578,7 +581,11 @@ class OnlineLearner:
         after a change it is on its own terms: what the new data ask of it, said until a new
         model is adapted. A potential the whole class lacks grows the library by the
         polynomial terms, so the next refits can carry it and cross-validation decides which
-        enter: the grammar grows by what the data ask for, besides what the network proposes."""
+        enter: the grammar grows by what the data ask for, besides what the network proposes.
+        A verdict at a selection counts once a later selection repeats it on at least a holdout
+        of newer data: the first fits, on two seconds of noisy, weakly exciting data, can be
+        wrong enough to pass the test (measured in the demo under noise: a missing potential
+        said and the library grown at the first selection, with no spring)."""
         cause = ""
         if isinstance(model, TermModel):
             own = model.library.columns
@@ -586,6 +593,16 @@ class OnlineLearner:
             # (measured: with the simplest equivalent the check missed a spring + friction).
             columns = model.fit_report.get("unsimplified_columns", own) if whole_class else own
             cause = self._lacks(columns, recent, whole_class)
+            if whole_class and cause:
+                newest = float(recent.stamp[-1])
+                first = self._unconfirmed
+                if first is None or first[0] != cause:
+                    self._unconfirmed = (cause, newest)
+                    return
+                if int((recent.stamp > first[1]).sum()) < self.config.holdout:
+                    return
+            elif whole_class:
+                self._unconfirmed = None
             if cause == MISSING_POTENTIAL and (whole_class or self._lacks(own, recent, True) == cause):
                 self._grow(polynomial_terms(len(self.config.joint_names), max_velocity_degree=0))
         if not cause and not may_clear:

@@ -25,3 +25,16 @@ def test_training_comparison_reports_both_row_kinds(capsys):
     assert bench_noise.run(_args("--levels", "0", "--training-steps", "2")) == 0
     out = capsys.readouterr().out
     assert "| 0× | per-sample | 2 |" in out and "| 0× | integral | 2 |" in out
+
+
+def test_oracle_frontier_is_exact_without_noise(capsys):
+    """Noise-free, the true terms refitted on any window are exact before and after the swap,
+    so every pre-swap window ratio is a ratio of rounding errors; the table has one row per
+    fit_samples and says how many seeds come within 1.5×."""
+    results = bench_noise.oracle_frontier((0.0, 0.0, 0.0), 8.0, 3.0, range(1), bench_noise.DEMO_FREQUENCY)
+    assert all(v < 1e-9 for r in results for part in ("pre", "post") for v in r[part].values())
+    table = bench_noise.frontier_table(results)
+    assert all(f"| {f} |" in table for f in bench_noise.FRONTIER_FIT_SAMPLES)
+    assert bench_noise.run(_args("--levels", "0", "--swap-seeds", "1", "--swap-at", "8", "--after", "3",
+                                 "--oracle-frontier")) == 0
+    assert "harmonics 1..5 of 0.1 Hz" in capsys.readouterr().out
