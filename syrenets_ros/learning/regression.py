@@ -78,12 +78,13 @@ def fit_terms(library: TermLibrary, q: torch.Tensor, qd: torch.Tensor, qdd: torc
 def fit_integral(library: TermLibrary, stamps: torch.Tensor, q: torch.Tensor, qd: torch.Tensor,
                  qdd: torch.Tensor, tau: torch.Tensor, *, candidates: Sequence[Term | Force] | None = None,
                  window: int = integral.DEFAULT_WINDOW, stride: int = integral.DEFAULT_STRIDE,
-                 rank_tol: float = 1e-8, select_terms: bool = True) -> TermModel:
+                 rank_tol: float = 1e-8, select_terms: bool = True, simplify: bool = True) -> TermModel:
     """Sparse refit on integral rows (SPEC §2b): exact on clean data, unbiased under sensor noise.
 
     Unidentifiable columns are removed first (rank check on the rows themselves), then terms
     are selected by cross-validation (:func:`integral.select`, no noise-tuned threshold; with
-    ``select_terms`` False every identifiable candidate is kept). The
+    ``select_terms`` False every identifiable candidate is kept; with ``simplify`` False without
+    Occam's razor: the support that explains most within one standard error). The
     model carries each coefficient's standard error; the report carries the per-joint noise
     scale of one row, which calibrates change detection and the insufficiency check.
     """
@@ -100,7 +101,7 @@ def fit_integral(library: TermLibrary, stamps: torch.Tensor, q: torch.Tensor, qd
     base, dropped = lib._independent_columns(matrix.reshape(-1, len(lib)), rank_tol)
     keep = [lib.index(c) for c in base.columns]
     fit = integral.select(matrix[..., keep], target, stride_ratio=max(1, window // stride), fixed=not select_terms,
-                          complexity=[c.complexity for c in base.columns])
+                          complexity=[c.complexity for c in base.columns] if simplify else None)
     active = torch.zeros(len(base), dtype=torch.bool)
     active[fit.support] = True
     report = {"cv_rmse": fit.cv_rmse, "noise": fit.noise.tolist(), "candidates": len(lib),

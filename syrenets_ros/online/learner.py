@@ -360,12 +360,15 @@ class OnlineLearner:
     def _library_fit_rmse(self, *parts: Batch) -> float:
         """Held-in integral-row RMSE of one sparse refit (:func:`fit_integral`) on the parts
         together (no window spans two parts: their stamps have a gap); 0 when the parts are
-        too short to select terms."""
+        too short to select terms. Without Occam's razor: on the ~1 s after a jump the razor
+        trades much held-in fit for simplicity, and the comparison needs each part's best fit
+        (measured: with it a swap under noise read as "one model fits before and after")."""
         both = Batch(*(torch.cat(columns) for columns in zip(
             *((p.stamp, p.q, p.qd, p.qdd, p.tau) for p in parts))))
         try:
             model = fit_integral(self.library, both.stamp, both.q, both.qd, both.qdd, both.tau,
-                                 window=self.config.integral_window, stride=self.config.integral_stride)
+                                 window=self.config.integral_window, stride=self.config.integral_stride,
+                                 simplify=False)
         except ValueError:
             return 0.0
         return integral_rmse(model, both, self.config.integral_window, self.config.integral_stride)
