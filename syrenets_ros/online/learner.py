@@ -596,16 +596,8 @@ class OnlineLearner:
             # (measured: with the simplest equivalent the check missed a spring + friction).
             columns = model.fit_report.get("unsimplified_columns", own) if whole_class else own
             cause = self._lacks(columns, recent, whole_class)
-            if whole_class and cause:
-                newest = float(recent.stamp[-1])
-                first = self._unconfirmed
-                if first is None or first[0] != cause:
-                    self._unconfirmed = (cause, newest)
-                    return
-                if int((recent.stamp > first[1]).sum()) < self.config.holdout:
-                    return
-            elif whole_class:
-                self._unconfirmed = None
+            if cause and not self._repeated(cause, recent) and whole_class:
+                return
             if cause == MISSING_POTENTIAL and (whole_class or self._lacks(own, recent, True) == cause):
                 self._grow(polynomial_terms(len(self.config.joint_names), max_velocity_degree=0))
         if not cause and not may_clear:
@@ -613,6 +605,20 @@ class OnlineLearner:
         if cause and cause != self.stats.insufficiency:
             self.warn(f"model insufficient: {cause}; serving the least-bad model and searching on")
         self.stats.insufficiency = cause
+
+    def _repeated(self, cause: str, recent: Batch) -> bool:
+        """Whether ``cause`` was found before, on a record ending at least a holdout of samples
+        before ``recent`` ends and within it (by either check: the served model's after a change
+        counts too); otherwise this finding is remembered as the first."""
+        first = self._unconfirmed
+        newer = int((recent.stamp > first[1]).sum()) if first is not None and first[0] == cause else 0
+        if first is not None and first[0] == cause and float(recent.stamp[0]) <= first[1]:
+            if newer >= self.config.holdout:
+                self._unconfirmed = None
+                return True
+            return False
+        self._unconfirmed = (cause, float(recent.stamp[-1]))
+        return False
 
     def _lacks(self, model_columns: Sequence[Term | Force], recent: Batch, whole_class: bool) -> str:
         """Which structure a model of ``model_columns`` (with ``whole_class``: the model and the
