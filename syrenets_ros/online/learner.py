@@ -270,8 +270,8 @@ class OnlineLearner:
         self._detector_armed = True
         self._last_selection = -math.inf
         self._last_check = -math.inf
-        # A structure verdict at a selection (cause, newest stamp it was found on) waiting to be
-        # confirmed on newer data before it is said and acted on.
+        # A structure finding (cause, newest stamp of its record) waiting to be found again on
+        # newer data before a selection says and acts on it.
         self._unconfirmed: tuple[str, float] | None = None
         self._last_checkpoint = clock()
         self._last_train = -math.inf
@@ -585,10 +585,11 @@ class OnlineLearner:
         model is adapted. A potential the whole class lacks grows the library by the
         polynomial terms, so the next refits can carry it and cross-validation decides which
         enter: the grammar grows by what the data ask for, besides what the network proposes.
-        A verdict at a selection counts once a later selection repeats it on at least a holdout
-        of newer data: the first fits, on two seconds of noisy, weakly exciting data, can be
-        wrong enough to pass the test (measured in the demo under noise: a missing potential
-        said and the library grown at the first selection, with no spring)."""
+        A verdict at a selection counts once the cause is found again (by either check) on an
+        overlapping record with at least a holdout of newer data: the first fits, on two seconds
+        of noisy, weakly exciting data, can be wrong enough to pass the test (measured in the
+        demo under noise: a missing potential said and the library grown at the first
+        selection, with no spring)."""
         cause = ""
         if isinstance(model, TermModel):
             own = model.library.columns
@@ -596,7 +597,8 @@ class OnlineLearner:
             # (measured: with the simplest equivalent the check missed a spring + friction).
             columns = model.fit_report.get("unsimplified_columns", own) if whole_class else own
             cause = self._lacks(columns, recent, whole_class)
-            if cause and not self._repeated(cause, recent) and whole_class:
+            found_again = bool(cause) and self._found_again(cause, recent)
+            if cause and whole_class and not found_again:
                 return
             if cause == MISSING_POTENTIAL and (whole_class or self._lacks(own, recent, True) == cause):
                 self._grow(polynomial_terms(len(self.config.joint_names), max_velocity_degree=0))
@@ -606,26 +608,25 @@ class OnlineLearner:
             self.warn(f"model insufficient: {cause}; serving the least-bad model and searching on")
         self.stats.insufficiency = cause
 
-    def _repeated(self, cause: str, recent: Batch) -> bool:
-        """Whether ``cause`` was found before, on a record ending at least a holdout of samples
-        before ``recent`` ends and within it (by either check: the served model's after a change
-        counts too); otherwise this finding is remembered as the first."""
+    def _found_again(self, cause: str, recent: Batch) -> bool:
+        """Whether ``cause`` was found before on a record that ended inside ``recent``, at least
+        a holdout of samples before it ends; otherwise this finding is remembered as the first."""
         first = self._unconfirmed
-        newer = int((recent.stamp > first[1]).sum()) if first is not None and first[0] == cause else 0
         if first is not None and first[0] == cause and float(recent.stamp[0]) <= first[1]:
-            if newer >= self.config.holdout:
-                self._unconfirmed = None
-                return True
-            return False
+            if int((recent.stamp > first[1]).sum()) < self.config.holdout:
+                return False
+            self._unconfirmed = None
+            return True
         self._unconfirmed = (cause, float(recent.stamp[-1]))
         return False
 
     def _lacks(self, model_columns: Sequence[Term | Force], recent: Batch, whole_class: bool) -> str:
         """Which structure a model of ``model_columns`` (with ``whole_class``: the model and the
-        library) lacks on ``recent`` ("" = none found): polynomial potential terms or dissipative forces, by the
-        likelihood-ratio test of :func:`integral.missing_structure` on non-overlapping integral
-        rows (full-width ones: shorter rows carry enough differentiated velocity noise that a
-        polynomial in q fits the inertia terms' attenuation, measured)."""
+        library) lacks on ``recent`` ("" = none found): polynomial potential terms or
+        dissipative forces, by the likelihood-ratio test of :func:`integral.missing_structure`
+        on non-overlapping integral rows (full-width ones: shorter rows carry enough
+        differentiated velocity noise that a polynomial in q fits the inertia terms'
+        attenuation, measured)."""
         n = len(self.config.joint_names)
         known = set(model_columns) | (set(self.library.columns) if whole_class else set())
         potential = [t for t in polynomial_terms(n, max_velocity_degree=0) if t not in known]

@@ -1,14 +1,15 @@
 """``syrenets-ros bench noise``: the online learner under sensor noise (issue 10).
 
 Per noise level (σ = 0, the realistic [1e-4 rad, 1e-3 rad/s, 0.1 N·m], and 3× that) on
-offline streams of the real PyBullet pendulum with seeded noise on what is recorded: a
-no-change run (false detections; served-model torque RMSE against the true inverse dynamics on
-the reference trajectory and on a wide state range; max relative coefficient error; terms
-found vs true) and link-2 swap runs on several seeds (adaptation time: first sim time after the
-swap from which the served model's reference RMSE on the new system stays within 1.5× its
-pre-swap level, or 1e-9 N·m at σ = 0; that error 3 s after the swap relative to the pre-swap
-one, beside an oracle's: errors scale ~1/√samples, so with a pre-swap model fitted on
-``fit_samples`` samples 3 s of post-swap data may not suffice for any learner). The learner runs without ROS, exactly as the learner node drives it, with
+offline streams of the real PyBullet pendulum tracking the sim node's reference (the demo's;
+``--base-frequency`` for another) with seeded noise on what is recorded: a no-change run (false
+detections; served-model torque RMSE against the true inverse dynamics on the reference
+trajectory and on a wide state range; max relative coefficient error; terms found vs true) and
+link-2 swap runs on several seeds (adaptation time: first sim time after the swap from which
+the served model's reference RMSE on the new system stays within 1.5× its pre-swap level, or
+1e-9 N·m at σ = 0; that error 3 s after the swap relative to the pre-swap one, beside an
+oracle's). ``--oracle-frontier`` asks whether any ``fit_samples`` lets even the oracle meet
+that 3 s target. The learner runs without ROS, exactly as the learner node drives it, with
 one selection per simulated second, network off and on (``TRAIN_STEPS`` SyReNet steps on
 integral rows per simulated second, the node's max_train_rate at real time); with the network
 on, the table also shows the raw network's held-out integral-row RMSE at the end of the run.
@@ -149,9 +150,9 @@ def oracle_frontier(noise: tuple[float, float, float], swap_at: float, after_sec
     for seed in seeds:
         before, after = swap_streams(noise, swap_at, after_seconds, seed, base_frequency)
         end = len(before.stamp)
-        results.append({"seed": seed,
-                        "pre": {f: oracle_rmse(before, BEFORE, slice(end - f, end), config) for f in FRONTIER_FIT_SAMPLES},
-                        "post": {n: oracle_rmse(after, AFTER, slice(0, n), config) for n in FRONTIER_AFTER_SAMPLES}})
+        pre = {f: oracle_rmse(before, BEFORE, slice(end - f, end), config) for f in FRONTIER_FIT_SAMPLES}
+        post = {n: oracle_rmse(after, AFTER, slice(0, n), config) for n in FRONTIER_AFTER_SAMPLES}
+        results.append({"seed": seed, "pre": pre, "post": post})
     return results
 
 
@@ -164,7 +165,8 @@ def frontier_table(results: list[dict]) -> str:
         within = [sum(r["post"][n] <= 1.5 * r["pre"][f] for r in results) for n in FRONTIER_AFTER_SAMPLES]
         last = FRONTIER_AFTER_SAMPLES[-1]
         ratios = ", ".join(f"{r['post'][last] / r['pre'][f]:.2f}" for r in results)
-        rows.append(f"| {f} | {float(pre.median()):.2g} | {' / '.join(f'{w}/{len(results)}' for w in within)} | {ratios} |")
+        counts = " / ".join(f"{w}/{len(results)}" for w in within)
+        rows.append(f"| {f} | {float(pre.median()):.2g} | {counts} | {ratios} |")
     return "\n".join(rows)
 
 
