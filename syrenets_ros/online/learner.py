@@ -353,12 +353,14 @@ class OnlineLearner:
             return trusted_from
         joint = self._library_fit_rmse(pre, post)[0]
         before, terms = self._library_fit_rmse(pre)
-        after = self._library_fit_rmse(post)[0]
-        if terms is not None:
-            after = min(after, self._library_fit_rmse(post, columns=terms)[0])
-        separate = max(before, after)
         noise_floor = float(self.noise.square().mean())
-        if joint > 3.0 * separate and joint ** 2 > noise_floor:
+
+        def changed(after: float) -> bool:
+            return joint > 3.0 * max(before, after) and joint ** 2 > noise_floor
+
+        # The refit of known terms first: it needs no selection (cheap), and explains a swap.
+        if (terms is not None and changed(self._library_fit_rmse(post, columns=terms)[0])
+                or changed(self._library_fit_rmse(post)[0])):
             return trusted_from
         self.detector.reset()
         self._last_selection = -math.inf
