@@ -354,6 +354,20 @@ class TermLibrary:
         forces = torch.stack([f.generalised_force(qd) for f in self.forces], -1)
         return torch.cat((tau, forces), -1)
 
+    def weak_images(self, q: torch.Tensor, qd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each column's momentum ∂φ/∂q̇ and static force −∂φ/∂q (a force column: zero momentum,
+        its generalised force), (B, n, p) each: el_images = d/dt momentum + static. The weak
+        form integrates the time derivative by parts, so it needs no q̈ (SPEC §2b)."""
+        h, dh = self._trig(q)
+        m0 = self._monomials(qd, self._idx0)
+        m1 = self._d1_coef.to(qd) * self._monomials(qd, self._d1_idx)
+        momentum = (m1 * h[..., None]).transpose(-1, -2)
+        static = (-m0[..., None] * dh).transpose(-1, -2)
+        if not self.forces:
+            return momentum, static
+        forces = torch.stack([f.generalised_force(qd) for f in self.forces], -1)
+        return torch.cat((momentum, torch.zeros_like(forces)), -1), torch.cat((static, forces), -1)
+
     def identifiable(self, q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor, *,
                      tol: float = 1e-8) -> tuple["TermLibrary", list[str]]:
         """Keep columns whose EL image is independent of the (simpler) columns before them.
@@ -440,6 +454,12 @@ class TermModel:
     def torque(self, q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor) -> torch.Tensor:
         """τ = EL images · c (dissipation included): linear in the coefficients, no autodiff."""
         return self.library.el_images(q, qd, qdd) @ self.coefficients.to(q)
+
+    def weak_parts(self, q: torch.Tensor, qd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Momentum ∂L/∂q̇ and static force −∂L/∂q + D(q̇), (B, n) each, for weak-form rows."""
+        momentum, static = self.library.weak_images(q, qd)
+        coefficients = self.coefficients.to(q)
+        return momentum @ coefficients, static @ coefficients
 
     def to_sympy(self, digits: int | None = None) -> sp.Expr:
         """L as a sympy expression; ``digits`` rounds the coefficients (significant digits)."""
