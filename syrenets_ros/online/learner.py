@@ -508,8 +508,11 @@ class OnlineLearner:
             return None
         config, sizes = self.config, self.sizes
         if len(self.buffer) < sizes.min_fit + sizes.holdout:
-            self._wait(f"{len(self.buffer)} samples of the {sizes.min_fit + sizes.holdout} a model needs "
-                       f"(min_fit_duration + holdout: {sizes.describe()})")
+            needed = sizes.min_fit + sizes.holdout
+            self._wait(f"{len(self.buffer)} samples ({len(self.buffer) * sizes.period:.3g} s) of the {needed} "
+                       f"({needed * sizes.period:.3g} s) a first model needs: min_fit_duration "
+                       f"{sizes.min_fit * sizes.period:.3g} s + holdout {sizes.holdout * sizes.period:.3g} s "
+                       f"(each at least a few integral windows of {sizes.window} samples); lower them or record longer")
             self._check_served(now)
             return None
         self._last_selection = now
