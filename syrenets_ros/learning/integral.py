@@ -43,6 +43,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 
 from syrenets_ros.dynamics import euler_lagrange
@@ -115,12 +116,16 @@ def integrate(per_sample: torch.Tensor, starts: torch.Tensor, window: int,
         index = starts.to(per_sample.device)[:, None] + torch.arange(window, device=per_sample.device)
         return torch.einsum("w,jwc->jc", weights,
                             per_sample.reshape(per_sample.shape[0], -1)[index]).reshape(len(starts), *shape)
-    channels = per_sample.reshape(per_sample.shape[0], -1).T[None]  # (1, C, B)
+    # Starts on a common grid (every stride-th sample from the first): the convolution is
+    # evaluated on that grid only, not at every sample.
+    first = int(starts[0])
+    grid = int(np.gcd.reduce((starts - first).numpy())) or 1
+    channels = per_sample[first:].reshape(per_sample.shape[0] - first, -1).T[None]  # (1, C, B − first)
     # conv1d is a correlation, out[s] = Σ_k kernel[k]·x[s+k]: the weights as they are (the weak
     # form's φ̇ weights are odd, so a flip would negate them).
     kernel = weights.expand(channels.shape[1], 1, window).contiguous()
-    full = torch.nn.functional.conv1d(channels, kernel, groups=channels.shape[1])[0]  # (C, B−W+1)
-    return full[:, starts.to(per_sample.device)].T.reshape(len(starts), *shape)
+    full = torch.nn.functional.conv1d(channels, kernel, stride=grid, groups=channels.shape[1])[0]
+    return full[:, ((starts - first) // grid).to(per_sample.device)].T.reshape(len(starts), *shape)
 
 
 def torque_rows(lagrangian: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], q: torch.Tensor,

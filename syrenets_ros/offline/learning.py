@@ -30,6 +30,14 @@ from syrenets_ros.plotting import saved_figure
 # cost less per sample, and the tracker updates in full blocks).
 MAX_STEP_PERIOD = 0.1
 PERIOD_PROBE = 1000  # messages used to estimate the sampling period
+# Selections when the snapshot period is automatic: on a short recording many (the structure
+# search grows the model over several selections: a 4 s recording with viscous damping needed
+# one every 0.5 s), on a long one one per half refit window, so that every sample takes part in
+# about two refits and the CPU per recorded second stays bounded (a selection every recorded
+# 2.5 s took ~0.33 s CPU at 1 kHz: half the cost of learning 100 s).
+SELECTIONS = 40
+MIN_SELECTIONS = 10
+MIN_SNAPSHOT_PERIOD, MAX_SNAPSHOT_PERIOD = 0.25, 10.0
 REPORT_POINTS = 20_000  # samples kept (evenly spread over the recording) for the report
 REPORT_BLOCK = 3  # consecutive samples kept together, so each middle one has its neighbours
 
@@ -58,6 +66,7 @@ class OfflineResult:
     notes: list[str] = field(default_factory=list)  # what the learner logged (changes, refusals)
     sizes: Sizes | None = None  # the windows and data sizes the learner used, in samples
     rows: RowForm | None = None  # how its integral rows were formed
+    snapshot_period: float = math.nan  # recorded seconds between selections
 
 
 class Recording(Protocol):
@@ -65,6 +74,7 @@ class Recording(Protocol):
 
     name: str  # what error messages call it
     message_count: int
+    duration: float  # seconds of data
     start: float  # receive time of the first message [s]
     undecodable: int  # messages whose bytes did not decode (counted, skipped)
 
@@ -86,6 +96,10 @@ class BagRecording:
     @property
     def message_count(self) -> int:
         return self.bag.message_count
+
+    @property
+    def duration(self) -> float:
+        return self.bag.duration
 
     @property
     def start(self) -> float:
@@ -120,6 +134,10 @@ class TableRecording:
         return self.table.rows
 
     @property
+    def duration(self) -> float:
+        return self.table.duration
+
+    @property
     def start(self) -> float:
         return float(self.table.stamp[0])
 
@@ -146,13 +164,23 @@ def bag_period(bag: JointStateBag) -> float:
     return period
 
 
+def auto_snapshot_period(duration: float, sizes: Sizes) -> float:
+    """Recorded seconds between selections when not given (see :data:`SELECTIONS`)."""
+    per_refit = min(sizes.fit * sizes.period, duration / MIN_SELECTIONS) / 2.0
+    return min(MAX_SNAPSHOT_PERIOD, max(MIN_SNAPSHOT_PERIOD, duration / SELECTIONS, per_refit))
+
+
 def learn_from_recording(recording: Recording, config: LearnerConfig, period: float | None = None,
                          progress: Callable[[Progress], None] | None = None,
-                         log: Callable[[str], None] | None = None) -> OfflineResult:
+                         log: Callable[[str], None] | None = None, snapshot_period: float | None = None
+                         ) -> OfflineResult:
     """Replay the recording through the learner; BagError if too little of it is usable, with
-    the unmet condition and its numbers. ``log`` hears what the learner says as it says it."""
+    the unmet condition and its numbers. ``log`` hears what the learner says as it says it;
+    ``snapshot_period`` None = :func:`auto_snapshot_period`, else replaces the config's."""
     period = recording.period() if period is None else period
     config = dataclasses.replace(config, joint_state_period=period)
+    config.snapshot_period = snapshot_period or auto_snapshot_period(recording.duration,
+                                                                     Sizes.derive(config, period))
     # The node's stream checks, less the stamp-vs-clock one: a recording's stamps are history
     # (and sim-time stamps were recorded against wall receive times).
     position_noise, velocity_noise = LEARNER_PARAMETERS.default("sensor_noise")
@@ -204,7 +232,8 @@ def learn_from_recording(recording: Recording, config: LearnerConfig, period: fl
                           else ""))
     return OfflineResult(publication, learner.served, tuple(config.joint_names), period, assembler.received,
                          assembler.accepted, rejected, recording.undecodable,
-                         learner.stats, Batch.from_samples(kept), notes, learner.sizes, learner.rows)
+                         learner.stats, Batch.from_samples(kept), notes, learner.sizes, learner.rows,
+                         config.snapshot_period)
 
 
 def learn_from_bag(bag: JointStateBag, config: LearnerConfig, period: float | None = None,

@@ -770,15 +770,18 @@ class OnlineLearner:
         if len(starts) < 8 or not (potential or dissipation):
             return ""
 
+        complement = [c for c in self.library.columns if c not in model_columns] if whole_class else []
+        # Every column's rows at once (one evaluation of the samples), then split.
+        every = list(dict.fromkeys([*model_columns, *potential, *dissipation, *complement]))
+        library = TermLibrary([c for c in every if isinstance(c, Term)] or [Term((0,) * n, "one", (0,) * n)],
+                              [c for c in every if isinstance(c, Force)])
+        images = self.rows.columns(library, recent.stamp, recent.q, recent.qd, recent.qdd, starts)
+
         def rows(columns: Sequence[Term | Force]) -> torch.Tensor:
-            library = TermLibrary([c for c in columns if isinstance(c, Term)] or [Term((0,) * n, "one", (0,) * n)],
-                                  [c for c in columns if isinstance(c, Force)])
-            images = self.rows.columns(library, recent.stamp, recent.q, recent.qd, recent.qdd, starts)
             return images[..., [library.index(c) for c in columns]]
 
         groups = {name: rows(columns) for name, columns in ((MISSING_POTENTIAL, potential),
                                                             (MISSING_DISSIPATION, dissipation)) if columns}
-        complement = [c for c in self.library.columns if c not in model_columns] if whole_class else []
         target = self.rows.target(recent.stamp, recent.tau.to(torch.float64), starts)
         return integral.missing_structure(rows(model_columns), target, groups,
                                           complement=rows(complement) if complement else None) or ""

@@ -16,11 +16,6 @@ from syrenets_ros.learning.integral import FORMS
 from syrenets_ros.online.learner import LEARNER_PARAMETERS, LearnerConfig
 
 EXIT_UNUSABLE = 2
-# Measured: selecting every recorded second (the node's cadence) took ~10x the CPU per million
-# messages of every 10 s; a 4 s recording with viscous damping needed selections every 0.5 s for
-# the structure search to add the damping (at 1 s it did not).
-SELECTIONS = 40
-MIN_SNAPSHOT_PERIOD, MAX_SNAPSHOT_PERIOD = 0.25, 10.0
 # The learner's duration parameters `learn` exposes, by option; a refusal names the option.
 DURATIONS = ("integral_window", "holdout", "fit_duration", "min_fit_duration")
 
@@ -44,8 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="joint-state period [s]; auto = estimated from the stamps")
     parser.add_argument("--snapshot-period", default="auto",
                         help="recorded seconds between model selections (the node's snapshot_period, "
-                             f"{defaults.snapshot_period:g} s live); auto = the recording's length / "
-                             f"{SELECTIONS}, within [{MIN_SNAPSHOT_PERIOD:g}, {MAX_SNAPSHOT_PERIOD:g}] s: "
+                             f"{defaults.snapshot_period:g} s live); auto = the recording's length / 40, or half "
+                             "the refit's data when that is longer, within [0.25, 10] s: "
                              "the structure search grows the model over several selections, and each "
                              "selection refits, which costs more than a recorded second")
     parser.add_argument("--train-rate", type=float, default=defaults.max_train_rate,
@@ -147,12 +142,9 @@ def run(args: argparse.Namespace) -> int:
             config = LearnerConfig(joint_names=joints, network_enabled=args.network, device=args.device,
                                    max_train_rate=args.train_rate, integral_rows=args.rows,
                                    **{name: getattr(args, name) for name in DURATIONS})
-            duration = getattr(recording, "bag", None).duration if n_joints is None else recording.table.duration
-            config.snapshot_period = snapshot_period or min(MAX_SNAPSHOT_PERIOD, max(
-                MIN_SNAPSHOT_PERIOD, duration / SELECTIONS))
-            print(f"{description}; a model selection every {config.snapshot_period:.3g} recorded s", flush=True)
+            print(description, flush=True)
             try:
-                result = learn_from_recording(recording, config, period, progress=bar)
+                result = learn_from_recording(recording, config, period, progress=bar, snapshot_period=snapshot_period)
             finally:
                 bar.close()
     except (BagError, TableError, ValueError) as error:
@@ -165,7 +157,8 @@ def run(args: argparse.Namespace) -> int:
     rejected = ", ".join(f"{reason} {count}" for reason, count in result.rejected.items()) or "none"
     print(f"samples: {result.accepted} from {result.messages} messages (period {result.period:.6g} s); "
           f"rejected: {rejected}; undecodable: {result.undecodable}")
-    print(f"chosen: {result.rows.form} integral rows; {result.sizes.describe()}")
+    print(f"chosen: {result.rows.form} integral rows; {result.sizes.describe()}; a selection every "
+          f"{result.snapshot_period:.3g} recorded s")
     for note in result.notes:
         print(f"learner: {note}")
     wins = ", ".join(f"{source} {count}" for source, count in sorted(stats.wins.items()))
