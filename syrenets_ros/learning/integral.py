@@ -33,8 +33,9 @@ Three ways to form a row (:class:`RowForm`), because recordings differ in how th
   φ = (1 − x²)^WEAK_ORDER the trapezoid rule over the samples converges at high order, so
   sampled continuous motion at 25 Hz gives rows accurate to ~1e-7 relative.
 
-:func:`choose_form` picks the form whose rows a least-squares fit of the library explains best
-on the data at hand (held out by blocks); the simulator's own scheme is the default.
+:func:`kinematic_form` says which discretisation a record's q and q̇ follow, and
+:func:`regression.choose_rows` checks it against which rows a sparse fit of the library
+explains best; the simulator's own scheme is the default.
 """
 
 from __future__ import annotations
@@ -55,6 +56,15 @@ FORMS = ("acceleration", "central", "weak")
 # (harmonics up to 1 Hz), relative row error of a library fit with 16-sample windows at 25 Hz:
 # k = 4: 4e-5, 6: 2e-6, 8: 8e-8; at 100 Hz and 64 samples: 1e-7, 5e-10, 3e-12.
 WEAK_ORDER = 8
+# Samples a weak-form window holds at least: the steep test function needs them more than the
+# motion does. Relative row error of the true model at 25, 50 and 100 Hz alike (amplitude 1 rad,
+# harmonics to 1 Hz): 16 samples 2e-6, 24: 5e-8 to 9e-8, 32: 4e-9 to 8e-9, 48: 1e-10 to 3e-10 —
+# with 16, selection took a stand-in (cos 2q1) for the quadrature error.
+WEAK_MIN_WINDOW = 32
+# Relative residual below which weak-form fits count as exact (:func:`select`'s floor): its
+# quadrature leaves ~1e-8 (above), and a selection that sees that as signal takes stand-ins
+# (measured at 100 Hz: cos 2q1 at −4e-8 beside the seven true terms).
+WEAK_FLOOR = 1e-7
 # Relative: below this, residuals are rounding, not signal. Integral rows of clean data agree
 # to ~5e-14, but short records of a slow reference (2 s of the 0.1 Hz default) left ~1e-12:
 # with a floor of 1e-12 a Coulomb column (constant while q̇1 kept its sign) fitted that
@@ -197,6 +207,11 @@ class RowForm:
             raise ValueError(f"window {self.window} / stride {self.stride} samples too small for {self.form} rows")
 
     @property
+    def floor(self) -> float:
+        """Relative residual that is rounding or quadrature error, not signal."""
+        return WEAK_FLOOR if self.form == "weak" else NUMERICAL_FLOOR
+
+    @property
     def span(self) -> int:
         """Samples one row reads: its window, and for central rows the two neighbours."""
         return self.window + 2 if self.form == "central" else self.window
@@ -244,43 +259,41 @@ class RowForm:
         return integrate(torque, starts, self.window)
 
 
-# A form other than the default is chosen only when it explains the data this much better:
-# under sensor noise every form's residual is the noise, and the default is kept.
-FORM_MARGIN = 0.5
-FORM_WINDOWS = 400  # windows per form compared (denser starts on short records)
+# The discretisation a record's positions and velocities follow decides the form when one
+# holds this much better than every other (rounding against a discretisation error).
+KINEMATIC_MARGIN = 1e-2
 
 
-def choose_form(library, stamps: torch.Tensor, q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor,
-                tau: torch.Tensor, window: int, forms: tuple[str, ...] = FORMS,
-                default: str = "acceleration") -> tuple[str, dict[str, float]]:
-    """The row form whose rows the library explains best on this record, and each form's score:
-    the RMS residual of a least-squares fit of the whole library on one half of the windows
-    (blocks in time) on the other half, relative to the RMS target row, both ways. A form
-    replaces ``default`` only when its score is below ``FORM_MARGIN`` × the default's; forms
-    the record has too few windows for are left out (score inf)."""
-    scores: dict[str, float] = {}
-    for form in forms:
-        rows = RowForm(form, window, 1)
-        stride = max(1, (len(stamps) - window) // FORM_WINDOWS)
-        starts = rows.starts(stamps, stride)
-        matrix = rows.columns(library, stamps, q, qd, qdd, starts)
-        if matrix.shape[0] * matrix.shape[1] < 4 * matrix.shape[-1]:  # half the rows: 2 per column
-            scores[form] = math.inf
-            continue
-        target = rows.target(stamps, tau, starts)
-        half = matrix.shape[0] // 2
-        errors = []
-        for fit, test in ((slice(None, half), slice(half, None)), (slice(half, None), slice(None, half))):
-            flat = matrix[fit].reshape(-1, matrix.shape[-1])
-            norms = flat.norm(dim=0).clamp_min(torch.finfo(flat.dtype).tiny)
-            coefficients = _lstsq(flat / norms, target[fit].reshape(-1)) / norms
-            errors.append(float((matrix[test] @ coefficients - target[test]).square().mean()))
-        scale = float(target.square().mean())
-        scores[form] = math.sqrt(sum(errors) / 2 / scale) if scale > 0 else math.inf
-    best = min(scores, key=scores.get)
-    if default in scores and not scores[best] < FORM_MARGIN * scores[default]:
-        best = default
-    return best, scores
+def kinematic_form(stamps: torch.Tensor, q: torch.Tensor, qd: torch.Tensor) -> tuple[str | None, dict[str, float]]:
+    """Which row form the record's own kinematics call for, or None when none clearly holds
+    (sensor noise hides them all), and each relation's relative residual:
+
+    - semi-implicit steps, q_{k+1} = q_k + Δt q̇_{k+1} (our simulator, Bullet): acceleration;
+    - central differences, q̇_k = (q_{k+1} − q_{k−1})/(t_{k+1} − t_{k−1}) (numpy.gradient): central;
+    - smooth motion, Simpson's rule q_{k+1} − q_{k−1} = Δt/3 (q̇_{k−1} + 4q̇_k + q̇_{k+1}), error
+      O(Δt⁵) where the others are O(Δt²): weak.
+
+    Residuals are relative to the RMS displacement per step; only steps within half a period
+    of the median count (no relation spans a gap)."""
+    if len(stamps) < 3:
+        return None, {}
+    period = sample_period(stamps)
+    steps = stamps[1:] - stamps[:-1]
+    regular = (steps - period).abs() <= 0.5 * period
+    inner = regular[:-1] & regular[1:]  # triples k−1, k, k+1
+    if not bool(inner.any()):
+        return None, {}
+    h = steps[:, None].to(q)
+    scale = float((h[:-1][inner] * qd[1:-1][inner]).square().mean().sqrt()) or 1.0
+    span = (q[2:] - q[:-2])[inner]
+    residuals = {
+        "acceleration": (q[1:] - q[:-1] - h * qd[1:])[regular],
+        "central": span - ((stamps[2:] - stamps[:-2])[:, None].to(q) * qd[1:-1])[inner],
+        "weak": span - (h[:-1] / 3.0 * (qd[:-2] + 4.0 * qd[1:-1] + qd[2:]))[inner],
+    }
+    scores = {form: float(r.square().mean().sqrt()) / scale for form, r in residuals.items()}
+    ordered = sorted(scores, key=scores.get)
+    return (ordered[0] if scores[ordered[0]] <= KINEMATIC_MARGIN * scores[ordered[1]] else None), scores
 
 
 @dataclass(frozen=True)
@@ -425,7 +438,7 @@ def _joint_scale(residual: torch.Tensor, fitted: int, floor: float) -> torch.Ten
 
 def select(matrix: torch.Tensor, target: torch.Tensor, *, stride_ratio: int, folds: int = FOLDS,
            max_terms: int = 40, candidates: list[int] | None = None, fixed: bool = False,
-           complexity: list[int] | None = None) -> RowFit:
+           complexity: list[int] | None = None, relative_floor: float = NUMERICAL_FLOOR) -> RowFit:
     """Sparse term selection on integral rows, with no threshold tuned to a noise level.
 
     ``matrix`` (J, n, p) and ``target`` (J, n) are overlapping rows (window starts every
@@ -443,11 +456,13 @@ def select(matrix: torch.Tensor, target: torch.Tensor, *, stride_ratio: int, fol
     Coefficient standard errors come from the non-overlapping rows (independent noise), which
     makes them conservative for the overlapping-row estimate. ``fixed``: no selection, every
     candidate is kept (a support already chosen and validated, refitted on more data).
+    ``relative_floor``: residuals below it (relative to the target) are rounding or quadrature
+    error, and supports that reach it tie (so the sparsest wins).
     """
     windows, joints, width = matrix.shape
     columns = list(range(width)) if candidates is None else list(candidates)
     disjoint = slice(None, None, stride_ratio)
-    scale_floor = NUMERICAL_FLOOR * float(target.abs().max().clamp_min(1.0))
+    scale_floor = relative_floor * float(target.abs().max().clamp_min(1.0))
     # Step 1 only weighs the joints against each other. On a few seconds of data the disjoint
     # rows have no more equations than columns, and a full fit on them leaves no residual: the
     # scale fell to its floor and both joints weighed alike (measured on clean data with a
@@ -461,7 +476,7 @@ def select(matrix: torch.Tensor, target: torch.Tensor, *, stride_ratio: int, fol
     aim = target / noise
     flat = weighted.reshape(-1, width)
     scaled = flat / flat.norm(dim=0).clamp_min(torch.finfo(flat.dtype).tiny)
-    floor = NUMERICAL_FLOOR**2 * float(aim.square().mean())
+    floor = relative_floor**2 * float(aim.square().mean())
     guard = stride_ratio
     if fixed:
         supports = [columns]

@@ -105,7 +105,8 @@ def fit_integral(library: TermLibrary, stamps: torch.Tensor, q: torch.Tensor, qd
     base, dropped = lib._independent_columns(matrix.reshape(-1, len(lib)), rank_tol)
     keep = [lib.index(c) for c in base.columns]
     fit = integral.select(matrix[..., keep], target, stride_ratio=max(1, window // stride), fixed=not select_terms,
-                          complexity=[c.complexity for c in base.columns] if simplify else None)
+                          complexity=[c.complexity for c in base.columns] if simplify else None,
+                          relative_floor=rows.floor)
     active = torch.zeros(len(base), dtype=torch.bool)
     active[fit.support] = True
     report = {"cv_rmse": fit.cv_rmse, "noise": fit.noise.tolist(), "candidates": len(lib),
@@ -113,6 +114,43 @@ def fit_integral(library: TermLibrary, stamps: torch.Tensor, q: torch.Tensor, qd
               "windows": len(starts), "rows": rows.form,
               "unsimplified_columns": [base.columns[i] for i in fit.unsimplified]}
     return _model_from_fit(base, active, fit.coefficients, report, fit.stderr)
+
+
+# A form other than the default is chosen only when its rows are explained this much better:
+# under sensor noise every form's residual is the noise, and the default is kept.
+FORM_MARGIN = 0.5
+
+
+def choose_rows(library: TermLibrary, stamps: torch.Tensor, q: torch.Tensor, qd: torch.Tensor,
+                qdd: torch.Tensor, tau: torch.Tensor, window: int, default: str = "acceleration"
+                ) -> tuple[str, dict[str, float], dict[str, float]]:
+    """The row form for a record, with each form's kinematic residual (:func:`integral.kinematic_form`)
+    and the relative RMS residual of its sparse library fit (the selection cross-validates, so
+    a wrong form keeps the error of its discretisation however many stand-ins it takes). The
+    discretisation q and q̇ follow proposes; a proposal is refused when the default's fit is
+    better by :data:`FORM_MARGIN` (the torque may follow another convention than the
+    kinematics). Without a proposal (sensor noise hides the kinematics) a form replaces the
+    default only when its fit is better by that margin. Full-library least squares could not
+    tell: on smooth records it absorbs a discretisation error into spurious terms."""
+    proposal, motion = integral.kinematic_form(stamps, q, qd)
+    scores: dict[str, float] = {}
+    for form in integral.FORMS:
+        rows = integral.RowForm(form, window, max(1, window // 4))
+        try:
+            model = fit_integral(library, stamps, q, qd, qdd, tau, rows=rows, simplify=False)
+        except ValueError:
+            scores[form] = math.inf
+            continue
+        starts = rows.starts(stamps)
+        target = rows.target(stamps, tau.to(torch.float64), starts)
+        residual = rows.predicted(model, stamps, q, qd, qdd, starts) - target
+        scores[form] = float(residual.norm() / target.norm().clamp_min(torch.finfo(target.dtype).tiny))
+    best = min(scores, key=scores.get)
+    if proposal is not None and not scores[default] < FORM_MARGIN * scores[proposal]:
+        return proposal, motion, scores
+    if scores[best] < FORM_MARGIN * scores[default]:
+        return best, motion, scores
+    return default, motion, scores
 
 
 def fit_lagrangian(library: TermLibrary, q: torch.Tensor, qd: torch.Tensor, lagrangian: torch.Tensor, *,

@@ -134,6 +134,10 @@ class TableRecording:
         return self.table.rows
 
     @property
+    def measured_acceleration(self) -> bool:
+        return self.table.qdd is not None
+
+    @property
     def duration(self) -> float:
         return self.table.duration
 
@@ -172,15 +176,15 @@ def auto_snapshot_period(duration: float, sizes: Sizes) -> float:
 
 def learn_from_recording(recording: Recording, config: LearnerConfig, period: float | None = None,
                          progress: Callable[[Progress], None] | None = None,
-                         log: Callable[[str], None] | None = None, snapshot_period: float | None = None
+                         log: Callable[[str], None] | None = None, auto_snapshot: bool = False
                          ) -> OfflineResult:
     """Replay the recording through the learner; BagError if too little of it is usable, with
     the unmet condition and its numbers. ``log`` hears what the learner says as it says it;
-    ``snapshot_period`` None = :func:`auto_snapshot_period`, else replaces the config's."""
+    ``auto_snapshot``: the config's snapshot period replaced by :func:`auto_snapshot_period`."""
     period = recording.period() if period is None else period
     config = dataclasses.replace(config, joint_state_period=period)
-    config.snapshot_period = snapshot_period or auto_snapshot_period(recording.duration,
-                                                                     Sizes.derive(config, period))
+    if auto_snapshot:
+        config.snapshot_period = auto_snapshot_period(recording.duration, Sizes.derive(config, period))
     # The node's stream checks, less the stamp-vs-clock one: a recording's stamps are history
     # (and sim-time stamps were recorded against wall receive times).
     position_noise, velocity_noise = LEARNER_PARAMETERS.default("sensor_noise")
@@ -195,7 +199,8 @@ def learn_from_recording(recording: Recording, config: LearnerConfig, period: fl
         if log is not None:
             log(text)
 
-    learner = OnlineLearner(config, log=note, clock=lambda: now[0])
+    learner = OnlineLearner(config, log=note, clock=lambda: now[0],
+                            measured_acceleration=getattr(recording, "measured_acceleration", False))
     stride = max(1, math.ceil(recording.message_count / REPORT_POINTS))
     kept: list[JointStateSample] = []
     publication: Publication | None = None

@@ -25,7 +25,7 @@ import torch
 
 from syrenets_ros.dynamics.pendulum import JOINT_NAMES
 from syrenets_ros.learning import integral
-from syrenets_ros.learning.regression import fit_integral, propose_terms
+from syrenets_ros.learning.regression import choose_rows, fit_integral, propose_terms
 from syrenets_ros.learning.syrenet import SyReNet, SyReNetConfig
 from syrenets_ros.learning.terms import FORCE_LAWS, Force, Term, TermLibrary, TermModel, polynomial_terms
 from syrenets_ros.learning.training import Trainer, select_device
@@ -301,8 +301,11 @@ class OnlineLearner:
 
     def __init__(self, config: LearnerConfig, log: Callable[[str], None] = print,
                  warn: Callable[[str], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, measured_acceleration: bool = False) -> None:
+        """``measured_acceleration``: the samples carry a measured q̈ (a table's), not the
+        forward difference of a stream; with ``integral_rows`` auto their own rows are used."""
         self.config = config
+        self.measured_acceleration = measured_acceleration
         self.log = log
         self.warn = warn or log
         self.clock = clock
@@ -575,15 +578,13 @@ class OnlineLearner:
         """Once, on the first data that can tell (False until then): an integral window short
         enough that the record's gap-free runs hold the windows a selection needs (short
         segments, messages lost every few samples), and, with ``integral_rows`` auto, the row
-        form whose rows the library explains best (:func:`integral.choose_form`)."""
+        form whose rows a sparse library fit explains best (:func:`regression.choose_rows`)."""
         if self._rows_decided:
             return True
         data = self.buffer.newest(self.sizes.fit + self.sizes.holdout)
         runs = _run_lengths(data.stamp, self.sizes.period)
         needed = integral.MIN_FIT_WINDOWS + HOLDOUT_WINDOWS
-        window = self.sizes.window
-        while window > MIN_WINDOW_SAMPLES and sum(r // (window + 2) for r in runs) < needed:
-            window = max(MIN_WINDOW_SAMPLES, window // 2)
+        window = min(self.sizes.window, self._runs_window(runs, needed))
         if sum(r // (window + 2) for r in runs) < needed:
             self._wait(f"the {len(data)} samples lie in {len(runs)} gap-free runs (longest {max(runs, default=0)} "
                        f"samples) holding {sum(r // (window + 2) for r in runs)} integral windows of {window} samples "
@@ -594,18 +595,35 @@ class OnlineLearner:
             self.log(f"integral window shortened from {self.sizes.window} to {window} samples: the record's gap-free "
                      f"runs are short (median {sorted(runs)[len(runs) // 2]} samples)")
             self.sizes = Sizes.derive(self.config, self.sizes.period, window)
-        form, scores = self.rows.form, {}
-        if self.config.integral_rows == "auto":
-            form, scores = integral.choose_form(self.library, data.stamp, data.q, data.qd, data.qdd, data.tau, window)
+        form, scores, basis = self.rows.form, {}, ""
+        if self.config.integral_rows == "auto" and self.measured_acceleration:
+            form, basis = "acceleration", "the record's own q̈"
+        elif self.config.integral_rows == "auto":
+            form, motion, scores = choose_rows(self.library, data.stamp, data.q, data.qd, data.qdd, data.tau, window)
+            basis = ("relative residual of the discretisations q and q̇ follow: "
+                     + ", ".join(f"{name} {score:.2g}" for name, score in motion.items())
+                     + "; relative residual of a sparse library fit")
+        if form == "weak" and self.sizes.window < integral.WEAK_MIN_WINDOW <= max(runs) - 2:
+            # Its quadrature needs the longer window; the first model then waits for its data.
+            self.sizes = Sizes.derive(self.config, self.sizes.period, integral.WEAK_MIN_WINDOW)
         self.rows = integral.RowForm(form, self.sizes.window, self.sizes.stride)
         self.windows = WindowCutter(self.rows.span)
         self.detector.reset()
         self._rows_decided = True
         self.stats.rows = form
         compared = ", ".join(f"{name} {score:.2g}" for name, score in scores.items())
-        self.log(f"integral rows: {form}" + (f" (relative held-out residual of a library fit: {compared})"
-                                            if compared else "") + f"; {self.sizes.describe()}")
-        return True
+        self.log(f"integral rows: {form}" + (f" (by {basis}{': ' + compared if compared else ''})" if basis else "")
+                 + f"; {self.sizes.describe()}")
+        return len(self.buffer) >= self.sizes.min_fit + self.sizes.holdout
+
+    @staticmethod
+    def _runs_window(runs: list[int], needed: int) -> int:
+        """The longest window (MIN_WINDOW_SAMPLES at least) of which the gap-free runs hold
+        ``needed`` (each with room for central rows' two neighbours)."""
+        longest = max(runs, default=0)
+        while longest > MIN_WINDOW_SAMPLES and sum(r // (longest + 2) for r in runs) < needed:
+            longest -= max(1, longest // 8)
+        return max(MIN_WINDOW_SAMPLES, longest)
 
     def _served_fit(self, model, source: str, fitted_on: float) -> tuple[object, float]:
         """What to serve for a validated candidate, and how many samples it is fitted on: a term

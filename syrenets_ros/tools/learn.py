@@ -89,7 +89,8 @@ class ProgressBar:
 
 
 def _fail(message: str) -> int:
-    for name in DURATIONS + ("integral_rows",):  # the learner's words for its knobs: this command's options
+    # The learner's words for its knobs become this command's options (longest first: min_fit_duration).
+    for name in sorted(DURATIONS + ("integral_rows",), key=len, reverse=True):
         message = message.replace(name, "--rows" if name == "integral_rows" else f"--{name.replace('_', '-')}")
     print(f"syrenets-ros learn: error: {message}", file=sys.stderr)
     return EXIT_UNUSABLE
@@ -141,10 +142,12 @@ def run(args: argparse.Namespace) -> int:
             LEARNER_PARAMETERS.check({"joint_names": joints}, running=False)
             config = LearnerConfig(joint_names=joints, network_enabled=args.network, device=args.device,
                                    max_train_rate=args.train_rate, integral_rows=args.rows,
+                                   snapshot_period=snapshot_period or LearnerConfig().snapshot_period,
                                    **{name: getattr(args, name) for name in DURATIONS})
             print(description, flush=True)
             try:
-                result = learn_from_recording(recording, config, period, progress=bar, snapshot_period=snapshot_period)
+                result = learn_from_recording(recording, config, period, progress=bar,
+                                              auto_snapshot=snapshot_period is None)
             finally:
                 bar.close()
     except (BagError, TableError, ValueError) as error:

@@ -9,7 +9,7 @@ import torch
 from syrenets_ros.tools.streams import DT, REALISTIC_NOISE, sampled_motion, simulate
 from syrenets_ros.dynamics import pendulum
 from syrenets_ros.learning import integral
-from syrenets_ros.learning.regression import fit_integral
+from syrenets_ros.learning.regression import choose_rows, fit_integral
 from syrenets_ros.learning.terms import TermLibrary, polynomial_terms, true_pendulum_terms
 
 PARAMS = pendulum.PendulumParams()
@@ -228,7 +228,7 @@ def test_the_chosen_form_is_the_one_the_record_obeys(clean, sampled):
     library = TermLibrary.grammar(2, dissipation=True)
 
     def chosen(stream, window):
-        return integral.choose_form(library, stream.stamp, stream.q, stream.qd, stream.qdd, stream.tau, window)[0]
+        return choose_rows(library, stream.stamp, stream.q, stream.qd, stream.qdd, stream.tau, window)[0]
 
     assert chosen(clean, 100) == "acceleration"
     assert chosen(sampled["exact"], 16) == "weak"
