@@ -93,22 +93,24 @@ def window_weights(length: int, dtype: torch.dtype = torch.float64) -> torch.Ten
 
 def window_starts(stamps: torch.Tensor, window: int, stride: int, period: float,
                   tolerance: float = 0.5) -> torch.Tensor:
-    """Start indices of windows of ``window`` consecutive samples that contain no gap.
+    """Start indices of windows of ``window`` consecutive samples that contain no gap, every
+    ``stride`` samples from the start of each gap-free run.
 
     A window across a gap (dropped messages, a change boundary after pre-change data was
-    dropped) would sum rows that do not telescope; it is never formed.
-    """
+    dropped, a segment's end) would sum rows that do not telescope; it is never formed. Starts
+    count from each run's own first sample, so a short run holds as many windows as fit in it
+    (a grid common to the record would miss most windows of runs barely longer than one)."""
     count = int(stamps.shape[0])
     if count < window:
         return torch.zeros(0, dtype=torch.long)
     steps = stamps[1:] - stamps[:-1]
-    broken = ((steps - period).abs() > tolerance * period).to(torch.long)
-    # breaks[i] = number of gaps among the first i steps; a window [s, s+window) is clean
-    # when no gap lies among its window−1 inner steps.
-    breaks = torch.cat((torch.zeros(1, dtype=torch.long), broken.cumsum(0)))
-    starts = torch.arange(0, count - window + 1, stride)
-    clean = breaks[starts + window - 1] == breaks[starts]
-    return starts[clean]
+    first = torch.cat((torch.ones(1, dtype=torch.bool), (steps - period).abs() > tolerance * period))
+    run = first.to(torch.long).cumsum(0) - 1
+    run_start = torch.nonzero(first)[:, 0]
+    index = torch.arange(count)
+    offset = index - run_start[run]
+    remaining = torch.bincount(run)[run] - offset  # samples from here to the run's end
+    return index[(offset % stride == 0) & (remaining >= window)]
 
 
 def integrate(per_sample: torch.Tensor, starts: torch.Tensor, window: int,

@@ -393,7 +393,10 @@ class TermLibrary:
         norms = matrix.norm(dim=0)
         nonzero = norms > tol * norms.max().clamp_min(torch.finfo(matrix.dtype).tiny)
         r = torch.linalg.qr(matrix / norms.clamp_min(torch.finfo(matrix.dtype).tiny), mode="r")[1]
-        kept_in_order = (nonzero & (r.diagonal().abs() > tol)).tolist()
+        # With fewer rows than columns, the columns past the rows are in the span already.
+        diagonal = torch.zeros(matrix.shape[1], dtype=matrix.dtype)
+        diagonal[:min(matrix.shape)] = r.diagonal()
+        kept_in_order = (nonzero & (diagonal.abs() > tol)).tolist()
         keep = [False] * len(self)
         for position, column in enumerate(order):
             keep[column] = kept_in_order[position]

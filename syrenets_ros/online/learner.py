@@ -592,9 +592,7 @@ class OnlineLearner:
                        f"or more of them")
             return False
         if window != self.sizes.window:
-            self.log(f"integral window shortened from {self.sizes.window} to {window} samples: the record's gap-free "
-                     f"runs are short (median {sorted(runs)[len(runs) // 2]} samples)")
-            self.sizes = Sizes.derive(self.config, self.sizes.period, window)
+            self._shorten(window, runs)
         form, scores, basis = self.rows.form, {}, ""
         if self.config.integral_rows == "auto" and self.measured_acceleration:
             form, basis = "acceleration", "the record's own q̈"
@@ -604,17 +602,39 @@ class OnlineLearner:
                      + ", ".join(f"{name} {score:.2g}" for name, score in motion.items())
                      + "; relative residual of a sparse library fit")
         if form == "weak" and self.sizes.window < integral.WEAK_MIN_WINDOW <= max(runs) - 2:
-            # Its quadrature needs the longer window; the first model then waits for its data.
+            # Its quadrature needs the longer window; the first model then waits for its data (a
+            # refit that finds too few windows of it shortens it again: :meth:`_refit_window`).
             self.sizes = Sizes.derive(self.config, self.sizes.period, integral.WEAK_MIN_WINDOW)
-        self.rows = integral.RowForm(form, self.sizes.window, self.sizes.stride)
-        self.windows = WindowCutter(self.rows.span)
-        self.detector.reset()
+        self._use_rows(form)
         self._rows_decided = True
         self.stats.rows = form
         compared = ", ".join(f"{name} {score:.2g}" for name, score in scores.items())
         self.log(f"integral rows: {form}" + (f" (by {basis}{': ' + compared if compared else ''})" if basis else "")
                  + f"; {self.sizes.describe()}")
         return len(self.buffer) >= self.sizes.min_fit + self.sizes.holdout
+
+    def _use_rows(self, form: str) -> None:
+        """Form rows this way at the current window; the cut windows and the detector's
+        baseline (in the old rows' units) start again."""
+        self.rows = integral.RowForm(form, self.sizes.window, self.sizes.stride)
+        self.windows = WindowCutter(self.rows.span)
+        self.detector.reset()
+
+    def _shorten(self, window: int, runs: list[int]) -> None:
+        self.log(f"integral window shortened from {self.sizes.window} to {window} samples: the record's gap-free "
+                 f"runs are short (median {sorted(runs)[len(runs) // 2]} samples)")
+        self.sizes = Sizes.derive(self.config, self.sizes.period, window)
+        self._use_rows(self.rows.form)
+
+    def _refit_window(self, fit: Batch) -> bool:
+        """After a refit found too few windows: shorten the window to what the fit data's runs
+        hold, if that is shorter (True when it did)."""
+        runs = _run_lengths(fit.stamp, self.sizes.period)
+        window = self._runs_window(runs, integral.MIN_FIT_WINDOWS)
+        if window >= self.rows.window:
+            return False
+        self._shorten(window, runs)
+        return True
 
     @staticmethod
     def _runs_window(runs: list[int], needed: int) -> int:
@@ -685,7 +705,12 @@ class OnlineLearner:
                                 rows=self.rows)
 
         try:
-            library_model = refit()
+            try:
+                library_model = refit()
+            except integral.TooFewWindows:
+                if not self._refit_window(fit):
+                    raise
+                library_model = refit()
         except ValueError as exc:  # too few gap-free windows (dropped messages): no refit now
             self.log(f"no refit this round: {exc}")
             self._wait(f"no refit: {exc} (the newest {len(fit)} samples before the holdout; a shorter "

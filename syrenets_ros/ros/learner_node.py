@@ -130,11 +130,14 @@ class LearnerNode(Node):
             "admitted_network_terms": stats.admitted_terms,
             "library_grown_by_check": stats.grown_terms,
             "coefficient_stderr": self.learner.coefficient_stderr(),
+            "integral_rows": stats.rows or f"{self.learner.rows.form} (not decided yet)",
+            "integral_window_samples": self.learner.sizes.window,
+            "waiting_for": self.learner.waiting if self.last_publication is None else "",
         }
         level = DiagnosticStatus.ERROR if self.worker_errors else (
             DiagnosticStatus.OK if self.last_publication and not stats.insufficiency else DiagnosticStatus.WARN)
         message = (f"serving v{self.learner.version} ({stats.served_source})" if self.last_publication
-                   else "collecting samples")
+                   else f"collecting samples{': ' + self.learner.waiting if self.learner.waiting else ''}")
         if stats.insufficiency:
             message += f"; model insufficient: {stats.insufficiency}"
         rc.publish_diagnostics(self, self.diag_pub, LEARNER_PARAMETERS.node, level, message, values)

@@ -187,3 +187,16 @@ def test_the_network_trains_at_its_rate_per_recorded_second(tmp_path, sim_states
     # Training needs holdout + batch samples first (about 1 s of the 4 s).
     assert 10 <= result.stats.training_steps <= 4 * 5 + 1
     assert "network" in result.stats.candidate_rmse
+
+
+def test_a_bag_with_every_twentieth_effort_nan_still_gives_the_model(tmp_path, sim_states):
+    """Each NaN is rejected and counted, and opens a gap: the gap-free runs are 18 samples
+    long, the integral window shrinks to fit them, and learning continues around the NaNs."""
+    states = [(s, names, q, qd, [math.nan, math.nan] if k % 20 == 10 else tau)
+              for k, (s, names, q, qd, tau) in enumerate(sim_states)]
+    write_joint_states(tmp_path / "nan", states)
+    with JointStateBag(tmp_path / "nan") as bag:
+        result = learn_from_bag(bag, LearnerConfig(**CONFIG))
+    assert result.rejected["non_finite"] == len(states) // 20
+    assert result.sizes.window <= 18 and any("window shortened" in note for note in result.notes)
+    assert _true_torque_error(result.model) < 1e-8
