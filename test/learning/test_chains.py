@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from syrenets_ros.dynamics import chain, pendulum
+from syrenets_ros.dynamics import euler_lagrange
 from syrenets_ros.learning.regression import fit_integral
-from syrenets_ros.learning.terms import TermLibrary, grammar_angles, true_chain_terms, true_pendulum_terms
+from syrenets_ros.learning.terms import (Term, TermLibrary, grammar_angles, polynomial_terms, true_chain_terms,
+                                         true_pendulum_terms)
 from syrenets_ros.plant.excitation import MultiSine
 
 THREE = chain.ChainParams((3.0, 1.0, 0.5), (2.67, 1.67, 1.2))
@@ -42,6 +44,21 @@ def test_grammar_holds_every_true_term_of_the_chain(n):
     assert set(truth.terms) <= set(TermLibrary.grammar(n).terms)
     q, qd, qdd = _wide_states(200, n)
     assert torch.allclose(truth.torque(q, qd, qdd), chain.inverse_dynamics(q, qd, qdd, params), rtol=0, atol=1e-10)
+
+
+def test_el_images_match_euler_lagrange_operator_beyond_two_joints():
+    """Closed-form images against autodiff for three joints, with quartic velocity monomials
+    and polynomial factors in q (the gathers of every derivative order and joint)."""
+    quartic = [Term((2, 1, 1), "cos", (0, 1, 1)), Term((0, 3, 1), "sin", (1, 0, -1)), Term((4, 0, 0), "one", (0, 0, 0))]
+    library = TermLibrary(sorted(set(true_chain_terms(THREE).terms) | set(quartic + polynomial_terms(3))))
+    q, qd, qdd = (x / 2 for x in _wide_states(32, 3))
+    images = library.el_images(q, qd, qdd)
+
+    def operator_torque(c):
+        return euler_lagrange.torque(lambda a, b: library.features(a, b) @ c, q, qd, qdd)
+
+    reference = torch.func.jacfwd(operator_torque)(torch.zeros(len(library), dtype=torch.float64))
+    assert torch.allclose(images, reference, rtol=0, atol=1e-11)
 
 
 def test_two_link_chain_terms_are_the_pendulum_terms():
