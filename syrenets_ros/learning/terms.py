@@ -407,7 +407,7 @@ class TermLibrary:
             keep[column] = kept_in_order[position]
         if not any(k for k, c in zip(keep, self.columns) if isinstance(c, Term)):
             raise ValueError("no term has an identifiable effect on these data")
-        dropped = [name for name, k in zip(self.names, keep) if not k]
+        dropped = [c.name for c, k in zip(self.columns, keep) if not k]
         return self.subset([i for i, k in enumerate(keep) if k]), dropped
 
 
