@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Sequence
 import sympy as sp
 import torch
 
+from syrenets_ros.dynamics.chain import ChainParams
 from syrenets_ros.dynamics.euler_lagrange import LagrangianFn
 from syrenets_ros.dynamics.pendulum import RIGID, JointElements, PendulumParams
 from syrenets_ros.learning.payload import SnapshotError, tensor_from_json, tensor_to_json
@@ -183,11 +184,18 @@ def _sort_key(term: Term) -> tuple:
 
 
 def grammar_angles(n_joints: int) -> list[tuple[int, ...]]:
-    """Frequencies of the default library: q_i, 2q_i, q_i + q_j, q_i − q_j (i < j)."""
+    """Frequencies of the default library: q_i, 2q_i, the sums along the chain
+    q_i + q_{i+1} + … + q_j and the differences q_i − q_j (i < j).
+
+    Why these: in relative coordinates every rod's absolute angle and every angle between two
+    rods of a planar chain is a contiguous sum (its L needs cos(q_1+q_2+q_3) for three
+    links); in absolute coordinates the angles between rods are differences. A sum of joints
+    that are not neighbours (q_1 + q_3) appears in neither, and dropping it keeps the angle
+    count at n² + n, as before; for two joints the set is unchanged."""
     unit = [tuple(int(i == j) for j in range(n_joints)) for i in range(n_joints)]
     angles = list(unit) + [tuple(2 * v for v in u) for u in unit]
     for i, j in itertools.combinations(range(n_joints), 2):
-        angles.append(tuple(a + b for a, b in zip(unit[i], unit[j])))
+        angles.append(tuple(int(i <= k <= j) for k in range(n_joints)))
         angles.append(tuple(a - b for a, b in zip(unit[i], unit[j])))
     return angles
 
@@ -402,7 +410,7 @@ class TermLibrary:
             keep[column] = kept_in_order[position]
         if not any(k for k, c in zip(keep, self.columns) if isinstance(c, Term)):
             raise ValueError("no term has an identifiable effect on these data")
-        dropped = [name for name, k in zip(self.names, keep) if not k]
+        dropped = [c.name for c, k in zip(self.columns, keep) if not k]
         return self.subset([i for i, k in enumerate(keep) if k]), dropped
 
 
@@ -579,3 +587,24 @@ def true_pendulum_terms(params: PendulumParams, joints: JointElements = RIGID) -
               for i, v in enumerate(values) if v}
     return TermModel(TermLibrary(list(terms), list(forces)),
                      torch.tensor(list(terms.values()) + list(forces.values()), dtype=torch.float64))
+
+
+def true_chain_terms(params: ChainParams) -> TermModel:
+    """The planar chain's L expanded in library terms (relative coordinates): the target of
+    learning a chain. With ω_a = q̇_1 + … + q̇_a, T = ½ Σ_a H_aa ω_a² + Σ_{a<b} H_ab ω_a ω_b
+    cos(q_{a+1} + … + q_b) multiplies out into velocity monomials, and −V = Σ_j G_j
+    cos(q_1 + … + q_j); for two links these are :func:`true_pendulum_terms`' 7 rigid terms."""
+    n = params.n_links
+    inertia, gravity = params.inertia_coefficients, params.gravity_coefficients
+    coefficients: dict[Term, float] = {}
+    for a, b in itertools.combinations_with_replacement(range(n), 2):
+        weight = 0.5 * inertia[a][a] if a == b else inertia[a][b]
+        angle = tuple(int(a < k <= b) for k in range(n))
+        for k, l in itertools.product(range(a + 1), range(b + 1)):
+            velocity = tuple(int(i == k) + int(i == l) for i in range(n))
+            term = Term(velocity, "cos", angle) if a != b else Term(velocity, "one", angle)
+            coefficients[term] = coefficients.get(term, 0.0) + weight
+    for j, value in enumerate(gravity):
+        coefficients[Term((0,) * n, "cos", tuple(int(k <= j) for k in range(n)))] = value
+    terms = sorted(coefficients, key=_sort_key)
+    return TermModel(TermLibrary(terms), torch.tensor([coefficients[t] for t in terms], dtype=torch.float64))

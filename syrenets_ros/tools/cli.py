@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "noise": ("syrenets_ros.tools.bench.noise", "learning through sensor noise: error vs σ, false alarms, swap"),
     "structure": ("syrenets_ros.tools.bench.structure", "springs, friction, swaps mid-run, network off/on"),
     "hostile": ("syrenets_ros.tools.bench.hostile", "cost and verdict of issue 12's hostile payloads and streams"),
+    "chains": ("syrenets_ros.tools.bench.chains", "learning planar n-link chains exactly: errors and CPU per n"),
 }
 
 
