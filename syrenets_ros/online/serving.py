@@ -61,8 +61,9 @@ PREDICTOR_PARAMETERS = NodeSchema("syrenets_predictor", (
           "Hz", 0.0, 50.0),
     Param("forecast_horizon", 2.0, "length of each forecast", "s", 0.05, 20.0),
     Param("forecast_step", 0.01, "variational integrator time step", "s", 0.0005, 0.1),
-    Param("max_feedforward_torque", 500.0, "feed-forward bound: a model whose |τ| exceeds it on the probe "
-          "states (q any, |q̇| ≤ 2 rad/s, |q̈| ≤ 5 rad/s²) is refused, and an answer beyond it is withheld",
+    Param("max_feedforward_torque", 500.0, "feed-forward bound: a model whose |τ| exceeds it on 1024 probe "
+          "states drawn afresh for each check (q any, |q̇| ≤ 2 rad/s, |q̈| ≤ 5 rad/s²) is refused, and an "
+          "answer beyond it is withheld",
           "N·m", 1.0, 1.0e5, read_only=True),
     Param("consistency_tolerance", 5.0, "torque error (window means, RMS over the history and on the newest "
           "window) a new model may show on measured joint states without having to beat the served model "

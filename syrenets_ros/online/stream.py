@@ -100,7 +100,6 @@ class _Candidate:
     head: _State
     jump: float  # its first stamp − the timeline's newest [s]
     reason: str  # what its first state counts as once it is the timeline ("gap", "time_reset", "out_of_order")
-    since: float  # node clock when it started
 
 
 class SampleAssembler:
@@ -130,7 +129,9 @@ class SampleAssembler:
         self.missing = 0
         self._previous: _State | None = None
         self._previous_clock = math.nan  # node clock when the previous state was taken
-        self._candidate: _Candidate | None = None
+        # At most one candidate timeline whose jump moved with the clock and one that did not, so
+        # that states forged beside an honest jump (a gap) cannot displace it.
+        self._candidates: dict[bool, _Candidate] = {}
 
     def _parse(self, names: Sequence[str], position: Sequence[float], velocity: Sequence[float],
                effort: Sequence[float]) -> tuple[tuple[float, ...], ...] | str:
@@ -169,7 +170,7 @@ class SampleAssembler:
             return self._reject("duplicate_stamp")
         if not self._continues(previous, dt):
             return self._off_timeline(current, dt, now)
-        self._candidate = None  # the timeline goes on: whatever jumped away from it was not the stream
+        self._candidates.clear()  # the timeline goes on: whatever jumped away from it was not the stream
         self._take(current, now)
         return self._sample(previous, current, dt)
 
@@ -204,30 +205,32 @@ class SampleAssembler:
                 self._count_missing(dt)
                 self._take(current, now)
             return self._reject(reason)
-        candidate = self._candidate
-        if candidate is not None:
+        for candidate in self._candidates.values():
             step = current.stamp - candidate.head.stamp
-            if self._continues(candidate.head, step) and \
-                    self._kinematically_consistent(candidate.head, current, step):
-                head, candidate.head = candidate.head, current
-                if not self._confirmed(candidate, now):
-                    return self._reject("off_timeline")
-                self._candidate = None
-                if candidate.reason != "out_of_order":  # its first state counted off_timeline until now
-                    self.rejected["off_timeline"] -= 1
-                    self.rejected[candidate.reason] += 1
-                self._count_missing(candidate.jump)
-                self._take(current, now)
-                return self._sample(head, current, step)
-        self._candidate = _Candidate(current, dt, reason, now)
+            if not (self._continues(candidate.head, step) and
+                    self._kinematically_consistent(candidate.head, current, step)):
+                continue
+            head, candidate.head = candidate.head, current
+            if not self._confirmed(candidate.head.stamp, now):
+                return self._reject("off_timeline")
+            self._candidates.clear()
+            if candidate.reason != "out_of_order":  # its first state counted off_timeline until now
+                self.rejected["off_timeline"] -= 1
+                self.rejected[candidate.reason] += 1
+            self._count_missing(candidate.jump)
+            self._take(current, now)
+            return self._sample(head, current, step)
+        self._candidates[self._moves_with_clock(current.stamp, now)] = _Candidate(current, dt, reason)
         return self._reject("out_of_order" if reason == "out_of_order" else "off_timeline")
 
-    def _confirmed(self, candidate: _Candidate, now: float) -> bool:
-        """The jump moved the stamps as far as the clock moved (a gap, a restart of sim time),
-        or the old timeline has been silent for ``reset_after`` of the clock."""
-        stamps_moved = candidate.head.stamp - self._previous.stamp
-        clock_moved = now - self._previous_clock
-        return abs(stamps_moved - clock_moved) <= TIMELINE_LEAD or abs(now - candidate.since) >= self.reset_after
+    def _moves_with_clock(self, stamp: float, now: float) -> bool:
+        """From the timeline's newest state to ``stamp`` the stamps moved as far as the clock."""
+        return abs((stamp - self._previous.stamp) - (now - self._previous_clock)) <= TIMELINE_LEAD
+
+    def _confirmed(self, stamp: float, now: float) -> bool:
+        """A candidate reaching ``stamp`` moved with the clock (a gap, a restart of sim time), or
+        the old timeline has been silent for ``reset_after`` of the clock."""
+        return self._moves_with_clock(stamp, now) or abs(now - self._previous_clock) >= self.reset_after
 
     def _kinematically_consistent(self, previous: _State, current: _State, dt: float) -> bool:
         for q0, q1, v0, v1 in zip(previous.q, current.q, previous.qd, current.qd):

@@ -155,3 +155,19 @@ def test_a_jump_the_clock_did_not_make_is_taken_once_the_old_timeline_stays_sile
     formed = feed(assembler, rows[600:], now, clock_offset=-0.5)  # the clock 0.5 s behind from here
     assert assembler.rejected["gap"] == 1 and 998 <= assembler.rejected["off_timeline"] <= 1001
     assert formed == len(rows[600:]) - 1 - assembler.rejected["off_timeline"]
+
+
+def test_forged_states_beside_an_honest_gap_do_not_keep_the_stream_from_resuming():
+    """After a genuine gap, forged states stamped ahead, interleaved with the resuming stream,
+    cannot displace its candidate timeline: the honest stream is taken at its second state."""
+    now = [0.0]
+    assembler = assembler_with_clock(now)
+    rows = simulate(700)
+    feed(assembler, rows[:300], now)
+    formed = 0
+    for stamp, q, qd, tau in rows[350:]:  # 50 states lost
+        now[0] = stamp
+        formed += assembler.add(stamp, NAMES, q, qd, tau) is not None
+        assert assembler.add(stamp + 1.0, NAMES, q, qd, [5 * t for t in tau]) is None
+    assert formed == len(rows[350:]) - 1 and assembler.rejected["gap"] == 1 and assembler.missing == 50
+    assert assembler.rejected["off_timeline"] == len(rows[350:])
