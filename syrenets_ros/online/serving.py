@@ -266,6 +266,7 @@ class ModelServer:
         """Validate a snapshot and swap it in; returns (accepted, reason or summary).
         ``measured``: checked samples of the last seconds, oldest first (gaps allowed). A model
         that passes everything but cannot be checked on them yet is held (see ``pending``)."""
+        self.probe_cpu_s = 0.0
         try:
             decoded = decode_model(payload, max_bytes=self.max_payload_bytes, kinds=SERVABLE_KINDS,
                                    joint_names=self.joint_names)
