@@ -52,7 +52,7 @@ class PredictorNode(Node):
         self.assembler = SampleAssembler(self.server.joint_names, values["joint_state_period"], checks=checks)
         length = max(1, round(values["consistency_history"] / values["joint_state_period"]))
         self._history: deque = deque(maxlen=length)  # checked samples, oldest first
-        self._latest_msg: JointState | None = None  # the newest joint state, for forecasts
+        self._latest_msg: JointState | None = None  # the newest checked joint state, for forecasts
         self._history_lock = threading.Lock()  # the executor appends, the model worker reads
         self.served = 0
         self.bad_references = 0
@@ -179,9 +179,10 @@ class PredictorNode(Node):
             return
         samples = [self.assembler.add(rc.stamp_to_seconds(m.header.stamp), m.name, m.position, m.velocity,
                                       m.effort) for m in messages]
+        checked = [m for m, s in zip(messages, samples) if s is not None]  # states that completed a sample
         with self._history_lock:
             self._history.extend(s for s in samples if s is not None)
-            self._latest_msg = messages[-1]
+            self._latest_msg = checked[-1] if checked else self._latest_msg
 
     def _history_samples(self) -> Batch | None:
         """The history's samples, oldest first (gaps allowed: the check cuts windows)."""
