@@ -174,3 +174,36 @@ def test_an_empty_predictor_holds_a_first_model_until_measured_states_check_it(p
         assert wait_until(lambda: diagnostics.newest_status("syrenets_predictor").get("model_version") == "2", 10.0)
         assert graph.newly_exited() == {}
     node.destroy_node()
+
+
+def test_a_heavy_initial_model_of_the_learner_never_drives_motors(ros_context, tmp_path):
+    """Issue 23: a learner's initial_model 2.5× too heavy (plausible on the probes) was served at
+    start. The real learner publishes it before any joint state; the real predictor holds it,
+    and refuses it once the robot moves and its measured torques contradict it."""
+    from rclpy.parameter import Parameter
+
+    from syrenets_ros.ros.learner_node import LearnerNode
+    from syrenets_ros.ros.predictor_node import PredictorNode
+
+    path = tmp_path / "robot.json"
+    path.write_text(encode_model(scaled(2.5), model_version=7, joint_names=JOINTS, metrics={}))
+    predictor = PredictorNode(context=ros_context, parameter_overrides=[Parameter("forecast_rate", value=0.0)])
+    learner = LearnerNode(context=ros_context, parameter_overrides=[
+        Parameter("initial_model", value=str(path)), Parameter("network_enabled", value=False)])
+    node = Node("robot", context=ros_context)
+    robot = Robot(node)
+    try:
+        with spinning(ros_context, learner, predictor, node):
+            assert wait_until(lambda: predictor.server.pending is not None, 30.0), "the initial model is held"
+            assert predictor.server.current is None and predictor.server.pending.model_version == 8
+            assert wait_until(lambda: robot.publisher.get_subscription_count() >= 2, 30.0)
+            robot.publish((smooth_motion(1500), 0.0, 1.0))
+            assert wait_until(lambda: predictor.server.refused["inconsistent with measured torques"] == 1, 30.0), \
+                predictor.server.last_refusal
+            assert "served model: none" in predictor.server.last_refusal
+            current = predictor.server.current
+            assert current is None or current.model_version > 8, "only the learner's own later refits"
+    finally:
+        learner.destroy_node()
+        predictor.destroy_node()
+        node.destroy_node()
