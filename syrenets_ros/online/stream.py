@@ -194,7 +194,7 @@ class SampleAssembler:
         if 0 < dt < self.reset_after:  # longer: a pause or a new run, not lost states
             self.missing += max(0, round(dt / self.period) - 1)
 
-    def _off_timeline(self, current: _State, dt: float, now: float) -> None:
+    def _off_timeline(self, current: _State, dt: float, now: float) -> JointStateSample | None:
         """A state that does not continue the timeline. A recording (no clock) takes a gap or a
         reset at once. A live stream keeps it as a candidate that states continuing it extend
         and that becomes the timeline once confirmed; the honest stream continuing the
