@@ -16,6 +16,25 @@ averages over the window instead of being amplified by 1/Δt.
 Everything that compares a model with data — the refit, sparse term selection, the held-out
 score that picks the served model, recursive tracking, change detection and the
 insufficiency check — uses these rows, never per-sample q̈.
+
+Three ways to form a row (:class:`RowForm`), because recordings differ in how their q̇, q̈ and
+τ relate, and each way is exact for one kind and approximate for the others:
+
+- ``acceleration``: window sums of per-sample rows with the sample's q̈ — the forward
+  difference (q̇_{k+1} − q̇_k)/Δt of a stream, exact for a simulator that holds τ over a step
+  and integrates semi-implicitly (ours, Bullet), first order in Δt for sampled continuous
+  motion; or the q̈ a table carries (exact where the table's q̈ is);
+- ``central``: the same with q̈ = (q̇_{k+1} − q̇_{k−1})/(t_{k+1} − t_{k−1}): exact for data whose
+  velocities and accelerations were made by central differences (numpy.gradient, as in public
+  data sets), second order for sampled continuous motion;
+- ``weak``: the Euler–Lagrange equation integrated against a smooth test function φ that
+  vanishes with its first derivatives at the window's ends and integrated by parts,
+  ∫φτ = −∫φ̇ ∂L/∂q̇ − ∫φ ∂L/∂q + ∫φ D (weak-form SINDy): no acceleration at all, and with
+  φ = (1 − x²)^WEAK_ORDER the trapezoid rule over the samples converges at high order, so
+  sampled continuous motion at 25 Hz gives rows accurate to ~1e-7 relative.
+
+:func:`choose_form` picks the form whose rows a least-squares fit of the library explains best
+on the data at hand (held out by blocks); the simulator's own scheme is the default.
 """
 
 from __future__ import annotations
@@ -24,18 +43,27 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 
 from syrenets_ros.dynamics import euler_lagrange
 
 DEFAULT_WINDOW = 100  # samples per window (0.1 s at 1 kHz): noise ∝ window^-1.5
 DEFAULT_STRIDE = 25  # window starts for fitting; overlapping windows reuse the data
+FORMS = ("acceleration", "central", "weak")
+# Exponent of the weak form's test function (1 − x²)^k. Measured on sampled continuous motion
+# (harmonics up to 1 Hz), relative row error of a library fit with 16-sample windows at 25 Hz:
+# k = 4: 4e-5, 6: 2e-6, 8: 8e-8; at 100 Hz and 64 samples: 1e-7, 5e-10, 3e-12.
+WEAK_ORDER = 8
 # Relative: below this, residuals are rounding, not signal. Integral rows of clean data agree
 # to ~5e-14, but short records of a slow reference (2 s of the 0.1 Hz default) left ~1e-12:
 # with a floor of 1e-12 a Coulomb column (constant while q̇1 kept its sign) fitted that
 # rounding and stayed in the served model at 1e-15 N·m.
 NUMERICAL_FLOOR = 1e-11
 FOLDS = 5  # blocked cross-validation folds for term selection
+# Non-overlapping windows' worth of data a cross-validated selection needs at least: two per
+# fold (fit_integral's test), and one more for the stride's rounding.
+MIN_FIT_WINDOWS = 2 * FOLDS + 1
 MIN_WINDOWS = 200  # a refit on fewer windows than this uses a denser stride
 
 
@@ -73,23 +101,31 @@ def window_starts(stamps: torch.Tensor, window: int, stride: int, period: float,
     return starts[clean]
 
 
-def integrate(per_sample: torch.Tensor, starts: torch.Tensor, window: int) -> torch.Tensor:
-    """Window-weighted means of per-sample rows: (B, ...) → (J, ...) for J window starts.
+def integrate(per_sample: torch.Tensor, starts: torch.Tensor, window: int,
+              weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Window-weighted sums of per-sample rows: (B, ...) → (J, ...) for J window starts;
+    ``weights`` (window,) default to :func:`window_weights` (a weighted mean).
 
     One grouped convolution over time (memory of the output only, however dense the starts);
     windows that together cover at most the samples once (non-overlapping rows, one row) are
     weighed directly instead, since the convolution would evaluate every start."""
     shape = per_sample.shape[1:]
+    weights = (window_weights(window, per_sample.dtype) if weights is None else weights).to(
+        device=per_sample.device, dtype=per_sample.dtype)
     if len(starts) * window <= per_sample.shape[0]:
         index = starts.to(per_sample.device)[:, None] + torch.arange(window, device=per_sample.device)
-        return torch.einsum("w,jwc->jc", window_weights(window, per_sample.dtype).to(per_sample.device),
+        return torch.einsum("w,jwc->jc", weights,
                             per_sample.reshape(per_sample.shape[0], -1)[index]).reshape(len(starts), *shape)
-    channels = per_sample.reshape(per_sample.shape[0], -1).T[None]  # (1, C, B)
-    weights = window_weights(window, per_sample.dtype).to(per_sample.device)
-    kernel = weights.flip(0).expand(channels.shape[1], 1, window).contiguous()
-    # conv1d is a correlation: out[s] = Σ_k kernel[k]·x[s+k]; the kernel is symmetric anyway.
-    full = torch.nn.functional.conv1d(channels, kernel, groups=channels.shape[1])[0]  # (C, B−W+1)
-    return full[:, starts.to(per_sample.device)].T.reshape(len(starts), *shape)
+    # Starts on a common grid (every stride-th sample from the first): the convolution is
+    # evaluated on that grid only, not at every sample.
+    first = int(starts[0])
+    grid = int(np.gcd.reduce((starts - first).numpy())) or 1
+    channels = per_sample[first:].reshape(per_sample.shape[0] - first, -1).T[None]  # (1, C, B − first)
+    # conv1d is a correlation, out[s] = Σ_k kernel[k]·x[s+k]: the weights as they are (the weak
+    # form's φ̇ weights are odd, so a flip would negate them).
+    kernel = weights.expand(channels.shape[1], 1, window).contiguous()
+    full = torch.nn.functional.conv1d(channels, kernel, stride=grid, groups=channels.shape[1])[0]
+    return full[:, ((starts - first) // grid).to(per_sample.device)].T.reshape(len(starts), *shape)
 
 
 def torque_rows(lagrangian: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], q: torch.Tensor,
@@ -103,6 +139,148 @@ def torque_rows(lagrangian: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     predicted = euler_lagrange.batched_torque(lagrangian, q, qd, qdd)
     starts = torch.arange(0, q.shape[0], window, device=q.device)
     return integrate(predicted - tau, starts, window)
+
+
+def weak_weights(window: int, period: float, order: int = WEAK_ORDER,
+                 dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Quadrature weights of φ and φ̇ [1/s] for ``window`` samples ``period`` apart, with
+    φ = (1 − x²)^order on x ∈ [−1, 1] from the first sample to the last. φ vanishes at both
+    ends (so the trapezoid rule is a plain sum), and both are normalised by Σφ: a row is a
+    weighted mean torque, in N·m like the other forms."""
+    if window < 3:
+        raise ValueError("a weak-form window needs at least 3 samples")
+    x = torch.linspace(-1.0, 1.0, window, dtype=dtype)
+    phi = (1.0 - x.square()).pow(order)
+    dphi = order * (1.0 - x.square()).pow(order - 1) * (-2.0 * x) * (2.0 / ((window - 1) * period))
+    return phi / phi.sum(), dphi / phi.sum()
+
+
+class TooFewWindows(ValueError):
+    """A record holds too few gap-free integral windows for the asked fit; says the numbers."""
+
+    def __init__(self, found: int, needed: int, window: int, period: float, samples: int) -> None:
+        self.found, self.needed, self.window, self.period, self.samples = found, needed, window, period, samples
+        super().__init__(f"{found} gap-free integral windows of {window} samples ({window * period:.3g} s) in "
+                         f"{samples} samples; term selection needs {needed}")
+
+
+def _weak_parts(model, q: torch.Tensor, qd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(∂L/∂q̇, −∂L/∂q + dissipative force) per sample, (B, n) each: closed form for a term
+    model, autograd on ``lagrangian_fn`` for any other (the network)."""
+    if hasattr(model, "weak_parts"):
+        return model.weak_parts(q, qd)
+    with torch.enable_grad():  # row-wise batched L (B, n) → (B,): rows do not interact
+        q_in, qd_in = q.detach().requires_grad_(True), qd.detach().requires_grad_(True)
+        dl_dq, dl_dqd = torch.autograd.grad(model.lagrangian_fn()(q_in, qd_in).sum(), (q_in, qd_in))
+    static = -dl_dq
+    dissipation = getattr(model, "dissipation_fn", lambda: None)()
+    if dissipation is not None:
+        static = static + dissipation(qd)
+    return dl_dqd, static
+
+
+@dataclass(frozen=True)
+class RowForm:
+    """How integral rows are formed from a record (the module docstring says why there are
+    three): ``form`` in :data:`FORMS`, ``window`` samples per row, window starts every
+    ``stride`` samples. Every fit, score, tracker row and structure test of one learner uses
+    one form, so that they compare like with like."""
+
+    form: str = "acceleration"
+    window: int = DEFAULT_WINDOW
+    stride: int = DEFAULT_STRIDE
+
+    def __post_init__(self) -> None:
+        if self.form not in FORMS:
+            raise ValueError(f"row form {self.form!r} not in {FORMS}")
+        if self.window < (3 if self.form == "weak" else 2) or self.stride < 1:
+            raise ValueError(f"window {self.window} / stride {self.stride} samples too small for {self.form} rows")
+
+    @property
+    def span(self) -> int:
+        """Samples one row reads: its window, and for central rows the two neighbours."""
+        return self.window + 2 if self.form == "central" else self.window
+
+    def starts(self, stamps: torch.Tensor, stride: int | None = None) -> torch.Tensor:
+        """Starts of gap-free windows; central rows also need each window's two neighbours."""
+        stride = self.stride if stride is None else stride
+        period = sample_period(stamps)
+        if self.form == "central":
+            return window_starts(stamps, self.window + 2, stride, period) + 1
+        return window_starts(stamps, self.window, stride, period)
+
+    def acceleration(self, stamps: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor) -> torch.Tensor:
+        """The per-sample q̈ the rows use (the record's own, or central differences of q̇;
+        meaningless at a run's first and last sample, which central windows never use)."""
+        if self.form != "central" or len(stamps) < 3:
+            return qdd
+        central = qdd.clone()
+        central[1:-1] = (qd[2:] - qd[:-2]) / (stamps[2:] - stamps[:-2])[:, None].to(qd)
+        return central
+
+    def columns(self, library, stamps: torch.Tensor, q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor,
+                starts: torch.Tensor) -> torch.Tensor:
+        """Rows (J, n, p) of every column of a term library."""
+        if self.form == "weak":
+            momentum, static = library.weak_images(q, qd)
+            phi, dphi = weak_weights(self.window, sample_period(stamps), dtype=q.dtype)
+            return integrate(static, starts, self.window, phi) - integrate(momentum, starts, self.window, dphi)
+        return integrate(library.el_images(q, qd, self.acceleration(stamps, qd, qdd)), starts, self.window)
+
+    def target(self, stamps: torch.Tensor, tau: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+        """Rows (J, n) of the measured torque."""
+        weights = weak_weights(self.window, sample_period(stamps), dtype=tau.dtype)[0] if self.form == "weak" else None
+        return integrate(tau, starts, self.window, weights)
+
+    def predicted(self, model, stamps: torch.Tensor, q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor,
+                  starts: torch.Tensor) -> torch.Tensor:
+        """Rows (J, n) of any model's torque (float64, CPU)."""
+        if self.form == "weak":
+            momentum, static = (x.detach().to(torch.float64).cpu() for x in _weak_parts(model, q, qd))
+            phi, dphi = weak_weights(self.window, sample_period(stamps))
+            return integrate(static, starts, self.window, phi) - integrate(momentum, starts, self.window, dphi)
+        with torch.no_grad():
+            torque = model.torque(q, qd, self.acceleration(stamps, qd, qdd)).to(torch.float64).cpu()
+        return integrate(torque, starts, self.window)
+
+
+# A form other than the default is chosen only when it explains the data this much better:
+# under sensor noise every form's residual is the noise, and the default is kept.
+FORM_MARGIN = 0.5
+FORM_WINDOWS = 400  # windows per form compared (denser starts on short records)
+
+
+def choose_form(library, stamps: torch.Tensor, q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor,
+                tau: torch.Tensor, window: int, forms: tuple[str, ...] = FORMS,
+                default: str = "acceleration") -> tuple[str, dict[str, float]]:
+    """The row form whose rows the library explains best on this record, and each form's score:
+    the RMS residual of a least-squares fit of the whole library on one half of the windows
+    (blocks in time) on the other half, relative to the RMS target row, both ways. A form
+    replaces ``default`` only when its score is below ``FORM_MARGIN`` × the default's; forms
+    the record has too few windows for are left out (score inf)."""
+    scores: dict[str, float] = {}
+    for form in forms:
+        rows = RowForm(form, window, 1)
+        stride = max(1, (len(stamps) - window) // FORM_WINDOWS)
+        starts = rows.starts(stamps, stride)
+        matrix = rows.columns(library, stamps, q, qd, qdd, starts)
+        if matrix.shape[0] * matrix.shape[1] < 4 * matrix.shape[-1]:  # half the rows: 2 per column
+            scores[form] = math.inf
+            continue
+        target = rows.target(stamps, tau, starts)
+        half = matrix.shape[0] // 2
+        errors = []
+        for fit, test in ((slice(None, half), slice(half, None)), (slice(half, None), slice(None, half))):
+            flat = matrix[fit].reshape(-1, matrix.shape[-1])
+            norms = flat.norm(dim=0).clamp_min(torch.finfo(flat.dtype).tiny)
+            coefficients = _lstsq(flat / norms, target[fit].reshape(-1)) / norms
+            errors.append(float((matrix[test] @ coefficients - target[test]).square().mean()))
+        scale = float(target.square().mean())
+        scores[form] = math.sqrt(sum(errors) / 2 / scale) if scale > 0 else math.inf
+    best = min(scores, key=scores.get)
+    if default in scores and not scores[best] < FORM_MARGIN * scores[default]:
+        best = default
+    return best, scores
 
 
 @dataclass(frozen=True)

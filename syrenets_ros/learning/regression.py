@@ -77,27 +77,31 @@ def fit_terms(library: TermLibrary, q: torch.Tensor, qd: torch.Tensor, qdd: torc
 
 def fit_integral(library: TermLibrary, stamps: torch.Tensor, q: torch.Tensor, qd: torch.Tensor,
                  qdd: torch.Tensor, tau: torch.Tensor, *, candidates: Sequence[Term | Force] | None = None,
-                 window: int = integral.DEFAULT_WINDOW, stride: int = integral.DEFAULT_STRIDE,
-                 rank_tol: float = 1e-8, select_terms: bool = True, simplify: bool = True) -> TermModel:
+                 rows: integral.RowForm = integral.RowForm(), rank_tol: float = 1e-8, select_terms: bool = True,
+                 simplify: bool = True) -> TermModel:
     """Sparse refit on integral rows (SPEC §2b): exact on clean data, unbiased under sensor noise.
 
-    Unidentifiable columns are removed first (rank check on the rows themselves), then terms
-    are selected by cross-validation (:func:`integral.select`, no noise-tuned threshold; with
-    ``select_terms`` False every identifiable candidate is kept; with ``simplify`` False without
-    Occam's razor: the support that explains most within one standard error). The
-    model carries each coefficient's standard error; the report carries the per-joint noise
-    scale of one row, which calibrates change detection and the insufficiency check.
+    ``rows`` says how rows are formed (:class:`integral.RowForm`). Unidentifiable columns are
+    removed first (rank check on the rows themselves), then terms are selected by
+    cross-validation (:func:`integral.select`, no noise-tuned threshold; with ``select_terms``
+    False every identifiable candidate is kept; with ``simplify`` False without Occam's razor:
+    the support that explains most within one standard error). The model carries each
+    coefficient's standard error; the report carries the per-joint noise scale of one row,
+    which calibrates change detection and the insufficiency check. Raises
+    :class:`integral.TooFewWindows` when the record holds too few gap-free windows.
     """
     stamps, q, qd, qdd, tau = (t.detach().to(torch.float64).cpu() for t in (stamps, q, qd, qdd, tau))
     lib = _candidate_library(library, candidates)
+    window = rows.window
     # Short records get denser windows: cross-validation needs enough of them (measured: 1.8 s
     # of data at stride 25 selected wrong terms, at stride 5 the exact ones).
-    stride = max(1, min(stride, (len(stamps) - window) // integral.MIN_WINDOWS))
-    starts = integral.window_starts(stamps, window, stride, integral.sample_period(stamps))
-    if len(starts) < 2 * integral.FOLDS * (window // stride):
-        raise ValueError(f"{len(starts)} integral windows are too few to select terms")
-    matrix = integral.integrate(lib.el_images(q, qd, qdd), starts, window)
-    target = integral.integrate(tau, starts, window)
+    stride = max(1, min(rows.stride, (len(stamps) - window) // integral.MIN_WINDOWS))
+    starts = rows.starts(stamps, stride)
+    needed = 2 * integral.FOLDS * max(1, window // stride)
+    if len(starts) < needed:
+        raise integral.TooFewWindows(len(starts), needed, window, integral.sample_period(stamps), len(stamps))
+    matrix = rows.columns(lib, stamps, q, qd, qdd, starts)
+    target = rows.target(stamps, tau, starts)
     base, dropped = lib._independent_columns(matrix.reshape(-1, len(lib)), rank_tol)
     keep = [lib.index(c) for c in base.columns]
     fit = integral.select(matrix[..., keep], target, stride_ratio=max(1, window // stride), fixed=not select_terms,
@@ -106,7 +110,8 @@ def fit_integral(library: TermLibrary, stamps: torch.Tensor, q: torch.Tensor, qd
     active[fit.support] = True
     report = {"cv_rmse": fit.cv_rmse, "noise": fit.noise.tolist(), "candidates": len(lib),
               "identifiable": len(base), "unidentifiable": dropped, "selected": len(fit.support),
-              "windows": len(starts), "unsimplified_columns": [base.columns[i] for i in fit.unsimplified]}
+              "windows": len(starts), "rows": rows.form,
+              "unsimplified_columns": [base.columns[i] for i in fit.unsimplified]}
     return _model_from_fit(base, active, fit.coefficients, report, fit.stderr)
 
 

@@ -230,38 +230,36 @@ class TermLibrary:
         self.terms: tuple[Term, ...] = tuple(terms)
         self.forces: tuple[Force, ...] = tuple(forces)
         self.n_joints = n
-        width = max(1, max(t.degree for t in terms))
+        # Columns are products of a velocity monomial and a trig factor P(q)·g(angle·q), and a
+        # library has far fewer distinct ones of each than columns (2 joints: 6 monomials and 15
+        # factors for 78 terms): each is evaluated once per sample and the columns gathered.
+        velocities = list(dict.fromkeys(t.velocity for t in terms))
+        factors = list(dict.fromkeys((t.function, t.angle, t.position) for t in terms))
+        self._velocity_of = torch.tensor([velocities.index(t.velocity) for t in terms])
+        self._factor_of = torch.tensor([factors.index((t.function, t.angle, t.position)) for t in terms])
+        width = max(1, max(sum(v) for v in velocities))
         eye = [[int(i == k) for i in range(n)] for k in range(n)]
-        idx0, d1_coef, d1_idx, d2_coef, d2_idx = [], [], [], [], []
-        for t in terms:
-            e = list(t.velocity)
-            idx0.append(_monomial_indices(e, width))
-            row_c, row_i, mat_c, mat_i = [], [], [], []
-            for k in range(n):
-                ek = [max(a - b, 0) for a, b in zip(e, eye[k])]
-                row_c.append(e[k])
-                row_i.append(_monomial_indices(ek, width))
-                mat_c.append([e[k] * (ek[i] if e[k] else 0) for i in range(n)])
-                mat_i.append([_monomial_indices([max(a - b, 0) for a, b in zip(ek, eye[i])], width)
-                              for i in range(n)])
-            d1_coef.append(row_c)
-            d1_idx.append(row_i)
-            d2_coef.append(mat_c)
-            d2_idx.append(mat_i)
-        self._idx0 = torch.tensor(idx0)
-        self._d1_coef = torch.tensor(d1_coef, dtype=torch.float64)
-        self._d1_idx = torch.tensor(d1_idx)
-        self._d2_coef = torch.tensor(d2_coef, dtype=torch.float64)
-        self._d2_idx = torch.tensor(d2_idx)
+
+        def lowered(exponent: Sequence[int], k: int) -> list[int]:
+            return [max(a - b, 0) for a, b in zip(exponent, eye[k])]
+
+        self._idx0 = torch.tensor([_monomial_indices(e, width) for e in velocities])
+        self._d1_coef = torch.tensor([[e[k] for k in range(n)] for e in velocities], dtype=torch.float64)
+        self._d1_idx = torch.tensor([[_monomial_indices(lowered(e, k), width) for k in range(n)] for e in velocities])
+        self._d2_coef = torch.tensor([[[e[k] * lowered(e, k)[i] for i in range(n)] for k in range(n)]
+                                      for e in velocities], dtype=torch.float64)
+        self._d2_idx = torch.tensor([[[_monomial_indices(lowered(lowered(e, k), i), width) for i in range(n)]
+                                      for k in range(n)] for e in velocities])
         # The polynomial factor P(q) = Π q_i^a_i and its gradient, by the same gather-product.
-        position_width = max(1, max(sum(t.position) for t in terms))
-        self._polynomial = any(any(t.position) for t in terms)
-        self._p0_idx = torch.tensor([_monomial_indices(t.position, position_width) for t in terms])
-        self._p1_coef = torch.tensor([list(t.position) for t in terms], dtype=torch.float64)
-        self._p1_idx = torch.tensor([[_monomial_indices([max(a - b, 0) for a, b in zip(t.position, eye[k])],
-                                                        position_width) for k in range(n)] for t in terms])
-        self._angles = torch.tensor([t.angle for t in terms], dtype=torch.float64)
-        self._function = torch.tensor([FUNCTIONS.index(t.function) for t in terms])
+        positions = [position for _, _, position in factors]
+        position_width = max(1, max(sum(a) for a in positions))
+        self._polynomial = any(any(a) for a in positions)
+        self._p0_idx = torch.tensor([_monomial_indices(a, position_width) for a in positions])
+        self._p1_coef = torch.tensor([list(a) for a in positions], dtype=torch.float64)
+        self._p1_idx = torch.tensor([[_monomial_indices(lowered(a, k), position_width) for k in range(n)]
+                                     for a in positions])
+        self._angles = torch.tensor([angle for _, angle, _ in factors], dtype=torch.float64)
+        self._function = torch.tensor([FUNCTIONS.index(function) for function, _, _ in factors])
 
     @classmethod
     def grammar(cls, n_joints: int = 2, *, max_velocity_degree: int = 2,
@@ -312,7 +310,8 @@ class TermLibrary:
         return p0 * g, p1 * g[..., None] + p0[..., None] * dg_dq
 
     def _trig(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """h(q) = P(q)·g(angle) and its gradient ∂h/∂q, shapes (…, p) and (…, p, n)."""
+        """The distinct trig factors h(q) = P(q)·g(angle) and their gradients ∂h/∂q, shapes
+        (…, T) and (…, T, n)."""
         angle = q @ self._angles.to(q).T
         cos, sin = torch.cos(angle), torch.sin(angle)
         f = self._function.to(q.device)
@@ -331,10 +330,16 @@ class TermLibrary:
             out = out * ext[..., flat[:, d]]
         return out.reshape(*x.shape[:-1], *idx.shape[:-1])
 
+    def _velocity_parts(self, qd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each distinct velocity monomial m and its gradient ∂m/∂q̇, (…, V) and (…, V, n)."""
+        return (self._monomials(qd, self._idx0),
+                self._d1_coef.to(qd) * self._monomials(qd, self._d1_idx))
+
     def features(self, q: torch.Tensor, qd: torch.Tensor) -> torch.Tensor:
         """φ_m(q, q̇) of the Lagrangian terms for inputs (..., n); returns (..., p_L)."""
         h, _ = self._trig(q)
-        return self._monomials(qd, self._idx0) * h
+        m0 = self._monomials(qd, self._idx0)
+        return m0[..., self._velocity_of.to(q.device)] * h[..., self._factor_of.to(q.device)]
 
     def el_images(self, q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor) -> torch.Tensor:
         """Euler–Lagrange torque of every column, closed form; inputs (B, n), returns (B, n, p).
@@ -343,16 +348,31 @@ class TermLibrary:
         column is its generalised force.
         """
         h, dh = self._trig(q)
-        m0 = self._monomials(qd, self._idx0)
-        m1 = self._d1_coef.to(qd) * self._monomials(qd, self._d1_idx)
+        m0, m1 = self._velocity_parts(qd)
         m2 = self._d2_coef.to(qd) * self._monomials(qd, self._d2_idx)
-        h_dot = (dh * qd[..., None, :]).sum(-1)
-        acc = (m2 * qdd[..., None, None, :]).sum(-1)
-        tau = (acc * h[..., None] + m1 * h_dot[..., None] - m0[..., None] * dh).transpose(-1, -2)
+        acc = (m2 * qdd[..., None, None, :]).sum(-1)  # (…, V, n)
+        h_dot = (dh * qd[..., None, :]).sum(-1)  # (…, T)
+        v, f = self._velocity_of.to(q.device), self._factor_of.to(q.device)
+        tau = (acc[..., v, :] * h[..., f, None] + m1[..., v, :] * h_dot[..., f, None]
+               - m0[..., v, None] * dh[..., f, :]).transpose(-1, -2)
         if not self.forces:
             return tau
-        forces = torch.stack([f.generalised_force(qd) for f in self.forces], -1)
+        forces = torch.stack([force.generalised_force(qd) for force in self.forces], -1)
         return torch.cat((tau, forces), -1)
+
+    def weak_images(self, q: torch.Tensor, qd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each column's momentum ∂φ/∂q̇ and static force −∂φ/∂q (a force column: zero momentum,
+        its generalised force), (B, n, p) each: el_images = d/dt momentum + static. The weak
+        form integrates the time derivative by parts, so it needs no q̈ (SPEC §2b)."""
+        h, dh = self._trig(q)
+        m0, m1 = self._velocity_parts(qd)
+        v, f = self._velocity_of.to(q.device), self._factor_of.to(q.device)
+        momentum = (m1[..., v, :] * h[..., f, None]).transpose(-1, -2)
+        static = (-m0[..., v, None] * dh[..., f, :]).transpose(-1, -2)
+        if not self.forces:
+            return momentum, static
+        forces = torch.stack([f.generalised_force(qd) for f in self.forces], -1)
+        return torch.cat((momentum, torch.zeros_like(forces)), -1), torch.cat((static, forces), -1)
 
     def identifiable(self, q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor, *,
                      tol: float = 1e-8) -> tuple["TermLibrary", list[str]]:
@@ -440,6 +460,12 @@ class TermModel:
     def torque(self, q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor) -> torch.Tensor:
         """τ = EL images · c (dissipation included): linear in the coefficients, no autodiff."""
         return self.library.el_images(q, qd, qdd) @ self.coefficients.to(q)
+
+    def weak_parts(self, q: torch.Tensor, qd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Momentum ∂L/∂q̇ and static force −∂L/∂q + D(q̇), (B, n) each, for weak-form rows."""
+        momentum, static = self.library.weak_images(q, qd)
+        coefficients = self.coefficients.to(q)
+        return momentum @ coefficients, static @ coefficients
 
     def to_sympy(self, digits: int | None = None) -> sp.Expr:
         """L as a sympy expression; ``digits`` rounds the coefficients (significant digits)."""

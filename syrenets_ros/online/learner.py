@@ -39,6 +39,13 @@ from syrenets_ros.schema import NodeSchema, Param
 
 
 TRACKER_BLOCK = 32  # samples per recursive-least-squares block update
+# Samples an integral window holds at least, whatever the rate: the weak form's quadrature is
+# accurate to ~1e-7 from 16 samples on (integral.WEAK_ORDER), and fewer average little noise.
+MIN_WINDOW_SAMPLES = 16
+HOLDOUT_WINDOWS = 2  # non-overlapping windows the holdout holds at least, to score anything
+# Samples a refit uses at least: at 1 kHz fit_duration holds more; at 25 Hz 8 s would be 200
+# samples, too few to select among ~90 columns.
+FIT_MIN_SAMPLES = 4000
 MISSING_POTENTIAL = "missing potential (residual follows a polynomial in q)"
 MISSING_DISSIPATION = "dissipation the model lacks (residual follows q̇)"
 
@@ -46,7 +53,8 @@ MISSING_DISSIPATION = "dissipation the model lacks (residual follows q̇)"
 LEARNER_PARAMETERS = NodeSchema("syrenets_learner", (
     Param("joint_names", JOINT_NAMES, "joints learned, matched by name in /joint_states", read_only=True),
     Param("joint_state_period", 1.0e-3, "expected stamp spacing of /joint_states (= pendulum_sim "
-          "time_step)", "s", 1.0e-5, 1.0, read_only=True),
+          "time_step); every window and data size below is in seconds and becomes samples through it",
+          "s", 1.0e-5, 1.0, read_only=True),
     Param("device", "auto", "auto = CUDA when available, else CPU", choices=("auto", "cpu", "cuda"),
           read_only=True),
     Param("torch_threads", 1, "CPU threads for training; more than the free cores slows everything "
@@ -63,24 +71,33 @@ LEARNER_PARAMETERS = NodeSchema("syrenets_learner", (
           read_only=True),
     Param("train_windows", 32, "integral rows per joint in each network training step", "rows", 1, 1_000,
           read_only=True),
-    Param("train_window", 10, "samples per integral row of the network's training loss", "samples", 2, 10_000,
-          read_only=True),
+    Param("train_window", 0.01, "duration of an integral row of the network's training loss (2 samples at "
+          "least)", "s", 1.0e-4, 10.0, read_only=True),
     Param("buffer_capacity", 200_000, "replay buffer size", "samples", 1000, 10_000_000, read_only=True),
     Param("recent_fraction", 0.5, "share of each minibatch drawn from recent data", "", 0.0, 1.0,
           read_only=True),
-    Param("recent_window", 5_000, "what counts as recent", "samples", 1, 10_000_000, read_only=True),
-    Param("holdout", 1_000, "newest samples held out to validate and choose the served model (also the "
-          "post-change data a suspected change waits for)", "samples", 200, 100_000, read_only=True),
-    Param("fit_samples", 8_000, "samples used by each symbolic refit", "samples", 1_000, 1_000_000,
-          read_only=True),
-    # A refit selects terms by 5-fold cross-validation over integral windows: with 1200 samples
+    Param("recent_window", 5.0, "what counts as recent", "s", 1.0e-3, 1.0e5, read_only=True),
+    Param("holdout", 1.0, f"newest data held out to validate and choose the served model (also the "
+          f"post-change data a suspected change waits for); {HOLDOUT_WINDOWS} integral windows at least", "s",
+          0.01, 1.0e4, read_only=True),
+    Param("fit_duration", 8.0, f"newest data used by each symbolic refit; {FIT_MIN_SAMPLES} samples at least "
+          "(a slow recording needs more than 8 s for a few thousand samples)", "s", 0.1, 1.0e5, read_only=True),
+    # A refit selects terms by 5-fold cross-validation over integral windows: with 1.2 s at 1 kHz
     # (and the holdout) the spring's missing-potential test still has enough windows to fire.
-    Param("min_fit_samples", 1_200, "samples needed for the first model (and after a change), besides the "
-          "holdout", "samples", 300, 1_000_000, read_only=True),
-    Param("integral_window", 100, "samples per integral (momentum-form) row; its noise falls as window^-1.5",
-          "samples", 10, 10_000, read_only=True),
-    Param("integral_stride", 25, "samples between the starts of overlapping windows for refits and scores",
-          "samples", 1, 10_000, read_only=True),
+    Param("min_fit_duration", 1.2, "data needed for the first model (and after a change), besides the holdout; "
+          f"{integral.MIN_FIT_WINDOWS} integral windows at least (what cross-validated selection needs)", "s",
+          0.01, 1.0e5, read_only=True),
+    Param("integral_window", 0.1, f"duration of an integral (momentum-form) row, {MIN_WINDOW_SAMPLES} samples "
+          "at least (shortened down to that when the record's gap-free runs are too short); its noise falls "
+          "as window^-1.5", "s", 1.0e-4, 100.0, read_only=True),
+    Param("integral_stride", 0.025, "time between the starts of overlapping windows for refits and scores "
+          "(one sample at least)", "s", 1.0e-5, 100.0, read_only=True),
+    Param("integral_rows", "auto", "how integral rows are formed: acceleration = per-sample rows with the "
+          "stream's q̈ (forward differences; exact for the simulator's step), central = central differences "
+          "of q̇ (exact for data made by numpy.gradient), weak = integrated by parts, no q̈ (sampled continuous "
+          "motion); auto = the form whose rows the library explains best on the first data (the "
+          "acceleration form unless another explains it twice as well)", choices=("auto",) + integral.FORMS,
+          read_only=True),
     Param("snapshot_period", 1.0, "wall seconds between model selections and publications", "s",
           0.05, 3600.0),
     Param("network_enabled", True, "train the SyReNet (structure search beside the library refit)"),
@@ -117,30 +134,69 @@ def _default(name: str):
     return LEARNER_PARAMETERS.default(name)
 
 
+@dataclass(frozen=True)
+class Sizes:
+    """The learner's windows and data sizes in samples: its durations divided by the sample
+    period, with the floors that keep every fit and score possible at coarse rates (so the same
+    defaults work from 25 Hz to 2 kHz)."""
+
+    period: float
+    window: int
+    stride: int
+    holdout: int
+    fit: int
+    min_fit: int
+    recent: int
+    train_window: int
+
+    @classmethod
+    def derive(cls, config: "LearnerConfig", period: float, window: int | None = None) -> "Sizes":
+        """``window`` [samples] overrides the configured one (shortened for short runs)."""
+        def samples(seconds: float) -> int:
+            return max(1, round(seconds / period))
+
+        window = window or max(MIN_WINDOW_SAMPLES, samples(config.integral_window))
+        min_fit = max(samples(config.min_fit_duration), integral.MIN_FIT_WINDOWS * window)
+        return cls(period, window, min(window, samples(config.integral_stride)),
+                   max(samples(config.holdout), HOLDOUT_WINDOWS * window),
+                   min(config.buffer_capacity, max(samples(config.fit_duration), FIT_MIN_SAMPLES, min_fit)),
+                   min_fit, samples(config.recent_window), max(2, samples(config.train_window)))
+
+    def describe(self) -> str:
+        def seconds(count: int) -> str:
+            return f"{count} samples ({count * self.period:.3g} s)"
+
+        return (f"period {self.period:.6g} s; integral window {seconds(self.window)}, stride {self.stride}; "
+                f"holdout {seconds(self.holdout)}; refit on {seconds(self.fit)}; first model after "
+                f"{seconds(self.min_fit)} + the holdout")
+
+
 @dataclass
 class LearnerConfig:
     """The learner's settings: defaults from :data:`LEARNER_PARAMETERS`, plus the tracker's
     constants that are not parameters."""
 
     joint_names: Sequence[str] = _default("joint_names")
+    joint_state_period: float = _default("joint_state_period")
     device: str = _default("device")
     batch_size: int = _default("batch_size")
     train_windows: int = _default("train_windows")
-    train_window: int = _default("train_window")
+    train_window: float = _default("train_window")
     buffer_capacity: int = _default("buffer_capacity")
     recent_fraction: float = _default("recent_fraction")
-    recent_window: int = _default("recent_window")
-    holdout: int = _default("holdout")
-    fit_samples: int = _default("fit_samples")
-    min_fit_samples: int = _default("min_fit_samples")
+    recent_window: float = _default("recent_window")
+    holdout: float = _default("holdout")
+    fit_duration: float = _default("fit_duration")
+    min_fit_duration: float = _default("min_fit_duration")
     snapshot_period: float = _default("snapshot_period")
     network_enabled: bool = _default("network_enabled")
     max_train_rate: float = _default("max_train_rate")
     change_window: int = _default("change_window")
     change_ratio: float = _default("change_ratio")
     change_floor: float = _default("change_floor")
-    integral_window: int = _default("integral_window")
-    integral_stride: int = _default("integral_stride")
+    integral_window: float = _default("integral_window")
+    integral_stride: float = _default("integral_stride")
+    integral_rows: str = _default("integral_rows")
     rls_forgetting: float = 1.0
     rls_covariance: float = 1e4
     checkpoint_dir: str = _default("checkpoint_dir")
@@ -189,17 +245,17 @@ class Stats:
     admitted_terms: list[str] = field(default_factory=list)  # network-proposed terms last admitted
     grown_terms: list[str] = field(default_factory=list)  # terms the insufficiency check added to the library
     implausible: dict[str, int] = field(default_factory=dict)  # best candidates not published, by source
+    rows: str = ""  # the integral-row form in use, once decided
 
 
-def _integral_residual(model, batch: Batch, window: int, stride: int) -> torch.Tensor:
+def _integral_residual(model, batch: Batch, rows: integral.RowForm, stride: int | None = None) -> torch.Tensor:
     """Integral-row residuals (J, n) of a model on a batch: noise-robust (SPEC §2b), so a score
     built on them is not biased towards wrong models by differentiated sensor noise."""
-    starts = integral.window_starts(batch.stamp, window, stride, integral.sample_period(batch.stamp))
+    starts = rows.starts(batch.stamp, stride)
     if len(starts) == 0:
         return torch.zeros(0, batch.q.shape[-1], dtype=torch.float64)
-    with torch.no_grad():
-        predicted = model.torque(batch.q, batch.qd, batch.qdd).to(torch.float64).cpu()
-    return integral.integrate(predicted - batch.tau.to(torch.float64).cpu(), starts, window)
+    stamp, q, qd, qdd, tau = (x.to(torch.float64).cpu() for x in (batch.stamp, batch.q, batch.qd, batch.qdd, batch.tau))
+    return rows.predicted(model, stamp, q, qd, qdd, starts) - rows.target(stamp, tau, starts)
 
 
 def _closer_outside(grown, base, network, fit: Batch, generator: torch.Generator, count: int = 512) -> bool:
@@ -220,10 +276,19 @@ def _closer_outside(grown, base, network, fit: Batch, generator: torch.Generator
     return distance[0] < distance[1]
 
 
-def integral_rmse(model, batch: Batch, window: int, stride: int) -> float:
+def _run_lengths(stamps: torch.Tensor, period: float) -> list[int]:
+    """Lengths of the gap-free runs of samples in a record (steps within half a period)."""
+    if len(stamps) == 0:
+        return []
+    breaks = torch.nonzero(((stamps[1:] - stamps[:-1]) - period).abs() > 0.5 * period)[:, 0] + 1
+    edges = [0] + breaks.tolist() + [len(stamps)]
+    return [b - a for a, b in zip(edges[:-1], edges[1:])]
+
+
+def integral_rmse(model, batch: Batch, rows: integral.RowForm) -> float:
     """RMSE of a model's integral-row residuals on a batch: the score that picks the served
     model (inf when the batch holds no gap-free window or the model diverges)."""
-    residual = _integral_residual(model, batch, window, stride)
+    residual = _integral_residual(model, batch, rows)
     if residual.numel() == 0:
         return math.inf
     value = float(residual.square().mean().sqrt())
@@ -247,7 +312,12 @@ class OnlineLearner:
         # Detection runs on integral rows normalised by the estimated noise: a level of 1 is
         # the noise floor, so one ratio works at every noise level.
         self.detector = ChangeDetector(window=config.change_window, ratio=config.change_ratio, floor=1.0)
-        self.windows = WindowCutter(config.integral_window)
+        self.sizes = Sizes.derive(config, config.joint_state_period)
+        # How rows are formed: configured, or decided on the first data (:meth:`_decide_rows`).
+        form = "acceleration" if config.integral_rows == "auto" else config.integral_rows
+        self.rows = integral.RowForm(form, self.sizes.window, self.sizes.stride)
+        self._rows_decided = config.integral_rows != "auto"
+        self.windows = WindowCutter(self.rows.span)
         self.library = TermLibrary.grammar(n, dissipation=True)
         self.generator = torch.Generator().manual_seed(config.seed)
         torch.manual_seed(config.seed)
@@ -255,7 +325,7 @@ class OnlineLearner:
         # Trained on integral rows (SPEC §2b): per-sample q̈ under sensor noise is as large as
         # the signal, and a per-sample torque MSE would mostly fit that noise.
         self.trainer = Trainer(self.network, loss_fn=lambda *batch: self.network.integral_loss(
-            *batch, window=config.train_window, selection_size=config.batch_size))
+            *batch, window=self.sizes.train_window, selection_size=config.batch_size))
         self.stats = Stats()
         # A new identity per run: receivers order runs by start, versions within a run.
         self.run_id = RunId.new()
@@ -276,6 +346,7 @@ class OnlineLearner:
         self._last_checkpoint = clock()
         self._last_train = -math.inf
         self._served_samples = math.inf  # samples the served model is fitted on (unknown: inf)
+        self.waiting = ""  # why no model is served yet, with the numbers and the knob (offline errors)
 
     # -- stream ---------------------------------------------------------------------------
     def observe(self) -> int:
@@ -289,11 +360,12 @@ class OnlineLearner:
         return len(new)
 
     def _observe_window(self, window: Batch) -> None:
-        target = self._row(window.tau)
+        starts = self._single_start(window)
+        if len(starts) == 0:
+            return
+        target = self.rows.target(window.stamp, window.tau.to(torch.float64), starts)
         if self.served is not None:
-            with torch.no_grad():
-                predicted = self.served.torque(window.q, window.qd, window.qdd).to(torch.float64).cpu()
-            residual = self._row(predicted) - target
+            residual = _integral_residual(self.served, window, self.rows, self.rows.span)
             level = (residual.square() / self.noise.square()).mean(-1)
             if self._detector_armed:
                 self.detector.ratio = self.config.change_ratio  # a live parameter
@@ -304,25 +376,25 @@ class OnlineLearner:
             self._maybe_confirm()
         self._update_tracker(window, target)
 
-    def _row(self, per_sample: torch.Tensor) -> torch.Tensor:
-        """The integral row of one cut window (``integral_window`` samples)."""
-        return integral.integrate(per_sample.to(torch.float64), torch.zeros(1, dtype=torch.long),
-                                  self.config.integral_window)
+    def _single_start(self, window: Batch) -> torch.Tensor:
+        """The one row start of a cut window (none when it is not a whole, gap-free span)."""
+        return self.rows.starts(window.stamp, self.rows.span)[:1]
 
     def _update_tracker(self, window: Batch, target: torch.Tensor) -> None:
         """Absorb one non-overlapping integral row (``target``: its measured torque row) into the
         coefficient tracker."""
         if self.tracker is None:
             return
-        images = self.tracker.library.el_images(window.q, window.qd, window.qdd)
-        self.tracker.update_rows(self._row(images), target, self.noise)
+        rows = self.rows.columns(self.tracker.library, window.stamp, window.q, window.qd, window.qdd,
+                                 self._single_start(window))
+        self.tracker.update_rows(rows, target, self.noise)
 
     def _maybe_confirm(self) -> None:
         """Decide on a suspected change once enough data followed it to fit the library."""
         stamp = self._suspected_change
-        guard = self.config.change_window * self.config.integral_window
-        newest = self.buffer.newest(self.config.holdout + guard)
-        if len(newest) < self.config.holdout + guard or float(newest.stamp[0]) < stamp:
+        guard = self.config.change_window * self.rows.span
+        newest = self.buffer.newest(self.sizes.holdout + guard)
+        if len(newest) < self.sizes.holdout + guard or float(newest.stamp[0]) < stamp:
             return
         self._suspected_change = None
         trusted_from = self._confirm_change(stamp)
@@ -342,9 +414,9 @@ class OnlineLearner:
 
         Returns the stamp from which data is trusted, or None if nothing changed."""
         recent = self.buffer.newest(len(self.buffer))
-        guard = self.config.change_window * self.config.integral_window
+        guard = self.config.change_window * self.rows.span
         split = int((recent.stamp < stamp).sum())
-        pre = recent.slice(max(0, split - guard - self.config.fit_samples), max(0, split - guard))
+        pre = recent.slice(max(0, split - guard - self.sizes.fit), max(0, split - guard))
         post = recent.slice(split + guard, len(recent))
         if len(post) == 0:
             return stamp
@@ -380,11 +452,10 @@ class OnlineLearner:
             *((p.stamp, p.q, p.qd, p.qdd, p.tau) for p in parts))))
         try:
             model = fit_integral(self.library, both.stamp, both.q, both.qd, both.qdd, both.tau, candidates=columns,
-                                 window=self.config.integral_window, stride=self.config.integral_stride,
-                                 select_terms=columns is None, simplify=False)
+                                 rows=self.rows, select_terms=columns is None, simplify=False)
         except ValueError:
             return 0.0, None
-        return integral_rmse(model, both, self.config.integral_window, self.config.integral_stride), model.library.columns
+        return integral_rmse(model, both, self.rows), model.library.columns
 
     def _on_change(self, stamp: float, trusted_from: float) -> None:
         dropped = self.buffer.drop_before(trusted_from)
@@ -397,8 +468,10 @@ class OnlineLearner:
         if self.tracker is not None:
             # Re-learn from every post-change sample already buffered, not only from those to come.
             self.tracker.reset(self.config.rls_covariance)
-            for window in WindowCutter(self.config.integral_window).push(self.buffer.newest(len(self.buffer))):
-                self._update_tracker(window, self._row(window.tau))
+            for window in WindowCutter(self.rows.span).push(self.buffer.newest(len(self.buffer))):
+                starts = self._single_start(window)
+                if len(starts):
+                    self._update_tracker(window, self.rows.target(window.stamp, window.tau, starts))
         self._last_selection = -math.inf  # select again as soon as there is post-change data
         self.log(f"system change detected at t={stamp:.3f} s: torque residual jumped; "
                  f"dropped {dropped} pre-change samples, coefficient tracking reset")
@@ -410,9 +483,9 @@ class OnlineLearner:
         now = self.clock()
         if not config.network_enabled or now - self._last_train < 1.0 / config.max_train_rate:
             return False
-        batch = self.buffer.sample_windows(config.train_windows, config.train_window, self.generator,
-                                           config.recent_fraction, config.recent_window,
-                                           exclude_newest=config.holdout)
+        batch = self.buffer.sample_windows(config.train_windows, self.sizes.train_window, self.generator,
+                                           config.recent_fraction, self.sizes.recent,
+                                           exclude_newest=self.sizes.holdout)
         if batch is None:
             return False
         self._last_train = now
@@ -433,18 +506,25 @@ class OnlineLearner:
         now = self.clock()
         if now - self._last_selection < self.config.snapshot_period:
             return None
-        config = self.config
-        if len(self.buffer) < config.min_fit_samples + config.holdout:
+        config, sizes = self.config, self.sizes
+        if len(self.buffer) < sizes.min_fit + sizes.holdout:
+            needed = sizes.min_fit + sizes.holdout
+            self._wait(f"{len(self.buffer)} samples ({len(self.buffer) * sizes.period:.3g} s) of the {needed} "
+                       f"({needed * sizes.period:.3g} s) a first model needs: min_fit_duration "
+                       f"{sizes.min_fit * sizes.period:.3g} s + holdout {sizes.holdout * sizes.period:.3g} s "
+                       f"(each at least a few integral windows of {sizes.window} samples); lower them or record longer")
             self._check_served(now)
             return None
         self._last_selection = now
-        holdout = self.buffer.newest(config.holdout)
-        fit = self.buffer.newest(config.fit_samples, skip_newest=config.holdout)
+        if not self._decide_rows():
+            return None
+        sizes = self.sizes
+        holdout = self.buffer.newest(sizes.holdout)
+        fit = self.buffer.newest(sizes.fit, skip_newest=sizes.holdout)
         candidates = self._candidates(fit, holdout)
         if not candidates:
             return None
-        width, stride = config.integral_window, config.integral_stride
-        scored = sorted(((integral_rmse(model, holdout, width, stride), source, model) for source, model in candidates),
+        scored = sorted(((integral_rmse(model, holdout, self.rows), source, model) for source, model in candidates),
                         key=lambda item: item[0])
         self.stats.candidate_rmse = {source: rmse for rmse, source, _ in scored}
         plausible = next((item for item in scored if math.isfinite(item[0]) and self._plausible(*item)), None)
@@ -454,7 +534,7 @@ class OnlineLearner:
             # On the best fit even when it is not publishable: a spring approximated by a trig
             # series is often implausible outside the data, and that is the structure to report.
             # Only a publishable fit that passes clears a warning.
-            self._check_sufficiency(scored[0][2], self.buffer.newest(config.fit_samples + config.holdout),
+            self._check_sufficiency(scored[0][2], self.buffer.newest(sizes.fit + sizes.holdout),
                                     may_clear=plausible is scored[0])
         if plausible is None:
             return None
@@ -477,7 +557,7 @@ class OnlineLearner:
                   and set(model.library.columns) == set(self.served.library.columns)
                   and fitted_on > self._served_samples)
         if (self.served is not None and model is not self.served and not update
-                and integral_rmse(self.served, holdout, width, stride) <= rmse):
+                and integral_rmse(self.served, holdout, self.rows) <= rmse):
             self.stats.guard_refusals += 1
             return None
         self.stats.wins[source] = self.stats.wins.get(source, 0) + 1
@@ -485,6 +565,47 @@ class OnlineLearner:
             self.tracker = self._track(serving)
         self._served_samples = fitted_on
         return self._publish(serving, source, rmse)
+
+    def _wait(self, reason: str) -> None:
+        """Say why no model is served yet (read by `learn` when a recording ends without one)."""
+        if self.served is None:
+            self.waiting = reason
+
+    def _decide_rows(self) -> bool:
+        """Once, on the first data that can tell (False until then): an integral window short
+        enough that the record's gap-free runs hold the windows a selection needs (short
+        segments, messages lost every few samples), and, with ``integral_rows`` auto, the row
+        form whose rows the library explains best (:func:`integral.choose_form`)."""
+        if self._rows_decided:
+            return True
+        data = self.buffer.newest(self.sizes.fit + self.sizes.holdout)
+        runs = _run_lengths(data.stamp, self.sizes.period)
+        needed = integral.MIN_FIT_WINDOWS + HOLDOUT_WINDOWS
+        window = self.sizes.window
+        while window > MIN_WINDOW_SAMPLES and sum(r // (window + 2) for r in runs) < needed:
+            window = max(MIN_WINDOW_SAMPLES, window // 2)
+        if sum(r // (window + 2) for r in runs) < needed:
+            self._wait(f"the {len(data)} samples lie in {len(runs)} gap-free runs (longest {max(runs, default=0)} "
+                       f"samples) holding {sum(r // (window + 2) for r in runs)} integral windows of {window} samples "
+                       f"({window * self.sizes.period:.3g} s); a model needs {needed}: record longer gap-free runs "
+                       f"or more of them")
+            return False
+        if window != self.sizes.window:
+            self.log(f"integral window shortened from {self.sizes.window} to {window} samples: the record's gap-free "
+                     f"runs are short (median {sorted(runs)[len(runs) // 2]} samples)")
+            self.sizes = Sizes.derive(self.config, self.sizes.period, window)
+        form, scores = self.rows.form, {}
+        if self.config.integral_rows == "auto":
+            form, scores = integral.choose_form(self.library, data.stamp, data.q, data.qd, data.qdd, data.tau, window)
+        self.rows = integral.RowForm(form, self.sizes.window, self.sizes.stride)
+        self.windows = WindowCutter(self.rows.span)
+        self.detector.reset()
+        self._rows_decided = True
+        self.stats.rows = form
+        compared = ", ".join(f"{name} {score:.2g}" for name, score in scores.items())
+        self.log(f"integral rows: {form}" + (f" (relative held-out residual of a library fit: {compared})"
+                                            if compared else "") + f"; {self.sizes.describe()}")
+        return True
 
     def _served_fit(self, model, source: str, fitted_on: float) -> tuple[object, float]:
         """What to serve for a validated candidate, and how many samples it is fitted on: a term
@@ -500,16 +621,16 @@ class OnlineLearner:
         if not isinstance(model, TermModel):
             return model, fitted_on
         config = self.config
-        recent = self.buffer.newest(config.fit_samples)
+        recent = self.buffer.newest(self.sizes.fit)
         if source == "tracked":
-            fitted_on = self.tracker.samples * config.integral_window
-            if fitted_on >= config.fit_samples:
+            fitted_on = self.tracker.samples * self.rows.span
+            if fitted_on >= self.sizes.fit:
                 return model, fitted_on
         elif len(recent) <= fitted_on:
             return model, fitted_on
         try:
             refit = fit_integral(model.library, recent.stamp, recent.q, recent.qd, recent.qdd, recent.tau,
-                                 window=config.integral_window, stride=config.integral_stride, select_terms=False)
+                                 rows=self.rows, select_terms=False)
         except ValueError:
             return model, fitted_on
         if implausibility(refit, self._probes, config.max_feedforward_torque):
@@ -543,12 +664,14 @@ class OnlineLearner:
 
         def refit(terms=None) -> TermModel:
             return fit_integral(self.library, fit.stamp, fit.q, fit.qd, fit.qdd, fit.tau, candidates=terms,
-                                window=self.config.integral_window, stride=self.config.integral_stride)
+                                rows=self.rows)
 
         try:
             library_model = refit()
         except ValueError as exc:  # too few gap-free windows (dropped messages): no refit now
             self.log(f"no refit this round: {exc}")
+            self._wait(f"no refit: {exc} (the newest {len(fit)} samples before the holdout; a shorter "
+                       f"integral_window or a longer fit_duration gives more)")
             return candidates
         candidates.append(("library", library_model))
         if self.config.network_enabled and self.stats.training_steps > 0:
@@ -559,9 +682,8 @@ class OnlineLearner:
             # The network proposes structure only once it predicts held-out torques better than
             # the library can: then it found something the grammar lacks (an untrained
             # network's projection proposes noise, and each proposal costs a refit).
-            width, stride = self.config.integral_window, self.config.integral_stride
             proposed = []
-            if integral_rmse(frozen, holdout, width, stride) < integral_rmse(library_model, holdout, width, stride):
+            if integral_rmse(frozen, holdout, self.rows) < integral_rmse(library_model, holdout, self.rows):
                 proposed = propose_terms(frozen.lagrangian_fn(), self.library, fit.q[-256:], fit.qd[-256:],
                                          fit.qdd[-256:])
             if proposed:
@@ -581,10 +703,10 @@ class OnlineLearner:
         if self.served is None or now - self._last_check < self.config.snapshot_period:
             return
         self._last_check = now
-        recent = self.buffer.newest(self.config.fit_samples + self.config.holdout)
+        recent = self.buffer.newest(self.sizes.fit + self.sizes.holdout)
         if self._suspected_change is not None:
             # The flagged window may straddle the change: one detection window is left out.
-            guard = self.config.change_window * self.config.integral_window
+            guard = self.config.change_window * self.rows.span
             after = int((recent.stamp < self._suspected_change).sum()) + guard
             recent = recent.slice(min(after, len(recent)), len(recent))
         self._check_sufficiency(self.served, recent, may_clear=False, whole_class=False)
@@ -626,7 +748,7 @@ class OnlineLearner:
         a holdout of samples before it ends; otherwise this finding is remembered as the first."""
         first = self._unconfirmed
         if first is not None and first[0] == cause and float(recent.stamp[0]) <= first[1]:
-            if int((recent.stamp > first[1]).sum()) < self.config.holdout:
+            if int((recent.stamp > first[1]).sum()) < self.sizes.holdout:
                 return False
             self._unconfirmed = None
             return True
@@ -644,21 +766,23 @@ class OnlineLearner:
         known = set(model_columns) | (set(self.library.columns) if whole_class else set())
         potential = [t for t in polynomial_terms(n, max_velocity_degree=0) if t not in known]
         dissipation = [Force(j, law) for law in FORCE_LAWS for j in range(n) if Force(j, law) not in known]
-        width = self.config.integral_window
-        starts = integral.window_starts(recent.stamp, width, width, integral.sample_period(recent.stamp))
+        starts = self.rows.starts(recent.stamp, self.rows.span)
         if len(starts) < 8 or not (potential or dissipation):
             return ""
 
+        complement = [c for c in self.library.columns if c not in model_columns] if whole_class else []
+        # Every column's rows at once (one evaluation of the samples), then split.
+        every = list(dict.fromkeys([*model_columns, *potential, *dissipation, *complement]))
+        library = TermLibrary([c for c in every if isinstance(c, Term)] or [Term((0,) * n, "one", (0,) * n)],
+                              [c for c in every if isinstance(c, Force)])
+        images = self.rows.columns(library, recent.stamp, recent.q, recent.qd, recent.qdd, starts)
+
         def rows(columns: Sequence[Term | Force]) -> torch.Tensor:
-            library = TermLibrary([c for c in columns if isinstance(c, Term)] or [Term((0,) * n, "one", (0,) * n)],
-                                  [c for c in columns if isinstance(c, Force)])
-            images = library.el_images(recent.q, recent.qd, recent.qdd)
-            return integral.integrate(images, starts, width)[..., [library.index(c) for c in columns]]
+            return images[..., [library.index(c) for c in columns]]
 
         groups = {name: rows(columns) for name, columns in ((MISSING_POTENTIAL, potential),
                                                             (MISSING_DISSIPATION, dissipation)) if columns}
-        complement = [c for c in self.library.columns if c not in model_columns] if whole_class else []
-        target = integral.integrate(recent.tau.to(torch.float64), starts, width)
+        target = self.rows.target(recent.stamp, recent.tau.to(torch.float64), starts)
         return integral.missing_structure(rows(model_columns), target, groups,
                                           complement=rows(complement) if complement else None) or ""
 

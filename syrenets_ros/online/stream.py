@@ -232,6 +232,30 @@ class SampleAssembler:
         the old timeline has been silent for ``reset_after`` of the clock."""
         return self._moves_with_clock(stamp, now) or abs(now - self._previous_clock) >= self.reset_after
 
+    def restart(self) -> None:
+        """Forget the previous state: the next message starts a new run (a recording's next
+        segment), so no sample spans two runs."""
+        self._previous = None
+        self._candidates.clear()
+
+    def add_measured(self, stamp: float, position: Sequence[float], velocity: Sequence[float],
+                     acceleration: Sequence[float], effort: Sequence[float]) -> JointStateSample | None:
+        """One sample from a record that carries q̈ itself (a table): checked like a message
+        (finite, stamped after the previous row of its run), and complete on its own."""
+        self.received += 1
+        values = (position, velocity, acceleration, effort)
+        if any(len(v) != len(self.joint_names) for v in values):
+            return self._reject("malformed")
+        fields = tuple(tuple(float(x) for x in v) for v in values)
+        if not math.isfinite(stamp) or not all(math.isfinite(x) for v in fields for x in v):
+            return self._reject("non_finite")
+        previous = self._previous
+        if previous is not None and stamp <= previous.stamp:
+            return self._reject("duplicate_stamp" if stamp == previous.stamp else "out_of_order")
+        self._previous = _State(stamp, fields[0], fields[1], fields[3])
+        self.accepted += 1
+        return JointStateSample(stamp, *fields)
+
     def _kinematically_consistent(self, previous: _State, current: _State, dt: float) -> bool:
         for q0, q1, v0, v1 in zip(previous.q, current.q, previous.qd, current.qd):
             residual = q1 - q0 - 0.5 * dt * (v0 + v1)

@@ -1,31 +1,36 @@
-"""``syrenets-ros learn BAG``: learn the Lagrangian from a rosbag2 recording of
-sensor_msgs/JointState (MCAP or sqlite3), with the learner node's own core, and write the
-snapshot (the format of /syrenets/model) and a PNG report. A bag that cannot be used ends
-with a one-line error and exit code 2."""
+"""``syrenets-ros learn RECORDING``: learn the Lagrangian from a rosbag2 recording of
+sensor_msgs/JointState (MCAP or sqlite3) or from a table (CSV, NPZ: SPEC §5), with the learner
+node's own core, and write the snapshot (the format of /syrenets/model) and a PNG report. A
+recording that cannot be used ends with a one-line error naming the unmet condition, its
+numbers and the option that changes it, and exit code 2."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
+from syrenets_ros.learning.integral import FORMS
 from syrenets_ros.online.learner import LEARNER_PARAMETERS, LearnerConfig
 
 EXIT_UNUSABLE = 2
-# Measured: selecting every recorded second (the node's cadence) took ~10x the CPU per million
-# messages of every 10 s; a 4 s recording with viscous damping needed selections every 0.5 s for
-# the structure search to add the damping (at 1 s it did not).
-SELECTIONS = 40
-MIN_SNAPSHOT_PERIOD, MAX_SNAPSHOT_PERIOD = 0.25, 10.0
+# The learner's duration parameters `learn` exposes, by option; a refusal names the option.
+DURATIONS = ("integral_window", "holdout", "fit_duration", "min_fit_duration")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = LearnerConfig()
-    parser.add_argument("bag", type=Path, help="bag folder (with metadata.yaml) or a .mcap / .db3 file")
-    parser.add_argument("--topic", default="/joint_states", help="sensor_msgs/JointState topic")
-    parser.add_argument("--joints", default=",".join(defaults.joint_names),
-                        help="joints to learn, comma-separated, matched by name (others are ignored)")
+    parser.add_argument("bag", type=Path, metavar="RECORDING",
+                        help="bag folder (with metadata.yaml), a .mcap / .db3 file, or a table (.csv with a header "
+                             "row, or .npz): columns t, optional segment, q1..qn, qd1..qdn, optional qdd1..qddn, "
+                             "tau1..taun")
+    parser.add_argument("--topic", default="/joint_states", help="sensor_msgs/JointState topic (bags)")
+    parser.add_argument("--joints", default=None,
+                        help="joints to learn, comma-separated, matched by name in a bag (others are ignored); a "
+                             f"table's joints are its columns in order (default: {','.join(defaults.joint_names)} "
+                             "for a bag, joint1..jointn for a table)")
     parser.add_argument("--start", type=float, default=None, help="seconds from the recording's start")
     parser.add_argument("--end", type=float, default=None, help="seconds from the recording's start")
     parser.add_argument("--network", action=argparse.BooleanOptionalAction, default=defaults.network_enabled,
@@ -34,13 +39,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="joint-state period [s]; auto = estimated from the stamps")
     parser.add_argument("--snapshot-period", default="auto",
                         help="recorded seconds between model selections (the node's snapshot_period, "
-                             f"{defaults.snapshot_period:g} s live); auto = the recording's length / "
-                             f"{SELECTIONS}, within [{MIN_SNAPSHOT_PERIOD:g}, {MAX_SNAPSHOT_PERIOD:g}] s: "
+                             f"{defaults.snapshot_period:g} s live); auto = the recording's length / 40, or half "
+                             "the refit's data when that is longer, within [0.25, 10] s: "
                              "the structure search grows the model over several selections, and each "
                              "selection refits, which costs more than a recorded second")
     parser.add_argument("--train-rate", type=float, default=defaults.max_train_rate,
                         help="network steps per recorded second, default %(default)s (the node's max_train_rate)")
     parser.add_argument("--device", default=defaults.device, choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads for torch (default %(default)s: on small matrices more threads spin and "
+                             "cost more CPU than they save)")
+    for name in DURATIONS:
+        parameter = LEARNER_PARAMETERS[name]
+        parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=parameter.default, metavar="S",
+                            help=f"{parameter.description} [s] (the node's {name}; default %(default)s)")
+    parser.add_argument("--rows", default=defaults.integral_rows, choices=("auto",) + FORMS,
+                        help="how integral rows are formed (the node's integral_rows): " + LEARNER_PARAMETERS[
+                            "integral_rows"].description.replace("%", "%%"))
     parser.add_argument("-o", "--output", type=Path, default=Path("model.json"), help="snapshot to write")
     parser.add_argument("--report", type=Path, default=None, help="PNG report (default: OUTPUT with .png)")
 
@@ -74,43 +89,65 @@ class ProgressBar:
 
 
 def _fail(message: str) -> int:
+    for name in DURATIONS + ("integral_rows",):  # the learner's words for its knobs: this command's options
+        message = message.replace(name, "--rows" if name == "integral_rows" else f"--{name.replace('_', '-')}")
     print(f"syrenets-ros learn: error: {message}", file=sys.stderr)
     return EXIT_UNUSABLE
 
 
+def _open(args: argparse.Namespace, stack: ExitStack):
+    """The recording named on the command line, opened: (Recording, its joint count or None, a
+    one-line description). BagError / TableError when it cannot be used."""
+    from syrenets_ros.offline.bag import JointStateBag
+    from syrenets_ros.offline.learning import BagRecording, TableRecording
+    from syrenets_ros.offline.table import is_table, read_table
+
+    if is_table(args.bag):
+        table = read_table(args.bag)
+        return TableRecording(table), table.n_joints, f"table {args.bag}: {table.describe()}, {table.duration:.1f} s"
+    bag = stack.enter_context(JointStateBag(args.bag, args.topic, args.start, args.end))
+    return (BagRecording(bag), None,
+            f"bag {args.bag}: {bag.message_count} messages on {bag.topic}, {bag.duration:.1f} s")
+
+
 def run(args: argparse.Namespace) -> int:
-    from syrenets_ros.offline.bag import BagError, JointStateBag
-    from syrenets_ros.offline.learning import learn_from_bag, plot_report, report_residuals
+    import torch
+
+    from syrenets_ros.offline.bag import BagError
+    from syrenets_ros.offline.learning import learn_from_recording, plot_report, report_residuals
+    from syrenets_ros.offline.table import TableError
     from syrenets_ros.online.snapshot import save_checkpoint
 
-    joints = tuple(name.strip() for name in args.joints.split(",") if name.strip())
-    if not joints:
-        return _fail("--joints names no joint")
+    if args.threads < 1:
+        return _fail(f"--threads must be at least 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
     try:
         period = None if args.period == "auto" else float(args.period)
         snapshot_period = None if args.snapshot_period == "auto" else float(args.snapshot_period)
-        LEARNER_PARAMETERS.check({"max_train_rate": args.train_rate, "joint_names": joints}, running=False)
+        LEARNER_PARAMETERS.check({"max_train_rate": args.train_rate,
+                                  **{name: getattr(args, name) for name in DURATIONS}}, running=False)
         if snapshot_period is not None:
             LEARNER_PARAMETERS.check({"snapshot_period": snapshot_period}, running=False)
         if period is not None:
             LEARNER_PARAMETERS.check({"joint_state_period": period}, running=False)
     except ValueError as error:
         return _fail(str(error))
-    config = LearnerConfig(joint_names=joints, network_enabled=args.network, device=args.device,
-                           max_train_rate=args.train_rate)
     started = time.process_time()
     bar = ProgressBar()
     try:
-        with JointStateBag(args.bag, args.topic, args.start, args.end) as bag:
-            config.snapshot_period = snapshot_period or min(MAX_SNAPSHOT_PERIOD, max(
-                MIN_SNAPSHOT_PERIOD, bag.duration / SELECTIONS))
-            print(f"bag {args.bag}: {bag.message_count} messages on {bag.topic}, {bag.duration:.1f} s; "
-                  f"a model selection every {config.snapshot_period:.3g} recorded s", flush=True)
+        with ExitStack() as stack:
+            recording, n_joints, description = _open(args, stack)
+            joints = _joints(args.joints, n_joints)
+            LEARNER_PARAMETERS.check({"joint_names": joints}, running=False)
+            config = LearnerConfig(joint_names=joints, network_enabled=args.network, device=args.device,
+                                   max_train_rate=args.train_rate, integral_rows=args.rows,
+                                   **{name: getattr(args, name) for name in DURATIONS})
+            print(description, flush=True)
             try:
-                result = learn_from_bag(bag, config, period, progress=bar)
+                result = learn_from_recording(recording, config, period, progress=bar, snapshot_period=snapshot_period)
             finally:
                 bar.close()
-    except BagError as error:
+    except (BagError, TableError, ValueError) as error:
         return _fail(str(error))
     except KeyboardInterrupt:
         return _fail("interrupted")
@@ -120,20 +157,34 @@ def run(args: argparse.Namespace) -> int:
     rejected = ", ".join(f"{reason} {count}" for reason, count in result.rejected.items()) or "none"
     print(f"samples: {result.accepted} from {result.messages} messages (period {result.period:.6g} s); "
           f"rejected: {rejected}; undecodable: {result.undecodable}")
+    print(f"chosen: {result.rows.form} integral rows; {result.sizes.describe()}; a selection every "
+          f"{result.snapshot_period:.3g} recorded s")
     for note in result.notes:
         print(f"learner: {note}")
     wins = ", ".join(f"{source} {count}" for source, count in sorted(stats.wins.items()))
     print(f"served: {publication.source} (selections won: {wins}; network steps {stats.training_steps})")
     print(publication.equation)
-    residual = report_residuals(result)
-    print(f"held-out torque RMSE {publication.holdout_rmse:.3g} N·m (newest samples, not used in the fit); "
-          f"over the recording {float(residual.square().mean().sqrt()):.3g} N·m")
+    _, residual = report_residuals(result)
+    print(f"held-out torque RMSE {publication.holdout_rmse:.3g} N·m (integral rows of the newest samples, not used "
+          f"in the fit); per sample over the recording {float(residual.square().mean().sqrt()):.3g} N·m")
     try:
         output = save_checkpoint(args.output.parent, args.output.name, publication.payload)
         report = plot_report(result, args.report or args.output.with_suffix(".png"),
-                             title=f"{args.bag} {bag.topic}: {publication.equation}")
+                             title=f"{args.bag} {recording.name}: {publication.equation}")
     except (OSError, ValueError) as error:
         return _fail(f"cannot write the results: {error}")
     print(f"snapshot: {output}\nreport: {report}\nlearning took {cpu:.1f} s CPU"
           f" ({cpu / max(result.messages, 1) * 1e6:.1f} s per million messages)")
     return 0
+
+
+def _joints(option: str | None, n_joints: int | None) -> tuple[str, ...]:
+    """The joint names: given, the node's default for a bag, joint1..jointn for a table."""
+    if option is None:
+        return LearnerConfig().joint_names if n_joints is None else tuple(f"joint{i + 1}" for i in range(n_joints))
+    joints = tuple(name.strip() for name in option.split(",") if name.strip())
+    if not joints:
+        raise ValueError("--joints names no joint")
+    if n_joints is not None and len(joints) != n_joints:
+        raise ValueError(f"--joints names {len(joints)} joints, the table has {n_joints} (q1..q{n_joints})")
+    return joints

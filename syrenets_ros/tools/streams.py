@@ -8,7 +8,7 @@ dynamics with the simulator's own scheme instead, for changes of any kind mid-ru
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -122,6 +122,41 @@ def simulate_structure(seconds: float, params: pendulum.PendulumParams = pendulu
     qdd = (qd[1:] - qd[:-1]) / DT
     stamp = torch.arange(steps, dtype=torch.float64) * DT
     return Stream(stamp, q[:-1], qd[:-1], qdd, tau[:-1], q[:-1], qd[:-1], qdd, tau[:-1])
+
+
+SEGMENT_GAP = 1.0  # seconds between the segments of a sampled recording
+
+
+def sampled_motion(rate: float, segments: Sequence[float], *, derivatives: str = "exact", seed: int = 0,
+                   params: pendulum.PendulumParams = pendulum.PendulumParams(),
+                   base_frequency: float = 0.2) -> Stream:
+    """A recording of a continuous-time robot, not of our simulator's steps: the true pendulum
+    moving along a multi-sine (a new one per segment, harmonics 1..5 of ``base_frequency``),
+    sampled at ``rate`` Hz in segments of the given durations [s], ``SEGMENT_GAP`` apart, with
+    τ its exact inverse dynamics at each sample. ``derivatives`` "exact": q̇ and q̈ analytic;
+    "gradient": made from the sampled q by numpy.gradient (central differences), as public
+    data sets do, τ then being the inverse dynamics of those. ``qdd`` is the q̈ a table of it
+    carries; the clean fields equal the recorded ones."""
+    if derivatives not in ("exact", "gradient"):
+        raise ValueError(f"derivatives must be 'exact' or 'gradient', not {derivatives!r}")
+    parts, start = [], 0.0
+    for index, duration in enumerate(segments):
+        excitation = MultiSine.from_seed(seed + index, 1.0, base_frequency)
+        a, phi = np.array(excitation.amplitudes), np.array(excitation.phases)
+        omega = 2.0 * math.pi * base_frequency * np.arange(1, a.shape[1] + 1)
+        t = np.arange(round(duration * rate)) / rate
+        angle = omega * t[:, None, None] + phi
+        q = (a * np.sin(angle)).sum(-1)
+        qd, qdd = (a * omega * np.cos(angle)).sum(-1), (-a * omega**2 * np.sin(angle)).sum(-1)
+        if derivatives == "gradient":
+            qd = np.gradient(q, t, axis=0)
+            qdd = np.gradient(qd, t, axis=0)
+        q, qd, qdd = (torch.tensor(x, dtype=torch.float64) for x in (q, qd, qdd))
+        parts.append((torch.tensor(start + t, dtype=torch.float64), q, qd, qdd,
+                      pendulum.inverse_dynamics(q, qd, qdd, params)))
+        start += duration + SEGMENT_GAP
+    stamp, q, qd, qdd, tau = (torch.cat([part[i] for part in parts]) for i in range(5))
+    return Stream(stamp, q, qd, qdd, tau, q, qd, qdd, tau)
 
 
 def samples(stream: Stream, start: int, stop: int) -> list[JointStateSample]:

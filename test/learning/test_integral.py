@@ -1,15 +1,16 @@
 """Integral (momentum-form) rows: exact on clean simulator data, unbiased under sensor noise."""
 
+import dataclasses
 import math
 
 import pytest
 import torch
 
-from syrenets_ros.tools.streams import DT, REALISTIC_NOISE, simulate
+from syrenets_ros.tools.streams import DT, REALISTIC_NOISE, sampled_motion, simulate
 from syrenets_ros.dynamics import pendulum
 from syrenets_ros.learning import integral
 from syrenets_ros.learning.regression import fit_integral
-from syrenets_ros.learning.terms import TermLibrary, true_pendulum_terms
+from syrenets_ros.learning.terms import TermLibrary, polynomial_terms, true_pendulum_terms
 
 PARAMS = pendulum.PendulumParams()
 TRUTH = true_pendulum_terms(PARAMS)
@@ -156,3 +157,81 @@ def test_occams_razor_keeps_the_true_terms_where_greedy_selection_takes_a_stand_
     greedy = fit_integral(TermLibrary.grammar(2), *data)
     assert set(greedy.terms) != truth
     assert wide_error(greedy) > 10 * wide_error(occam)
+
+
+# --- row forms: which rows each kind of record obeys -----------------------------------------
+
+def _relative_residual(rows: integral.RowForm, model, stream) -> float:
+    starts = rows.starts(stream.stamp)
+    residual = rows.predicted(model, stream.stamp, stream.q, stream.qd, stream.qdd, starts)
+    target = rows.target(stream.stamp, stream.tau, starts)
+    return float((residual - target).norm() / target.norm())
+
+
+def _without_acceleration(stream):
+    """The record as a bag gives it: no q̈, so the forward difference of q̇ (within a segment)."""
+    forward = stream.qdd.clone()
+    forward[:-1] = (stream.qd[1:] - stream.qd[:-1]) / (stream.stamp[1:] - stream.stamp[:-1])[:, None]
+    return dataclasses.replace(stream, qdd=forward)
+
+
+@pytest.fixture(scope="module")
+def sampled():
+    """Continuous motion sampled at 25 Hz in short segments, with exact derivatives or the
+    numpy.gradient ones public data sets carry, as a bag gives it (no q̈)."""
+    return {kind: _without_acceleration(sampled_motion(25.0, (4.0, 5.0, 6.0), derivatives=kind))
+            for kind in ("exact", "gradient")}
+
+
+def test_weak_images_split_the_el_images_into_momentum_and_static_force():
+    library = TermLibrary.grammar(2, dissipation=True).extended(polynomial_terms(2))
+    generator = torch.Generator().manual_seed(0)
+    q, qd, qdd = (torch.randn(50, 2, generator=generator, dtype=torch.float64) for _ in range(3))
+    _, static = library.weak_images(q, qd)
+    _, momentum_rate = torch.func.jvp(lambda a, b: library.weak_images(a, b)[0], (q, qd), (qd, qdd))
+    assert torch.allclose(momentum_rate + static, library.el_images(q, qd, qdd), rtol=0, atol=1e-12)
+
+
+def test_each_row_form_is_exact_on_the_records_it_models(clean, sampled):
+    """Simulator steps obey the acceleration form, numpy.gradient data the central form, and
+    sampled continuous motion the weak form — each to rounding or quadrature error, where the
+    other forms are off by their discretisation error."""
+    assert _relative_residual(integral.RowForm("acceleration"), TRUTH, clean) < 1e-12
+    assert _relative_residual(integral.RowForm("weak"), TRUTH, clean) > 1e-5
+    gradient, exact = sampled["gradient"], sampled["exact"]
+    assert _relative_residual(integral.RowForm("central", 16, 1), TRUTH, gradient) < 1e-12
+    assert _relative_residual(integral.RowForm("acceleration", 16, 1), TRUTH, gradient) > 1e-3
+    assert _relative_residual(integral.RowForm("weak", 16, 1), TRUTH, exact) < 1e-5  # quadrature, 25 Hz
+    assert _relative_residual(integral.RowForm("central", 16, 1), TRUTH, exact) > 1e-4
+
+
+def test_weak_rows_of_any_lagrangian_model_match_the_closed_form(sampled):
+    """The weak form of a model without closed-form images (the network) comes from autograd
+    on its Lagrangian and dissipation; on a term model both paths agree."""
+    stream = sampled["exact"]
+    model = true_pendulum_terms(PARAMS, pendulum.JointElements(damping=(0.3, 0.1), friction=(0.2, 0.0)))
+
+    class Opaque:  # only what every model offers
+        def lagrangian_fn(self):
+            return model.lagrangian
+
+        def dissipation_fn(self):
+            return model.dissipative_force
+
+    rows = integral.RowForm("weak", 16, 1)
+    starts = rows.starts(stream.stamp)
+    args = (stream.stamp, stream.q, stream.qd, stream.qdd, starts)
+    assert torch.allclose(rows.predicted(Opaque(), *args), rows.predicted(model, *args), rtol=0, atol=1e-12)
+
+
+def test_the_chosen_form_is_the_one_the_record_obeys(clean, sampled):
+    library = TermLibrary.grammar(2, dissipation=True)
+
+    def chosen(stream, window):
+        return integral.choose_form(library, stream.stamp, stream.q, stream.qd, stream.qdd, stream.tau, window)[0]
+
+    assert chosen(clean, 100) == "acceleration"
+    assert chosen(sampled["exact"], 16) == "weak"
+    assert chosen(sampled["gradient"], 16) == "central"
+    table = sampled_motion(25.0, (4.0, 5.0, 6.0), derivatives="gradient")  # a table's own q̈, exact here
+    assert chosen(table, 16) == "acceleration"

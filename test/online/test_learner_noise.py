@@ -43,7 +43,7 @@ def test_no_false_detection_on_a_noisy_run_and_the_true_terms_are_served():
 def test_transient_guard_refuses_a_model_worse_than_the_served_one():
     """Serving the exact model, a refit on little, very noisy data predicts the held-out
     torques worse: it is not served, and the refusal is counted."""
-    learner = OnlineLearner(_config(fit_samples=1200, min_fit_samples=1200), log=lambda _: None)
+    learner = OnlineLearner(_config(fit_duration=1.2, min_fit_duration=1.2), log=lambda _: None)
     learner.served = TRUTH
     noise = tuple(3 * s for s in REALISTIC_NOISE)
     published = _feed(learner, simulate(2.2, noise=noise, seed=2), chunk=2200)
@@ -56,7 +56,7 @@ def test_transient_guard_refuses_a_model_worse_than_the_served_one():
 
 
 def test_after_a_change_only_a_validated_model_is_served():
-    """A mass swap: no model is served before min_fit_samples + holdout post-change samples,
+    """A mass swap: no model is served before min_fit_duration + holdout of post-change data,
     and the first one served predicts the new system better than the pre-swap model did."""
     after_params = PARAMS.with_changes(m2=2.0, l2=1.2)
     learner = OnlineLearner(_config(), log=lambda _: None)
@@ -67,9 +67,9 @@ def test_after_a_change_only_a_validated_model_is_served():
     published = _feed(learner, after, chunk=250)
     assert learner.stats.change_detections == 1
     assert learner.stats.change_stamps[0] == pytest.approx(5.0, abs=0.25)
-    config = learner.config
-    validated = 5.0 + (config.min_fit_samples + config.holdout) * 1e-3
-    suspected = 5.0 + 2 * config.change_window * config.integral_window * 1e-3 + 0.25
+    sizes = learner.sizes
+    validated = 5.0 + (sizes.min_fit + sizes.holdout) * 1e-3
+    suspected = 5.0 + 2 * learner.config.change_window * sizes.window * 1e-3 + 0.25
     assert not [stamp for stamp, _ in published if suspected <= stamp < validated]
     truth = pendulum.inverse_dynamics(after.clean_q, after.clean_qd, after.clean_qdd, after_params)
 
@@ -96,7 +96,8 @@ def test_after_a_change_every_post_change_sample_is_fitted():
         post = learner.buffer.newest(len(learner.buffer))
         assert float(post.stamp[0]) >= 8.0 and learner.stats.change_detections == 1
         served = learner.served
-        refit = fit_integral(served.library, post.stamp, post.q, post.qd, post.qdd, post.tau, select_terms=False)
+        refit = fit_integral(served.library, post.stamp, post.q, post.qd, post.qdd, post.tau, select_terms=False,
+                             rows=learner.rows)
         assert torch.allclose(served.coefficients, refit.coefficients, rtol=1e-9, atol=0.0)
         fitted.append(len(post))
     assert len(fitted) >= 2 and fitted == sorted(fitted)

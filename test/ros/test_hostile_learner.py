@@ -28,7 +28,7 @@ LEARNER = next(n for n in NODES if n.name == "syrenets_learner")
 JOINTS = list(JOINT_NAMES)
 # The library refit alone, on 2 s of the two-sine motion: enough to identify L exactly and for
 # the integral-row cross-validation (1 s gives too few windows).
-SMALL_AND_FAST = {"network_enabled": False, "min_fit_samples": 2000, "fit_samples": 2000, "holdout": 200,
+SMALL_AND_FAST = {"network_enabled": False, "min_fit_duration": 2.0, "fit_duration": 2.0, "holdout": 0.2,
                   "snapshot_period": 0.2}
 
 

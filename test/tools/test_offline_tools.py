@@ -146,7 +146,7 @@ def test_unusable_bags_end_in_one_line_and_exit_code_2(tmp_path, capsys):
 
 def test_too_little_data_and_unmatched_joints_are_clear_errors(tmp_path, capsys):
     _learnable_bag(tmp_path / "bag")
-    assert "too little usable data" in _one_line_error(capsys, ["learn", str(tmp_path / "bag"), "--end", "0.2"])
+    assert "a first model needs" in _one_line_error(capsys, ["learn", str(tmp_path / "bag"), "--end", "0.2"])
     message = _one_line_error(capsys, ["learn", str(tmp_path / "bag"), "--joints", "shoulder,elbow", "--no-network"])
     assert "missing_joint" in message
 

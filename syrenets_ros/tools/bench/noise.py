@@ -8,7 +8,7 @@ trajectory and on a wide state range; max relative coefficient error; terms foun
 link-2 swap runs on several seeds (adaptation time: first sim time after the swap from which
 the served model's reference RMSE on the new system stays within 1.5× its pre-swap level, or
 1e-9 N·m at σ = 0; that error 3 s after the swap relative to the pre-swap one, beside an
-oracle's). ``--oracle-frontier`` asks whether any ``fit_samples`` lets even the oracle meet
+oracle's). ``--oracle-frontier`` asks whether any ``fit_duration`` lets even the oracle meet
 that 3 s target. The learner runs without ROS, exactly as the learner node drives it, with
 one selection per simulated second, network off and on (``TRAIN_STEPS`` SyReNet steps on
 integral rows per simulated second, the node's max_train_rate at real time); with the network
@@ -76,11 +76,11 @@ def feed(learner: OnlineLearner, stream: Stream, on_select=None) -> None:
 
 
 def measure(scale: float, no_change_seconds: float, swap_at: float, after_seconds: float, seed: int,
-            network: bool = False, swap_seeds: int = 1, fit_samples: int | None = None,
+            network: bool = False, swap_seeds: int = 1, fit_duration: float | None = None,
             base_frequency: float = DEMO_FREQUENCY) -> dict:
     noise = tuple(scale * s for s in REALISTIC_NOISE)
     config = LearnerConfig(snapshot_period=0.0, network_enabled=network, max_train_rate=1e6,
-                           **({} if fit_samples is None else {"fit_samples": fit_samples}))
+                           **({} if fit_duration is None else {"fit_duration": fit_duration}))
     wide = wide_states()
 
     quiet = simulate(no_change_seconds, BEFORE, seed=seed, noise=noise, base_frequency=base_frequency)
@@ -112,7 +112,7 @@ def measure(scale: float, no_change_seconds: float, swap_at: float, after_second
     }
 
     swaps = [swap_run(config, noise, swap_at, after_seconds, seed + k, base_frequency) for k in range(swap_seeds)]
-    result.update(swaps=swaps, fit_samples=config.fit_samples)
+    result.update(swaps=swaps, fit_duration=config.fit_duration)
     return result
 
 
@@ -131,7 +131,7 @@ def oracle_rmse(stream: Stream, params: pendulum.PendulumParams, samples: slice,
     truth = list(true_pendulum_terms(params).terms)
     model = fit_integral(TermLibrary(truth), *(x[samples] for x in (stream.stamp, stream.q, stream.qd, stream.qdd,
                                                                     stream.tau)),
-                         select_terms=False, window=config.integral_window, stride=config.integral_stride)
+                         select_terms=False, rows=OnlineLearner(config, log=lambda _: None).rows)
     return torque_rmse(model, params, stream.clean_q, stream.clean_qd, stream.clean_qdd)
 
 
@@ -143,7 +143,7 @@ def oracle_frontier(noise: tuple[float, float, float], swap_at: float, after_sec
                     base_frequency: float) -> list[dict]:
     """Whether *any* fit window meets "back within 1.5× the pre-swap error 3 s after a swap":
     per seed, the oracle fitted on the last F pre-swap samples (the pre-swap level a learner
-    with ``fit_samples`` F reaches at best) against the oracle on the first N post-swap
+    with F fit samples (fit_duration F ms at 1 kHz) reaches at best) against the oracle on the first N post-swap
     samples (at best what it has 3 s after the swap, minus detection)."""
     config = LearnerConfig()
     results = []
@@ -157,7 +157,7 @@ def oracle_frontier(noise: tuple[float, float, float], swap_at: float, after_sec
 
 
 def frontier_table(results: list[dict]) -> str:
-    rows = ["| fit_samples F | pre-swap oracle RMSE, median [N·m] | seeds within 1.5× after "
+    rows = ["| fit samples F | pre-swap oracle RMSE, median [N·m] | seeds within 1.5× after "
             + " / ".join(str(n) for n in FRONTIER_AFTER_SAMPLES) + " post-swap samples | post / pre after "
             f"{FRONTIER_AFTER_SAMPLES[-1]}, per seed |", "|---|---|---|---|"]
     for f in FRONTIER_FIT_SAMPLES:
@@ -215,13 +215,13 @@ def training_comparison(scale: float, steps: int, seed: int = 3, per_sample_batc
         for sample in samples(stream, train.start, train.stop):
             learner.buffer.push(sample)
         learner.buffer.ingest()
-        holdout = learner.config.holdout
+        holdout = learner.sizes.holdout
         if rows == "per-sample":
             trainer = Trainer(learner.network)
 
             def step() -> None:
                 batch = learner.buffer.sample(per_sample_batch, learner.generator, learner.config.recent_fraction,
-                                              learner.config.recent_window, exclude_newest=holdout)
+                                              learner.sizes.recent, exclude_newest=holdout)
                 trainer.step(batch.q, batch.qd, batch.qdd, batch.tau)
         else:
             step = learner.train_step
@@ -231,10 +231,8 @@ def training_comparison(scale: float, steps: int, seed: int = 3, per_sample_batc
         cpu = (time.process_time() - cpu) / max(steps, 1)
         reference = learner.buffer.newest(256, skip_newest=holdout)
         frozen = learner.network.freeze(reference.q, reference.qd)
-        config = learner.config
         results.append({"sigma_scale": scale, "rows": rows, "steps": steps, "cpu_ms_per_step": 1e3 * cpu,
-                        "held_out_integral_rmse": integral_rmse(frozen, held_out, config.integral_window,
-                                                        config.integral_stride),
+                        "held_out_integral_rmse": integral_rmse(frozen, held_out, learner.rows),
                         "true_rmse": torque_rmse(frozen, BEFORE, *clean)})
     return results
 
@@ -294,14 +292,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--network", choices=("off", "on", "both"), default="both",
                         help="run the learner with the SyReNet off, on, or both")
     parser.add_argument("--swap-seeds", type=int, default=3, help="swap runs per level (seeds seed, seed+1, ...)")
-    parser.add_argument("--fit-samples", type=int, default=None,
-                        help="the learner's fit_samples (default: its parameter default); fewer samples per "
-                             "refit track a change faster and are less precise without one")
+    parser.add_argument("--fit-duration", type=float, default=None,
+                        help="the learner's fit_duration [s] (default: its parameter default); less data per "
+                             "refit tracks a change faster and is less precise without one")
     parser.add_argument("--base-frequency", type=float, default=DEMO_FREQUENCY,
                         help="lowest harmonic of the multi-sine reference [Hz] (default: the sim node's, the demo's "
                              "trajectory; 0.2 excites twice as fast)")
     parser.add_argument("--oracle-frontier", action="store_true",
-                        help="instead: whether any fit_samples lets the swap adapt within 3 s, from oracle fits "
+                        help="instead: whether any fit_duration lets the swap adapt within 3 s, from oracle fits "
                              "(the true terms) before and after the swap, per seed")
     parser.add_argument("--png", type=Path, default=Path("bench_noise.png"))
     parser.add_argument("--training-steps", type=int, default=0,
@@ -330,7 +328,7 @@ def run(args: argparse.Namespace) -> int:
     for scale in args.levels:
         for network in networks:
             results.append(measure(scale, args.no_change, args.swap_at, args.after, args.seed, network,
-                                   args.swap_seeds, args.fit_samples, args.base_frequency))
+                                   args.swap_seeds, args.fit_duration, args.base_frequency))
             print(f"σ ×{scale:g}: {results[-1]}", flush=True)
     print(table(results))
     print(f"plot: {plot(results, args.png)}")

@@ -20,7 +20,7 @@ import torch
 
 from syrenets_ros.learning.syrenet import SyReNet, SyReNetConfig
 from syrenets_ros.learning.training import Trainer, select_device, uniform_dataset
-from syrenets_ros.online.learner import LearnerConfig
+from syrenets_ros.online.learner import LearnerConfig, Sizes
 
 REFERENCE_STEP_S = 0.8  # public reference code, batch 48, float64, 2 CPU cores (SPEC §3)
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -65,7 +65,8 @@ def measure(device: torch.device, batches: list[int], repeats: int,
     inference = []
     online_rows = []
     online = LearnerConfig()
-    online_samples = online.train_windows * online.train_window
+    window = Sizes.derive(online, online.joint_state_period).train_window
+    online_samples = online.train_windows * window
     for dtype_name, dtype in DTYPES.items():
         torch.manual_seed(0)
         model = SyReNet(SyReNetConfig(dtype=dtype_name)).to(device)
@@ -78,12 +79,12 @@ def measure(device: torch.device, batches: list[int], repeats: int,
             progress(f"  train step  {dtype_name} batch {batch:5d}: {seconds * 1e3:9.2f} ms")
         part = sample.subset(slice(0, online_samples))
         integral_trainer = Trainer(model, loss_fn=lambda *b: model.integral_loss(
-            *b, window=online.train_window, selection_size=online.batch_size))
+            *b, window=window, selection_size=online.batch_size))
         seconds, cpu = _median_seconds(lambda: integral_trainer.step(part.q, part.qd, part.qdd, part.tau), repeats,
                                        device)
-        online_rows.append({"dtype": dtype_name, "windows": online.train_windows, "window": online.train_window,
+        online_rows.append({"dtype": dtype_name, "windows": online.train_windows, "window": window,
                             "selection": online.batch_size, "step_s": seconds, "step_cpu_s": cpu})
-        progress(f"  online step {dtype_name} {online.train_windows}x{online.train_window}: {seconds * 1e3:9.2f} ms")
+        progress(f"  online step {dtype_name} {online.train_windows}x{window}: {seconds * 1e3:9.2f} ms")
         reference = sample.subset(slice(0, 256))
         frozen = model.freeze(reference.q, reference.qd)
         for count, reps in ((1, max(10 * repeats, 100)), (1000, repeats)):
