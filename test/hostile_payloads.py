@@ -11,6 +11,7 @@ from syrenets_ros.learning.syrenet import SyReNetConfig
 from syrenets_ros.learning.terms import Term, TermModel, true_pendulum_terms
 from syrenets_ros.online import snapshot
 from syrenets_ros.online.snapshot import RunId
+from syrenets_ros.tools.bench import hostile
 
 TRUE = true_pendulum_terms(PendulumParams())
 KINETIC_QD1 = Term((2, 0), "one", (0, 0))  # the q̇1² term of L
@@ -58,3 +59,14 @@ def smooth_motion(count: int, start: float = 1.0, dt: float = 1e-3, params: Pend
         qd = qd + dt * qdd
         q = q + dt * qd
     return rows
+
+
+def flipped_gravity() -> TermModel:
+    """The true Lagrangian with gravity upside down (issue 23)."""
+    return hostile.flipped_gravity(TRUE)
+
+
+def bump() -> TermModel:
+    """The true Lagrangian wrong at one spot only: > 500 N·m on 2.1 % of the q plane, exact on
+    smooth_motion's range and within the limit on the 64 fixed probes (issue 23)."""
+    return hostile.bump(TRUE)

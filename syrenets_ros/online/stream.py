@@ -2,9 +2,9 @@
 (q, q̇, q̈, τ) samples and a bounded replay buffer.
 
 The stream is untrusted: anything malformed, reordered, with a gap, stamped away from the
-node's clock or kinematically impossible is skipped and counted by reason, and never reaches
-the buffer. (A publisher that forges well-formed, consistent states is stopped only by DDS
-security, SROS2: see the README's threat model.)
+node's clock or from the stream's own timeline, or kinematically impossible is skipped and
+counted by reason, and never reaches the buffer. (A publisher that forges well-formed,
+consistent states is stopped only by DDS security, SROS2: see the README's threat model.)
 """
 
 from __future__ import annotations
@@ -29,12 +29,20 @@ REJECT_REASONS = (
     "gap",  # a dropped message between two states: q̈ would be wrong
     "time_reset",  # stamps jumped back a lot: a new run (e.g. sim restarted)
     "off_clock",  # stamp further from the node's clock than the tolerance: forged or stale
+    "off_timeline",  # a jump from the stream's timeline the clock does not confirm: forged ahead/behind
     "inconsistent_kinematics",  # q_{k+1} − q_k disagrees with Δt·q̇ beyond the noise
 )
 # Standard deviations of honest sensor noise within which kinematic consistency holds.
 KINEMATIC_SIGMAS = 6.0
 # Round-off allowance of the kinematic check [rad] (noise-free data).
 KINEMATIC_FLOOR = 1e-9
+# A live stream's stamps move as the node's clock does: after a jump (a gap, a restart) the new
+# timeline is taken only if, from the last state to the jump, the stamps moved by what the clock
+# moved, within this [s] (queue latency changing), or once the old timeline stayed silent for
+# ``reset_after`` of the clock. A state stamped ahead of (or behind) the live stream, inside
+# stamp_tolerance, would otherwise move the timeline and make the honest states after it "out
+# of order" (issue 23: one forged state every 0.9 s cut accepted samples from 591/s to 6/s).
+TIMELINE_LEAD = 0.1
 
 
 @dataclass(frozen=True)
@@ -49,8 +57,14 @@ class StreamChecks:
     position_noise: float
     velocity_noise: float
 
-    def on_clock(self, stamp: float) -> bool:
-        return not self.stamp_tolerance or abs(stamp - self.clock()) <= self.stamp_tolerance
+    @property
+    def live(self) -> bool:
+        """A stream with a clock to judge it by (recordings have none: stamp_tolerance 0)."""
+        return self.stamp_tolerance > 0
+
+    def on_clock(self, stamp: float, now: float) -> bool:
+        """``now``: the node's clock (``clock()``), read once per state."""
+        return not self.live or abs(stamp - now) <= self.stamp_tolerance
 
     def kinematic_tolerance(self, dt: float, qd_change: float) -> float:
         """Bound on |q_{k+1} − q_k − Δt(q̇_k + q̇_{k+1})/2|. The trapezoid is exact to O(Δt³)
@@ -79,14 +93,25 @@ class _State:
     tau: tuple[float, ...]
 
 
+@dataclass
+class _Candidate:
+    """States continuing each other off the stream's timeline, waiting to be confirmed."""
+
+    head: _State
+    jump: float  # its first stamp − the timeline's newest [s]
+    reason: str  # what its first state counts as once it is the timeline ("gap", "time_reset", "out_of_order")
+
+
 class SampleAssembler:
     """Forms samples from consecutive joint states of the same run.
 
     q̈ is the forward difference of q̇ over the stamped Δt, τ the first state's effort
     (the sim publishes, with each state, the torque applied during the following step).
     With ``checks`` (a live stream; recordings have no clock to agree with), states off the
-    clock or kinematically inconsistent are refused too. ``missing`` estimates the states
-    lost in gaps (dropped by the transport or the queue).
+    clock or kinematically inconsistent are refused too, and a live stream's timeline moves
+    to a jump (a gap, a restart) only when the jump is confirmed (see TIMELINE_LEAD): a forged
+    state stamped ahead neither becomes a sample nor makes the honest ones after it "out of
+    order". ``missing`` estimates the states lost in gaps (dropped by the transport or the queue).
     """
 
     def __init__(self, joint_names: Sequence[str], period: float, gap_tolerance: float = 0.5,
@@ -103,6 +128,10 @@ class SampleAssembler:
         self.received = 0
         self.missing = 0
         self._previous: _State | None = None
+        self._previous_clock = math.nan  # node clock when the previous state was taken
+        # At most one candidate timeline whose jump moved with the clock and one that did not, so
+        # that states forged beside an honest jump (a gap) cannot displace it.
+        self._candidates: dict[bool, _Candidate] = {}
 
     def _parse(self, names: Sequence[str], position: Sequence[float], velocity: Sequence[float],
                effort: Sequence[float]) -> tuple[tuple[float, ...], ...] | str:
@@ -128,36 +157,86 @@ class SampleAssembler:
         parsed = self._parse(names, position, velocity, effort)
         if isinstance(parsed, str):
             return self._reject(parsed)
-        if self.checks and not self.checks.on_clock(stamp):
+        now = self.checks.clock() if self.checks else math.nan
+        if self.checks and not self.checks.on_clock(stamp, now):
             return self._reject("off_clock")
         current = _State(stamp, *parsed)
         previous = self._previous
         if previous is None:
-            self._previous = current
+            self._take(current, now)
             return None
         dt = current.stamp - previous.stamp
         if dt == 0.0:
             return self._reject("duplicate_stamp")
-        if dt < 0.0:
-            if -dt >= self.reset_after:
-                self._previous = current
-                return self._reject("time_reset")
-            return self._reject("out_of_order")
-        self._previous = current
-        if abs(dt - self.period) > self.gap_tolerance * self.period:
-            if dt < self.reset_after:  # longer: a pause or a new run, not lost states
-                self.missing += max(0, round(dt / self.period) - 1)
-            return self._reject("gap")
+        if not self._continues(previous, dt):
+            return self._off_timeline(current, dt, now)
+        self._candidates.clear()  # the timeline goes on: whatever jumped away from it was not the stream
+        self._take(current, now)
+        return self._sample(previous, current, dt)
+
+    def _continues(self, previous: _State, dt: float) -> bool:
+        return abs(dt - self.period) <= self.gap_tolerance * self.period
+
+    def _take(self, state: _State, now: float) -> None:
+        self._previous, self._previous_clock = state, now
+
+    def _sample(self, previous: _State, current: _State, dt: float) -> JointStateSample | None:
         if self.checks and not self._kinematically_consistent(previous, current, dt):
             return self._reject("inconsistent_kinematics")
         self.accepted += 1
         qdd = tuple((b - a) / dt for a, b in zip(previous.qd, current.qd))
         return JointStateSample(previous.stamp, previous.q, previous.qd, qdd, previous.tau)
 
+    def _jump(self, dt: float) -> str:
+        return ("gap" if dt > 0 else "out_of_order" if -dt < self.reset_after else "time_reset")
+
+    def _count_missing(self, dt: float) -> None:
+        if 0 < dt < self.reset_after:  # longer: a pause or a new run, not lost states
+            self.missing += max(0, round(dt / self.period) - 1)
+
+    def _off_timeline(self, current: _State, dt: float, now: float) -> JointStateSample | None:
+        """A state that does not continue the timeline. A recording (no clock) takes a gap or a
+        reset at once. A live stream keeps it as a candidate that states continuing it extend
+        and that becomes the timeline once confirmed; the honest stream continuing the
+        timeline drops it."""
+        reason = self._jump(dt)
+        if not (self.checks and self.checks.live):
+            if reason != "out_of_order":
+                self._count_missing(dt)
+                self._take(current, now)
+            return self._reject(reason)
+        for candidate in self._candidates.values():
+            step = current.stamp - candidate.head.stamp
+            if not (self._continues(candidate.head, step) and
+                    self._kinematically_consistent(candidate.head, current, step)):
+                continue
+            head, candidate.head = candidate.head, current
+            if not self._confirmed(candidate.head.stamp, now):
+                return self._reject("off_timeline")
+            self._candidates.clear()
+            if candidate.reason != "out_of_order":  # its first state counted off_timeline until now
+                self.rejected["off_timeline"] -= 1
+                self.rejected[candidate.reason] += 1
+            self._count_missing(candidate.jump)
+            self._take(current, now)
+            return self._sample(head, current, step)
+        self._candidates[self._moves_with_clock(current.stamp, now)] = _Candidate(current, dt, reason)
+        return self._reject("out_of_order" if reason == "out_of_order" else "off_timeline")
+
+    def _moves_with_clock(self, stamp: float, now: float) -> bool:
+        """From the timeline's newest state to ``stamp`` the stamps moved as far as the clock."""
+        return abs((stamp - self._previous.stamp) - (now - self._previous_clock)) <= TIMELINE_LEAD
+
+    def _confirmed(self, stamp: float, now: float) -> bool:
+        """A candidate reaching ``stamp`` moved with the clock (a gap, a restart of sim time), or
+        the old timeline has been silent for ``reset_after`` of the clock."""
+        return self._moves_with_clock(stamp, now) or abs(now - self._previous_clock) >= self.reset_after
+
     def restart(self) -> None:
         """Forget the previous state: the next message starts a new run (a recording's next
         segment), so no sample spans two runs."""
         self._previous = None
+        self._candidates.clear()
 
     def add_measured(self, stamp: float, position: Sequence[float], velocity: Sequence[float],
                      acceleration: Sequence[float], effort: Sequence[float]) -> JointStateSample | None:

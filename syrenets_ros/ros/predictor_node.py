@@ -1,5 +1,9 @@
 """ROS node `syrenets_predictor`: serves inverse-dynamics torques of the newest learned model
-as feed-forward commands, and forecasts passive motion with the variational integrator."""
+as feed-forward commands, and forecasts passive motion with the variational integrator.
+
+It keeps the last seconds of /joint_states, checked as the learner checks them (stamps against
+its clock and the stream's timeline, order, kinematics), as the history a new model must
+explain before it drives motors (online/serving.py)."""
 
 from __future__ import annotations
 
@@ -14,13 +18,12 @@ import torch
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from syrenets_ros.online.serving import PREDICTOR_PARAMETERS, ModelServer, warm_up
-from syrenets_ros.online.stream import Batch, SampleAssembler
+from syrenets_ros.online.stream import REJECT_REASONS, Batch, SampleAssembler, StreamChecks
 from syrenets_ros.ros import common as rc
 from syrenets_ros.ros.parameters import declare_schema
 
@@ -29,6 +32,8 @@ from syrenets_ros.ros.parameters import declare_schema
 # forecast_rate 1/s it took a core's worth of time and the GIL from the torque answers.
 FORECAST_CPU_SHARE = 0.1
 MODEL_INBOX = 8  # snapshots waiting for their check
+STATE_BATCH_PERIOD_S = 0.02  # joint states are taken from the queue this often (wall s), as the learner does
+PENDING_RETRY_S = 0.25  # a held model is checked again this often (wall s) while the history grows
 
 
 class PredictorNode(Node):
@@ -38,8 +43,17 @@ class PredictorNode(Node):
         warm_up()
         self.server = ModelServer(values["joint_names"], values["max_payload_bytes"],
                                   max_torque=values["max_feedforward_torque"],
-                                  consistency_tolerance=values["consistency_tolerance"])
-        self.joint_state_period = values["joint_state_period"]
+                                  consistency_tolerance=values["consistency_tolerance"],
+                                  window=values["consistency_window"])
+        position_noise, velocity_noise = values["sensor_noise"]
+        checks = StreamChecks(clock=lambda: self.get_clock().now().nanoseconds * 1e-9,
+                              stamp_tolerance=values["stamp_tolerance"], position_noise=position_noise,
+                              velocity_noise=velocity_noise)
+        self.assembler = SampleAssembler(self.server.joint_names, values["joint_state_period"], checks=checks)
+        length = max(1, round(values["consistency_history"] / values["joint_state_period"]))
+        self._history: deque = deque(maxlen=length)  # checked samples, oldest first
+        self._latest_msg: JointState | None = None  # the newest checked joint state, for forecasts
+        self._history_lock = threading.Lock()  # the executor appends, the model worker reads
         self.served = 0
         self.bad_references = 0
         self.forecasts = 0
@@ -55,15 +69,9 @@ class PredictorNode(Node):
         # A shallow queue: when behind, answer the freshest points rather than a backlog
         # whose answers would arrive too late to be used.
         self.create_subscription(JointTrajectory, rc.REFERENCE, self.on_reference, rc.FRESHEST_QOS)
-        # Forecasts need one recent state a second and the consistency check of a new snapshot
-        # the last moments of motion, not a callback per 1 kHz message: a queue whose DDS
-        # history keeps the newest `consistency_window` states, taken from on demand.
-        window = values["consistency_window"]
-        self._states = rc.TopicReader(self, JointState, rc.JOINT_STATES, QoSProfile(
-            depth=window, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT,
-            durability=DurabilityPolicy.VOLATILE))
-        self._recent_states: deque[JointState] = deque(maxlen=window)
-        self._states_lock = threading.Lock()  # the model and forecast workers take concurrently
+        # 1 kHz of states: taken in batches on a timer instead of a callback per message.
+        self._states = rc.TopicReader(self, JointState, rc.JOINT_STATES)
+        self.create_timer(STATE_BATCH_PERIOD_S, self.take_joint_states, clock=rc.steady_clock())
         # Forecasts take long: a worker thread runs them, so torque answers keep flowing on
         # the (single-threaded) executor meanwhile; the timer only says one is due.
         self._forecast_due = threading.Event()
@@ -104,22 +112,33 @@ class PredictorNode(Node):
                     pass
 
     def _model_loop(self) -> None:
+        """Model worker: checks each snapshot, and a held one again as the history grows."""
         while not self._stopping.is_set():
             try:
-                payload = self._model_inbox.get(timeout=0.2)
+                payload = self._model_inbox.get(timeout=PENDING_RETRY_S if self.server.pending else 0.2)
             except queue.Empty:
+                payload = None
+            if payload is None and self.server.pending is None:
                 continue
             try:
                 self.accept_model(payload)
             except Exception:  # noqa: BLE001 - a snapshot that breaks the check is not served
                 self.get_logger().error(f"snapshot check failed:\n{traceback.format_exc()}")
 
-    def accept_model(self, payload: str) -> None:
-        accepted, reason = self.server.offer(payload, self._recent_samples())
+    def accept_model(self, payload: str | None) -> None:
+        """Check ``payload`` (None: the held model again) on the history; log the verdict
+        (a model still held is logged once)."""
+        held = self.server.pending
+        if payload is None:
+            accepted, reason = self.server.check_pending(self._history_samples())
+        else:
+            accepted, reason = self.server.offer(payload, self._history_samples())
         if accepted:
             self.get_logger().info(f"serving {reason}")
-        else:
+        elif self.server.pending is None:
             self.get_logger().warning(f"refused model snapshot: {reason}")
+        elif payload is not None or self.server.pending is not held:
+            self.get_logger().info(f"holding model snapshot: {reason}")
 
     def on_reference(self, msg: JointTrajectory) -> None:
         started = time.perf_counter()
@@ -152,29 +171,31 @@ class PredictorNode(Node):
         self.latency_ms.append((time.perf_counter() - started) * 1e3)
         del self.latency_ms[:-2000]
 
-    def _take_states(self) -> list[JointState]:
-        """The newest joint states (at most consistency_window), taken on demand (see __init__)."""
-        with self._states_lock:
-            self._recent_states.extend(self._states.take())
-            return list(self._recent_states)
+    def take_joint_states(self) -> None:
+        """Checked samples of the waiting joint states into the history (rejects counted by
+        reason: forged states never reach it)."""
+        messages = self._states.take()
+        if not messages:
+            return
+        samples = [self.assembler.add(rc.stamp_to_seconds(m.header.stamp), m.name, m.position, m.velocity,
+                                      m.effort) for m in messages]
+        checked = [m for m, s in zip(messages, samples) if s is not None]  # states that completed a sample
+        with self._history_lock:
+            self._history.extend(s for s in samples if s is not None)
+            self._latest_msg = checked[-1] if checked else self._latest_msg
 
-    def _recent_samples(self) -> Batch | None:
-        """Samples of the recent joint states: consecutive pairs only (gaps and malformed states
-        skipped), q̈ differenced like the learner's. No clock or kinematic checks here: forged
-        states can at worst make a genuine model wait (the probe checks still bound the rest)."""
-        states = sorted(self._take_states(), key=lambda m: rc.to_nanoseconds(m.header.stamp))
-        assembler = SampleAssembler(self.server.joint_names, self.joint_state_period)
-        samples = [assembler.add(rc.stamp_to_seconds(m.header.stamp), m.name, m.position, m.velocity, m.effort)
-                   for m in states]
-        samples = [s for s in samples if s is not None]
+    def _history_samples(self) -> Batch | None:
+        """The history's samples, oldest first (gaps allowed: the check cuts windows)."""
+        with self._history_lock:
+            samples = list(self._history)
         return Batch.from_samples(samples) if samples else None
 
     def _latest_state(self) -> tuple[Time, list[float], list[float]] | None:
         """The newest joint state, when a forecast is due."""
-        states = self._take_states()
-        if not states:
+        with self._history_lock:
+            msg = self._latest_msg
+        if msg is None:
             return None
-        msg = states[-1]
         names = list(msg.name)
         if sorted(names) != sorted(self.server.joint_names) or len(msg.position) != len(names) \
                 or len(msg.velocity) != len(names):
@@ -228,8 +249,10 @@ class PredictorNode(Node):
         def pct(p: float) -> str:
             return f"{latencies[min(len(latencies) - 1, int(p * len(latencies)))]:.3f}" if latencies else "n/a"
 
+        pending, assembler = self.server.pending, self.assembler
         values = {
             "model_version": current.model_version if current else "none",
+            "model_held_unchecked": f"v{pending.model_version} of run {pending.run_id}" if pending else "none",
             "model_kind": current.model.kind if current else "none",
             "snapshots_accepted": self.server.accepted,
             "run_id": str(current.run_id) if current else "none",
@@ -237,6 +260,11 @@ class PredictorNode(Node):
             "snapshots_dropped_unchecked": self.snapshots_dropped,
             **{f"refused[{k}]": v for k, v in self.server.refused.items()},
             "last_refusal": self.server.last_refusal or "none",
+            "probe_check_cpu_ms": f"{self.server.probe_cpu_s * 1e3:.1f}",
+            "history_samples": len(self._history),
+            "states_received": assembler.received,
+            "states_accepted": assembler.accepted,
+            **{f"states_rejected[{reason}]": assembler.rejected[reason] for reason in REJECT_REASONS},
             "torques_served": self.served,
             "torques_withheld": self.server.withheld,
             "bad_reference_points": self.bad_references,
@@ -247,8 +275,10 @@ class PredictorNode(Node):
             "forecast_note": self.forecast_note or "ok",
         }
         level = DiagnosticStatus.OK if current else DiagnosticStatus.WARN
-        rc.publish_diagnostics(self, self.diag_pub, PREDICTOR_PARAMETERS.node, level,
-                               "serving" if current else "waiting for a model", values)
+        message = "serving" if current else "waiting for a model"
+        if pending:
+            message += f"; holding v{pending.model_version} until measured joint states check it"
+        rc.publish_diagnostics(self, self.diag_pub, PREDICTOR_PARAMETERS.node, level, message, values)
 
 
     def begin_shutdown(self) -> None:

@@ -6,29 +6,37 @@ import time
 
 import pytest
 import torch
-from hostile_payloads import KINETIC_QD1, TRUE, scaled, smooth_motion, with_coefficient
+from hostile_payloads import KINETIC_QD1, TRUE, bump, flipped_gravity, scaled, smooth_motion, with_coefficient
 
 from syrenets_ros.dynamics.pendulum import PendulumParams
 from syrenets_ros.learning.terms import true_pendulum_terms
-from syrenets_ros.online.serving import ModelServer, implausibility, probe_states
+from syrenets_ros.online.serving import ModelServer, implausibility, probe_states, random_probe_states
 from syrenets_ros.online.snapshot import RunId, encode_model
 from syrenets_ros.online.stream import Batch, SampleAssembler
 
 JOINTS = ["joint1", "joint2"]
 
 
-def measured(params: PendulumParams, count: int = 128) -> Batch:
-    """Consecutive samples of a smooth motion of a pendulum with ``params``, exact torques."""
+def measured(params: PendulumParams = PendulumParams(), count: int = 1024, rest: int = 0) -> Batch:
+    """Consecutive samples of a smooth motion of a pendulum with ``params``, exact torques;
+    then, after a gap, ``rest`` samples of it hanging still at the bottom (τ = 0)."""
+    rows = smooth_motion(count + 1, params=params) if count else []
+    stamp = rows[-1][0] if rows else 0.0
+    rows += [(stamp + 0.01 + k * 1e-3, [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]) for k in range(rest + 1)]
     assembler = SampleAssembler(JOINTS, 1e-3)
-    samples = [assembler.add(t, JOINTS, q, qd, tau) for t, q, qd, tau in smooth_motion(count + 1, params=params)]
-    return Batch.from_samples(samples[1:])
+    samples = [assembler.add(t, JOINTS, q, qd, tau) for t, q, qd, tau in rows]
+    return Batch.from_samples([s for s in samples if s is not None])
+
+
+def snapshot(model, version: int, run: RunId) -> str:
+    return encode_model(model, model_version=version, joint_names=JOINTS, metrics={}, run_id=run)
 
 
 @pytest.fixture
 def server():
     server = ModelServer(JOINTS)
     run = RunId.new()
-    accepted, reason = server.offer(encode_model(TRUE, model_version=5, joint_names=JOINTS, metrics={}, run_id=run))
+    accepted, reason = server.offer(snapshot(TRUE, 5, run), measured())
     assert accepted, reason
     server.run = run
     return server
@@ -75,7 +83,7 @@ def test_replayed_snapshots_are_refused_and_a_restarted_learner_is_accepted(serv
     _assert_still_serving_the_true_model(server)
     restarted = RunId.new()  # a restarted learner: new run, versions start again
     accepted, reason = server.offer(encode_model(TRUE, model_version=1, joint_names=JOINTS, metrics={},
-                                                 run_id=restarted))
+                                                 run_id=restarted), measured())
     assert accepted, reason
     assert server.current.run_id == restarted
 
@@ -117,7 +125,7 @@ def test_after_warm_up_the_first_snapshot_check_imports_nothing():
         "from syrenets_ros.online.snapshot import encode_model\n"
         "payload = encode_model(true_pendulum_terms(PendulumParams()), model_version=1, "
         "joint_names=list(JOINT_NAMES), metrics={})\n"
-        "server = ModelServer(list(JOINT_NAMES))\n"
+        "server = ModelServer(list(JOINT_NAMES), require_measurements=False)\n"
         "if sys.argv[1] == 'warm': warm_up()\n"
         "before = set(sys.modules)\n"
         "assert server.offer(payload)[0]\n"
@@ -128,3 +136,57 @@ def test_after_warm_up_the_first_snapshot_check_imports_nothing():
 
     assert new_modules("cold") > 0, "without the warm-up the first check imports modules"
     assert new_modules("warm") == 0
+
+
+def test_random_probes_catch_a_model_wrong_at_one_spot_the_fixed_probes_miss(server):
+    """Issue 23: exact on the visited range and on the 64 fixed, public probes, but |τ| > 500
+    N·m on 2.1 % of the q plane. Fresh random probes (1024 from os.urandom) find it."""
+    wrong = bump()
+    assert implausibility(wrong, probe_states(2), 500.0) is None  # the old gate let it through
+    first, second = random_probe_states(2), random_probe_states(2)
+    assert not torch.equal(first[0], second[0]), "drawn afresh for every check"
+    accepted, reason = server.offer(snapshot(wrong, 6, server.run), measured())
+    assert not accepted and reason.startswith("implausible: torque"), reason
+    _assert_still_serving_the_true_model(server)
+
+
+@pytest.mark.parametrize("model, reason", [
+    (scaled(3.0), "inconsistent with measured torques: RMS"),
+    (flipped_gravity(), "implausible: gravity points against the served model's"),
+])
+def test_a_wrong_model_offered_when_the_newest_window_agrees_is_refused(model, reason):
+    """Issue 23: offered while the robot hangs still (the newest 128 states agree with any
+    multiple of the true model), a 3×-heavy model or one with gravity flipped was served. The
+    history of seconds before it (and, for gravity, random probes against the served model)
+    refuses it."""
+    server = ModelServer(JOINTS, max_torque=1000.0)  # so that only the checks under test can refuse
+    run = RunId.new()
+    assert server.offer(snapshot(TRUE, 1, run), measured())[0]
+    history = measured(rest=128)
+    accepted, why = server.offer(snapshot(model, 2, run), history)
+    assert not accepted and why.startswith(reason), why
+    assert server.current.model_version == 1
+
+
+def test_an_empty_predictor_holds_the_first_model_until_measured_torques_check_it():
+    """Issue 23: with nothing served (after a restart, or an initial model published before any
+    joint state) nothing was compared, and a 3×-heavy model was served. Now a first model is
+    held, drives nothing, and is served only once it explains seconds of moving measured
+    states; a 3×-heavy one is refused then."""
+    server = ModelServer(JOINTS, max_torque=1000.0)
+    run = RunId.new()
+    accepted, why = server.offer(snapshot(scaled(3.0), 1, run))
+    assert not accepted and why.startswith("held") and server.current is None and server.pending is not None
+    assert server.torque([[0.1, 0.2]], [[0.0, 0.0]], [[0.0, 0.0]]) is None, "a held model drives nothing"
+    accepted, why = server.check_pending(measured(count=0, rest=1024))  # hanging still: checks nothing
+    assert not accepted and why.startswith("held")
+    accepted, why = server.check_pending(measured())
+    assert not accepted and "inconsistent with measured torques" in why and "served model: none" in why
+    assert server.pending is None and server.current is None
+    assert not server.offer(snapshot(TRUE, 1, run))[0], "held again"
+    accepted, why = server.offer(snapshot(TRUE, 2, run))  # a newer model replaces the held one
+    assert not accepted and server.pending.model_version == 2
+    accepted, why = server.offer(snapshot(TRUE, 1, run))
+    assert not accepted and why.startswith("replay: version 1 is not newer than the served version 2")
+    accepted, why = server.check_pending(measured())
+    assert accepted and server.current.model_version == 2, why

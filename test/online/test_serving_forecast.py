@@ -18,7 +18,7 @@ Q0, QD0 = [1.0, -0.5], [0.0, 0.0]
 
 
 def _serving_true_terms() -> ModelServer:
-    server = ModelServer(pendulum.JOINT_NAMES)
+    server = ModelServer(pendulum.JOINT_NAMES, require_measurements=False)
     model = terms.true_pendulum_terms(PARAMS)
     payload = snapshot.encode_model(model, model_version=1, joint_names=pendulum.JOINT_NAMES, metrics={})
     accepted, reason = server.offer(payload)

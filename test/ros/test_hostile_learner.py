@@ -1,7 +1,9 @@
-"""The learner under a forged joint-state stream over real DDS (issue 12): 300 well-formed
-states stamped 10⁴ s ahead of the sim clock with 5× the true torque never become samples; they
-are counted by reason on /diagnostics, the node keeps running, and the published model stays
-exact. Its snapshots carry its run identity, with versions increasing."""
+"""The learner under a forged joint-state stream over real DDS (issues 12 and 23): 300
+well-formed states stamped 10⁴ s ahead of the sim clock with 5× the true torque, and single
+states stamped 0.5–2 s ahead of the stream (inside stamp_tolerance) every 0.3 s, never become
+samples nor keep honest ones from forming; they are counted by reason on /diagnostics, the
+node keeps running, and the published model stays exact. Its snapshots carry its run
+identity, with versions increasing."""
 
 import time
 
@@ -50,34 +52,41 @@ def test_forged_stamps_are_refused_and_the_published_model_stays_exact(learner, 
     clock = node.create_publisher(Clock, rc.CLOCK, 10)
     rows = smooth_motion(2500, start=1.0)
 
-    def publish(batch, forge: bool = False) -> None:
+    def state(stamp: float, q, qd, tau) -> JointState:
+        message = JointState(name=JOINTS, position=q, velocity=qd, effort=tau)
+        message.header.stamp = rc.seconds_to_stamp(stamp)
+        return message
+
+    def publish(batch, forge: bool = False, forge_ahead: bool = False) -> None:
         for i, (stamp, q, qd, tau) in enumerate(batch):
             if forge:
                 stamp, tau = stamp + 1e4, [5 * t for t in tau]
-            message = JointState(name=JOINTS, position=q, velocity=qd, effort=tau)
-            message.header.stamp = rc.seconds_to_stamp(stamp)
+            message = state(stamp, q, qd, tau)
             if not forge and i % 10 == 0:
                 clock.publish(Clock(clock=message.header.stamp))
             states.publish(message)
+            if forge_ahead and i % 300 == 150:  # blinded the learner before issue 23
+                states.publish(state(stamp + 0.5 + 1.5 * i / len(batch), q, qd, [5 * t for t in tau]))
             if i % 100 == 99:
                 time.sleep(0.05)  # a 2-core machine: let the learner keep up
 
     with spinning(ros_context, node):
         assert wait_until(lambda: log.exists() and "learning on" in log.read_text(), 90.0)
         assert wait_until(lambda: states.get_subscription_count() >= 1 and clock.get_subscription_count() >= 1, 30.0)
-        publish(rows[:1500])
+        publish(rows[:1500], forge_ahead=True)
         publish(rows[1500:1800], forge=True)
         publish(rows[1500:])  # the genuine stream goes on where it was
-        received = str(len(rows) + 300)
+        received = str(len(rows) + 300 + 5)
         assert wait_until(lambda: diagnostics.newest_status("syrenets_learner").get("samples_received") == received, 60.0), \
             diagnostics.newest_status("syrenets_learner")
         assert diagnostics.newest_status("syrenets_learner")["rejected[off_clock]"] == "300"
+        assert diagnostics.newest_status("syrenets_learner")["rejected[off_timeline]"] == "5"
         # Exact data: later refits are no better, so the transient guard may publish just one.
         assert wait_until(lambda: len(models) >= 1, 60.0), log.read_text()
         assert graph.newly_exited() == {}
 
     values = diagnostics.newest_status("syrenets_learner")
-    assert values["samples_accepted"] == str(len(rows) - 1) and values["samples_rejected"] == "300", values
+    assert values["samples_accepted"] == str(len(rows) - 1) and values["samples_rejected"] == "305", values
     assert values["callback_errors"] == "0" and values["states_missing"] == "0", values
     snapshots = [decode_model(m.data) for m in models.messages()]
     assert len({s.run_id for s in snapshots}) == 1 and str(snapshots[0].run_id) == values["run_id"]
