@@ -129,10 +129,12 @@ def choose_rows(library: TermLibrary, stamps: torch.Tensor, q: torch.Tensor, qd:
     a wrong form keeps the error of its discretisation however many stand-ins it takes). The
     discretisation q and q̇ follow proposes; a proposal is refused when the default's fit is
     better by :data:`FORM_MARGIN` (the torque may follow another convention than the
-    kinematics). Without a proposal (sensor noise hides the kinematics) a form replaces the
+    kinematics); the default proposed is taken as it is. Without a proposal (sensor noise hides the kinematics) a form replaces the
     default only when its fit is better by that margin. Full-library least squares could not
     tell: on smooth records it absorbs a discretisation error into spurious terms."""
     proposal, motion = integral.kinematic_form(stamps, q, qd)
+    if proposal == default:  # the simulator's own steps: nothing to check against (and cheap)
+        return default, motion, {}
     scores: dict[str, float] = {}
     for form in integral.FORMS:
         rows = integral.RowForm(form, window, max(1, window // 4))

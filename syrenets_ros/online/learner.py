@@ -600,7 +600,7 @@ class OnlineLearner:
             form, motion, scores = choose_rows(self.library, data.stamp, data.q, data.qd, data.qdd, data.tau, window)
             basis = ("relative residual of the discretisations q and q̇ follow: "
                      + ", ".join(f"{name} {score:.2g}" for name, score in motion.items())
-                     + "; relative residual of a sparse library fit")
+                     + ("; relative residual of a sparse library fit" if scores else ""))
         if form == "weak" and self.sizes.window < integral.WEAK_MIN_WINDOW <= max(runs) - 2:
             # Its quadrature needs the longer window; the first model then waits for its data (a
             # refit that finds too few windows of it shortens it again: :meth:`_refit_window`).

@@ -314,10 +314,22 @@ class ReplayBuffer:
         self._pending: deque[JointStateSample] = deque()
         self._lock = threading.Lock()
         self.total_added = 0
+        self.newest_pushed = math.nan  # stamp of the newest sample handed over
+        self.newest_ingested = math.nan  # ... and of the newest moved into the buffer
 
     def push(self, sample: JointStateSample) -> None:
         with self._lock:
             self._pending.append(sample)
+            self.newest_pushed = sample.stamp
+
+    @property
+    def lag(self) -> float:
+        """Seconds of stream handed over but not yet in the buffer (0 when caught up)."""
+        with self._lock:
+            if not self._pending:
+                return 0.0
+            processed = self.newest_ingested if not math.isnan(self.newest_ingested) else self._pending[0].stamp
+            return self.newest_pushed - processed
 
     def _drain(self) -> list[JointStateSample]:
         with self._lock:
@@ -329,6 +341,8 @@ class ReplayBuffer:
             self._end += 1
         self._start = max(self._start, self._end - self.capacity)
         self.total_added += len(pending)
+        if pending:
+            self.newest_ingested = pending[-1].stamp
         return pending
 
     def ingest(self) -> Batch | None:

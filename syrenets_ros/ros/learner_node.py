@@ -22,6 +22,8 @@ from syrenets_ros.ros import common as rc
 from syrenets_ros.ros.parameters import check_set, declare_schema
 
 STATE_BATCH_PERIOD_S = 0.02  # joint states are taken from the queue this often (wall s)
+# The learner is this far behind the stream (sim seconds) before /diagnostics warns (issue 20).
+LAG_WARNING = 1.0
 
 
 class LearnerNode(Node):
@@ -130,16 +132,21 @@ class LearnerNode(Node):
             "admitted_network_terms": stats.admitted_terms,
             "library_grown_by_check": stats.grown_terms,
             "coefficient_stderr": self.learner.coefficient_stderr(),
+            "lag_s": f"{self.learner.buffer.lag:.3f}",
             "integral_rows": stats.rows or f"{self.learner.rows.form} (not decided yet)",
             "integral_window_samples": self.learner.sizes.window,
             "waiting_for": self.learner.waiting if self.last_publication is None else "",
         }
+        lag = self.learner.buffer.lag
         level = DiagnosticStatus.ERROR if self.worker_errors else (
-            DiagnosticStatus.OK if self.last_publication and not stats.insufficiency else DiagnosticStatus.WARN)
+            DiagnosticStatus.OK if self.last_publication and not stats.insufficiency and lag <= LAG_WARNING
+            else DiagnosticStatus.WARN)
         message = (f"serving v{self.learner.version} ({stats.served_source})" if self.last_publication
                    else f"collecting samples{': ' + self.learner.waiting if self.learner.waiting else ''}")
         if stats.insufficiency:
             message += f"; model insufficient: {stats.insufficiency}"
+        if lag > LAG_WARNING:
+            message += f"; behind the stream by {lag:.2f} s (CPU-starved?)"
         rc.publish_diagnostics(self, self.diag_pub, LEARNER_PARAMETERS.node, level, message, values)
 
     def destroy_node(self) -> None:

@@ -248,7 +248,7 @@ def _progress_line(monitor: Monitor, phase: str) -> str:
     equation = monitor.equations[-1][1] if monitor.equations else "(none yet)"
     if len(equation) > 90:
         equation = equation[:87] + "..."
-    return (f"t={t:6.1f}s [{phase}] samples={learner.get('samples_accepted', 0)} "
+    return (f"t={t:6.1f}s [{phase}] samples={learner.get('samples_accepted', 0)} lag={learner.get('lag_s', 'n/a')}s "
             f"loss={learner.get('loss', 'n/a')} heldout-RMSE={learner.get('holdout_torque_rmse', 'n/a')} "
             f"FF-torque-err={ff:.3g} delivered={sim.get('delivered_ff_error_rms_window', 'n/a')} "
             f"track={track:.3g} rad ff={sim.get('feedforward_in_use', 'n/a')} "

@@ -7,7 +7,7 @@ import torch
 
 from syrenets_ros.dynamics import pendulum
 from syrenets_ros.online.change import ChangeDetector
-from syrenets_ros.online.stream import Batch, ReplayBuffer, SampleAssembler
+from syrenets_ros.online.stream import Batch, JointStateSample, ReplayBuffer, SampleAssembler
 
 NAMES = ("joint1", "joint2")
 DT = 0.001
@@ -199,3 +199,17 @@ def test_window_cutter_emits_whole_gap_free_windows_across_pushes():
     # next window starts right after it, even across pushes.
     assert first_steps(cutter.push(batch(range(400, 480)))) == []
     assert first_steps(cutter.push(batch(range(480, 620)))) == [400, 500]
+
+
+def test_the_buffer_says_how_far_behind_the_stream_it_is():
+    """lag: stamps handed over but not yet moved into the buffer (the learner's /diagnostics
+    lag_s), 0 once it caught up."""
+    buffer = ReplayBuffer(100, 2)
+    assert buffer.lag == 0.0
+    for k in range(5):
+        buffer.push(JointStateSample(k * 0.5, (0.0, 0.0), (0.0, 0.0), (0.0, 0.0), (0.0, 0.0)))
+    assert buffer.lag == 2.0  # nothing ingested yet: from the first handed-over stamp
+    buffer.ingest()
+    assert buffer.lag == 0.0
+    buffer.push(JointStateSample(3.0, (0.0, 0.0), (0.0, 0.0), (0.0, 0.0), (0.0, 0.0)))
+    assert buffer.lag == 1.0
