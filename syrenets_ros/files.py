@@ -35,13 +35,17 @@ def read_regular(path: str | os.PathLike, max_bytes: int) -> bytes:
     non-blocking and checked on the open descriptor, so a FIFO swapped in after a check
     cannot block the read either."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    with os.fdopen(fd, "rb") as handle:
+    try:
         info = os.fstat(fd)
         kind = not_regular(info.st_mode)
         if kind is not None:
             raise OSError(f"{os.fspath(path)} is {kind}, not a regular file")
         if info.st_size > max_bytes:
             raise OSError(f"{os.fspath(path)}: {info.st_size} bytes exceeds the limit of {max_bytes} bytes")
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as handle:
         data = handle.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise OSError(f"{os.fspath(path)}: more than {max_bytes} bytes (it grew while read)")

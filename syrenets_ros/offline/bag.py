@@ -128,6 +128,8 @@ class JointStateBag:
             counts = {"message_count": info["message_count"]}
             counts.update((f"message_count of {topic['topic_metadata']['name']}", topic["message_count"])
                           for topic in info["topics_with_message_count"])
+            counts.update((f"message_count of file {entry['path']}", entry["message_count"])
+                          for entry in info.get("files") or ())
             compression = str(info.get("compression_mode") or "").lower()
         except OSError as error:
             raise BagError(f"{unreadable}: {_one_line(error)}") from None

@@ -39,7 +39,7 @@ def _rows(reader) -> Iterator[list[str]]:
     try:
         yield from reader
     except csv.Error as error:
-        raise CsvError(f"line {reader.line_num + 1}: {error}") from None
+        raise CsvError(f"line {reader.line_num}: {error}") from None
 
 
 def read_states(handle: TextIO, n_joints: int) -> Iterator[list[list[float]]]:
