@@ -60,7 +60,11 @@ def _dispatch(table: dict[str, tuple[str, str]], prog: str, argv: list[str]) -> 
     module = importlib.import_module(module_name)
     parser = _Parser(prog=f"{prog} {name}", description=summary)
     module.add_arguments(parser)
-    return int(module.run(parser.parse_args(rest)) or 0)
+    try:
+        args = parser.parse_args(rest)
+    except SystemExit as stop:  # --help, or the parser's one-line refusal: main() returns its code
+        return int(stop.code or 0)
+    return int(module.run(args) or 0)
 
 
 def main(argv: list[str] | None = None) -> int:
