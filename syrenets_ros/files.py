@@ -52,6 +52,13 @@ def read_regular(path: str | os.PathLike, max_bytes: int) -> bytes:
     return data
 
 
+def current_umask() -> int:
+    """The process's file mode creation mask (os.umask can only be read by setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_text_output(path: str | os.PathLike) -> Iterator[TextIO]:
     """A text handle on a temporary file beside ``path``; renamed to ``path`` when the block
@@ -63,6 +70,7 @@ def atomic_text_output(path: str | os.PathLike) -> Iterator[TextIO]:
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
             yield handle
+        os.chmod(tmp, 0o666 & ~current_umask())  # what open() would have made, not mkstemp's 0600
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

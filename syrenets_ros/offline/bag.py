@@ -264,7 +264,7 @@ class JointStateBag:
             return b""
         if not expander.eof and not expander.needs_input:
             raise BagError(f"{self.path}: a compressed message on {self.topic} expands beyond {MAX_MESSAGE_BYTES} "
-                           "bytes; refused before expanding it")
+                           "bytes; refused at that bound")
         return data
 
     def __iter__(self) -> Iterator[JointStateMessage]:

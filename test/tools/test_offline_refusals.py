@@ -14,6 +14,7 @@ from hostile_payloads import TRUE, cut_mcap_at
 from test_offline_tools import _learnable_bag, _states_csv
 
 from syrenets_ros.dynamics.pendulum import JOINT_NAMES
+from syrenets_ros.files import current_umask
 from syrenets_ros.online.snapshot import encode_model
 from syrenets_ros.tools import cli
 
@@ -82,18 +83,21 @@ def _predict(capsys, model, states, output) -> str:
 
 def test_predict_refuses_more_joints_than_the_model_and_leaves_no_partial_output(tmp_path, capsys):
     _model(tmp_path / "m.json")
+    _states_csv(tmp_path / "s.csv")
     out = tmp_path / "tau.csv"
     with open(tmp_path / "three.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow([f"{kind}{i}" for kind in ("q", "qd", "qdd") for i in (1, 2, 3)])
         writer.writerow([0.1] * 9)
+    assert cli.main(["predict", str(tmp_path / "m.json"), str(tmp_path / "s.csv"), "-o", str(out)]) == 0
+    assert out.stat().st_mode & 0o777 == 0o666 & ~current_umask()  # as open() makes it, not a private temp file
+    out.unlink()
     assert "the header has q3, qd3, qdd3: states of more joints than the model's 2" in _predict(
         capsys, tmp_path / "m.json", tmp_path / "three.csv", out)
     assert not out.exists()
 
     # A failure after 10 000 good rows (one chunk written): nothing under the output's name,
     # no temporary file left, and an earlier result is kept as it was.
-    _states_csv(tmp_path / "s.csv")
     rows = (tmp_path / "s.csv").read_text().splitlines()
     (tmp_path / "late.csv").write_text("\n".join(rows[:1] + rows[1:] * 60 + ["0,0,0,0,nan,0,0"]) + "\n")
     out.write_text("an earlier result\n")
