@@ -1,8 +1,10 @@
-"""The hostile inputs of issue 12, shared by the core tests and the real-DDS tests."""
+"""The hostile inputs of issues 12 and 23, shared by the core tests, the real-DDS tests and the
+CLI tests."""
 
 from __future__ import annotations
 
 import json
+import struct
 
 import torch
 
@@ -70,3 +72,16 @@ def bump() -> TermModel:
     """The true Lagrangian wrong at one spot only: > 500 N·m on 2.1 % of the q plane, exact on
     smooth_motion's range and within the limit on the 64 fixed probes (issue 23)."""
     return hostile.bump(TRUE)
+
+
+def cut_mcap_at(folder, message: int) -> None:
+    """Damage an unchunked MCAP as a bad sector would: the record of message ``message``
+    (stamp message ms) gets an unknown opcode and a huge length, so the reader skips to the
+    end silently (issue 23: 'exits 0 after reading 3330 of 6000 declared messages')."""
+    [mcap] = folder.glob("*.mcap")
+    data = bytearray(mcap.read_bytes())
+    stamp = struct.pack("<QQ", message * 1_000_000, message * 1_000_000)  # log and publish time
+    record = data.index(stamp) - 15  # opcode, length (8), channel (2), sequence (4)
+    assert data[record] == 0x05, "a message record"
+    data[record:record + 9] = b"\x7f" + struct.pack("<Q", 2**40)
+    mcap.write_bytes(bytes(data))

@@ -9,15 +9,28 @@ is one line a user can act on.
 
 from __future__ import annotations
 
+import logging
 import math
+import os
+import stat
+import sys
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from rosbags.interfaces import Qos
 from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterError
 from rosbags.typesys import Stores, get_typestore
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from syrenets_ros.files import not_regular, read_regular
+
+if sys.version_info >= (3, 14):
+    from compression import zstd
+else:
+    from backports import zstd
 
 JOINT_STATE = "sensor_msgs/msg/JointState"
 NANOSECONDS = 1_000_000_000
@@ -25,6 +38,16 @@ STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 # Message definitions of the distro the package's wheels come from; JointState and the other
 # recorded types are the same in every ROS 2 distro since Humble.
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
+MAX_METADATA_BYTES = 16 << 20  # a metadata.yaml of thousands of topics is a few hundred kB
+# Decompression bounds: the reader expands a file-compressed bag into a temporary folder and
+# a message- or chunk-compressed one in memory, so a small bag could fill the disk or the
+# memory (a 31 700x bomb was seen). A JointState recording compresses well below 1000x (its
+# stamps and values change every message); a tiny bag may expand to MIN_EXPANDED_BYTES.
+MAX_EXPANSION = 1000
+MIN_EXPANDED_BYTES = 16 << 20
+MAX_CHUNK_BYTES = 256 << 20  # one MCAP chunk held in memory (rosbag2 writes 768 KiB chunks)
+MAX_MESSAGE_BYTES = 16 << 20  # one JointState of 100 000 joints is 2.4 MB
+LOG = logging.getLogger(__name__)
 
 
 class BagError(Exception):
@@ -63,11 +86,12 @@ class JointStateBag:
             raise BagError(f"the window is empty: --end {end} is not after --start {start}")
         self.start, self.end = start, end
         self.undecodable = 0
+        self.shortfall: str | None = None  # set when a full read got fewer messages than declared
         self._reader: Reader | None = None
+        self._message_compressed = False
 
     def __enter__(self) -> "JointStateBag":
-        if not self.path.exists():
-            raise BagError(f"{self.path}: no such file or folder")
+        self._check_files()
         try:
             self._reader = Reader(self.path)
             self._reader.open()
@@ -76,10 +100,77 @@ class JointStateBag:
             raise BagError(f"{self.path} is not a readable rosbag2 recording: {_one_line(error)}") from None
         try:
             self._connections = self._topic_connections()
+            self._check_storage()
         except BagError:
             self.close()
             raise
         return self
+
+    def _check_files(self) -> None:
+        """Refuse before the reader opens anything: what is not a regular file or a folder (a
+        FIFO blocks an open forever), a metadata.yaml whose counts are not counts, and a
+        file-compressed bag that would expand to more temporary disk than the bound."""
+        try:
+            mode = os.stat(self.path).st_mode
+        except FileNotFoundError:
+            raise BagError(f"{self.path}: no such file or folder") from None
+        except OSError as error:
+            raise BagError(f"cannot read {self.path}: {_one_line(error)}") from None
+        if not stat.S_ISDIR(mode):
+            if (kind := not_regular(mode)) is not None:
+                raise BagError(f"{self.path} is {kind}, not a bag folder or a .mcap / .db3 file")
+            return
+        unreadable = f"{self.path} is not a readable rosbag2 recording"
+        try:
+            info = YAML(typ="safe").load(read_regular(self.path / "metadata.yaml", MAX_METADATA_BYTES))
+            info = info["rosbag2_bagfile_information"]
+            files = [self.path / PurePath(name).name for name in info["relative_file_paths"]]
+            counts = {"message_count": info["message_count"]}
+            counts.update((f"message_count of {topic['topic_metadata']['name']}", topic["message_count"])
+                          for topic in info["topics_with_message_count"])
+            counts.update((f"message_count of file {entry['path']}", entry["message_count"])
+                          for entry in info.get("files") or ())
+            compression = str(info.get("compression_mode") or "").lower()
+        except OSError as error:
+            raise BagError(f"{unreadable}: {_one_line(error)}") from None
+        except (YAMLError, KeyError, TypeError, AttributeError, ValueError) as error:
+            raise BagError(f"{unreadable}: metadata.yaml is malformed: {_one_line(error)}") from None
+        for name, count in counts.items():
+            if type(count) is not int or not 0 <= count < 2**63:
+                raise BagError(f"{unreadable}: metadata.yaml gives {name} as {count!r}, not a count of messages")
+        for file in files:
+            if file.exists() and (kind := not_regular(os.stat(file).st_mode)) is not None:
+                raise BagError(f"{unreadable}: its storage file {file.name} is {kind}, not a regular file")
+            if compression == "file" and file.exists():
+                _check_expansion(file)
+
+    def _check_storage(self) -> None:
+        """Counts of metadata.yaml against the storage files' own, compressed chunks against
+        the bounds, and the window against the recording."""
+        reader = self._reader
+        storages = getattr(reader.storage, "storages", [reader.storage])
+        declared = sum(c.msgcount for c in self._connections)
+        stored = sum(c.msgcount for storage in storages for c in storage.connections if c.topic == self.topic)
+        if declared != stored:
+            raise BagError(f"metadata.yaml of {self.path} declares {declared} messages on {self.topic}, its storage "
+                           f"files hold {stored}: the metadata does not match the data (`ros2 bag reindex` "
+                           "rebuilds it)")
+        for storage in storages:
+            for chunk in getattr(storage, "chunks", ()):  # MCAP: each chunk is expanded in memory
+                limit = min(MAX_CHUNK_BYTES, max(MIN_EXPANDED_BYTES, MAX_EXPANSION * chunk.compressed_size))
+                if chunk.uncompressed_size > limit:
+                    raise BagError(f"{self.path}: an MCAP chunk of {chunk.compressed_size} bytes declares "
+                                   f"{chunk.uncompressed_size} bytes expanded, above the bound of {limit}; refused "
+                                   "before expanding it")
+        if reader.compression_mode == "message":
+            # The reader would expand each message without a bound; it hands over the
+            # compressed bytes instead and timed_messages expands them within MAX_MESSAGE_BYTES.
+            reader.storage.metadata = reader.storage.metadata._replace(compression_mode=None)
+            self._message_compressed = True
+        length = (reader.end_time - reader.start_time) / NANOSECONDS
+        if self.start is not None and self.start > length:
+            raise BagError(f"the window is empty: --start {self.start:g} s is after the recording's end "
+                           f"({length:.6g} s from its start)")
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -144,15 +235,37 @@ class JointStateBag:
         if self._reader is None:
             raise BagError("the bag is not open")
         start, stop = self._window()
+        read, last = 0, self._reader.start_time
         try:
             for connection, received, raw in self._reader.messages(self._connections, start, stop):
-                message = self._decode(raw, connection.msgtype)
+                read, last = read + 1, received
+                message = self._decode(self._expand(raw) if self._message_compressed else raw, connection.msgtype)
                 if message is not None:
                     yield received, message
         except BagError:
             raise
         except Exception as error:  # noqa: BLE001 - any failure inside the storage layer is a damaged bag
             raise BagError(f"{self.path} is damaged or truncated: {_one_line(error)}") from None
+        whole = (start is None or start <= self._reader.start_time) and (stop is None or stop >= self._reader.end_time)
+        declared = sum(c.msgcount for c in self._connections)
+        if whole and read != declared and self.shortfall is None:
+            self.shortfall = (f"read {read} of {declared} messages declared on {self.topic}: the bag is damaged "
+                              f"after t={(last - self._reader.start_time) / NANOSECONDS:.6g} s (from the "
+                              f"recording's start); only the {read} read are used")
+            LOG.warning("warning: %s", self.shortfall)
+
+    def _expand(self, raw: bytes) -> bytes:
+        """One zstd-compressed message, expanded to at most MAX_MESSAGE_BYTES; a larger one
+        ends the read (a decompression bomb), a corrupt one decodes as nothing (counted)."""
+        expander = zstd.ZstdDecompressor()
+        try:
+            data = expander.decompress(raw, max_length=MAX_MESSAGE_BYTES)
+        except zstd.ZstdError:
+            return b""
+        if not expander.eof and not expander.needs_input:
+            raise BagError(f"{self.path}: a compressed message on {self.topic} expands beyond {MAX_MESSAGE_BYTES} "
+                           "bytes; refused at that bound")
+        return data
 
     def __iter__(self) -> Iterator[JointStateMessage]:
         return (message for _, message in self.timed_messages())
@@ -167,6 +280,22 @@ class JointStateBag:
         # Python floats: what the sample assembler reads element by element (numpy scalars are slow).
         return JointStateMessage(stamp.sec + stamp.nanosec * 1e-9, msg.name, msg.position.tolist(),
                                  msg.velocity.tolist(), msg.effort.tolist())
+
+
+def _check_expansion(path: Path) -> None:
+    """BagError if the zstd file at ``path`` expands beyond max(MIN_EXPANDED_BYTES,
+    MAX_EXPANSION x its size): counted by streaming it, nothing is written."""
+    limit = max(MIN_EXPANDED_BYTES, MAX_EXPANSION * path.stat().st_size)
+    expanded = 0
+    try:
+        with path.open("rb") as raw, zstd.open(raw, "rb") as stream:
+            while block := stream.read(1 << 20):
+                expanded += len(block)
+                if expanded > limit:
+                    raise BagError(f"{path} expands to more than {limit} bytes ({MAX_EXPANSION}x its size, at least "
+                                   f"{MIN_EXPANDED_BYTES >> 20} MiB): refused before expanding it to temporary disk")
+    except (zstd.ZstdError, EOFError, OSError) as error:
+        raise BagError(f"{path} is damaged or truncated: {_one_line(error)}") from None
 
 
 def estimate_period(stamps: Sequence[float]) -> float:

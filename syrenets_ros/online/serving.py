@@ -28,6 +28,7 @@ import torch
 
 from syrenets_ros.dynamics import euler_lagrange
 from syrenets_ros.dynamics.pendulum import JOINT_NAMES
+from syrenets_ros.files import read_regular
 from syrenets_ros.online.snapshot import SERVABLE_KINDS, DecodedModel, SnapshotError, decode_model
 from syrenets_ros.online.stream import Batch, WindowCutter
 from syrenets_ros.schema import NodeSchema, Param
@@ -411,12 +412,8 @@ def load_model_file(path: str | os.PathLike, joint_names: Sequence[str] | None =
     decode, joint names, probe evaluation) except for measured torques, which a file has none
     of (a predictor checks them before the model drives motors); SnapshotError with the reason if
     refused. ``joint_names`` None takes the snapshot's own (offline use, no robot to match)."""
-    try:
-        size = os.path.getsize(path)
-        if size > max_payload_bytes:
-            raise SnapshotError(f"{path}: {size} bytes exceeds the limit of {max_payload_bytes} bytes")
-        with open(path, "rb") as handle:
-            payload = handle.read(max_payload_bytes + 1)
+    try:  # a FIFO or device as the file would block for ever: refused before reading
+        payload = read_regular(path, max_payload_bytes)
     except OSError as exc:
         raise SnapshotError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
+from syrenets_ros.files import read_regular
 from syrenets_ros.learning.payload import SnapshotError
 from syrenets_ros.learning.syrenet import FrozenSyReNet, SyReNet
 from syrenets_ros.learning.terms import TermModel
@@ -258,9 +259,7 @@ def load_newest_checkpoint(directory: str | os.PathLike, max_bytes: int = MAX_SN
     skipped: list[tuple[Path, str]] = []
     for path in _checkpoint_files(folder):
         try:
-            if path.stat().st_size > max_bytes:
-                raise SnapshotError(f"file of {path.stat().st_size} bytes exceeds the limit of {max_bytes} bytes")
-            return decode_model(path.read_bytes(), max_bytes), skipped
+            return decode_model(read_regular(path, max_bytes), max_bytes), skipped
         except (SnapshotError, OSError) as exc:
             skipped.append((path, str(exc)))
     return None, skipped

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
+import numpy as np
+
 from syrenets_ros.dynamics.pendulum import JOINT_NAMES, JointElements, PendulumParams
 from syrenets_ros.plant.excitation import MAX_AMPLITUDE, MultiSine
 from syrenets_ros.schema import NodeSchema, Param
@@ -21,6 +23,11 @@ _ZEROS = (0.0,) * _JOINTS
 MEASUREMENT_NOISE_LIMITS = (1.0, 10.0, 100.0)
 FEEDFORWARD_SOURCES = ("predictor", "true_model")
 
+# Semi-implicit Euler with damping b and stiffness k taken at the step's start is stable on a
+# joint of inertia I when 2·Δt·b/I + Δt²·k/I < 4 (Jury's test on v' = v − Δt(k x + b v)/I,
+# x' = x + Δt v'; b alone: Δt·b/I < 2, k alone: Δt²·k/I < 4). Settings are held to half of it.
+STEP_BOUND = 2.0
+
 SIM_PARAMETERS = NodeSchema(NODE_NAME, (
     Param("link1_mass", _PAPER.m1, "mass of the upper rod; body rebuilt at a step boundary, q and q̇ kept",
           "kg", 0.01, 100.0),
@@ -32,8 +39,8 @@ SIM_PARAMETERS = NodeSchema(NODE_NAME, (
           read_only=True),
     Param("real_time_factor", 1.0, "sim seconds per wall second; 0 = as fast as possible", "", 0.0, 10.0),
     Param("kp", (300.0, 100.0), "PD position gains per joint", "N·m/rad", 0.0, 1.0e5, length=_JOINTS),
-    Param("kd", (150.0, 20.0), "PD velocity gains per joint; keep kd·time_step well below the joint's "
-          "inertia", "N·m·s/rad", 0.0, 1.0e4, length=_JOINTS),
+    Param("kd", (150.0, 20.0), "PD velocity gains per joint; acts as damping: refused where the step "
+          "cannot integrate it (see joint_damping)", "N·m·s/rad", 0.0, 1.0e4, length=_JOINTS),
     Param("torque_limit", 500.0, "clamp of |τ| per joint (> 0)", "N·m", 0.0, 1.0e5),
     Param("feedforward_enabled", True, "add /syrenets/predicted_torque to the PD torque"),
     Param("feedforward_source", FEEDFORWARD_SOURCES[0], "where the feed-forward comes from: predictor = "
@@ -54,8 +61,11 @@ SIM_PARAMETERS = NodeSchema(NODE_NAME, (
           "simulator at a step boundary", "N·m/rad", 0.0, 1.0e4, length=_JOINTS),
     Param("joint_rest_angle", _ZEROS, "r: where each joint spring is relaxed", "rad", -math.pi, math.pi,
           length=_JOINTS),
-    Param("joint_damping", _ZEROS, "viscous joint damping b: the motor adds b⊙q̇; keep b·time_step well "
-          "below the joint's inertia", "N·m·s/rad", 0.0, 1.0e3, length=_JOINTS),
+    Param("joint_damping", _ZEROS, "viscous joint damping b: the motor adds b⊙q̇. Damping and stiffness "
+          "are applied from the state at the step's start, so a change (or a lighter or shorter link) is "
+          "refused where the step cannot integrate them: M⁻¹(2Δt·(b + kd) + Δt²·(k + kp)) must stay "
+          f"≤ {STEP_BOUND:g}, half of semi-implicit Euler's bound 4, for the inertia M in force",
+          "N·m·s/rad", 0.0, 1.0e3, length=_JOINTS),
     Param("joint_friction", _ZEROS, "Coulomb joint friction c: the motor adds c⊙sign(q̇)", "N·m", 0.0, 1.0e3,
           length=_JOINTS),
     Param("measurement_noise", (0.0, 0.0, 0.0), "[σ_q, σ_q̇, σ_τ] of the Gaussian noise on /joint_states and "
@@ -82,6 +92,7 @@ class SimSettings:
     """Everything run-time tunable; the step loop swaps in a new one at a step boundary."""
 
     params: PendulumParams = field(default_factory=PendulumParams)
+    time_step: float = _default("time_step")  # read-only: set once, when the node starts
     kp: tuple[float, ...] = _default("kp")
     kd: tuple[float, ...] = _default("kd")
     torque_limit: float = _default("torque_limit")
@@ -114,7 +125,6 @@ def settings_with(settings: SimSettings, changes: dict[str, Any], *, running: bo
     """A validated copy of ``settings`` with parameter-name → value changes; ValueError says why.
     Types and ranges come from :data:`SIM_PARAMETERS`; what a table cannot say is checked here."""
     checked = SIM_PARAMETERS.check(changes, running=running)
-    checked.pop("time_step", None)  # fixed at start, not part of the swappable settings
     physical = {PHYSICAL[name]: checked.pop(name) for name in list(checked) if name in PHYSICAL}
     new = replace(settings, params=settings.params.with_changes(**physical), **checked)
     if new.torque_limit <= 0.0:
@@ -124,4 +134,36 @@ def settings_with(settings: SimSettings, changes: dict[str, Any], *, running: bo
             raise ValueError(f"measurement_noise {name} must be <= {limit:g}, got {sigma!r}")
     MultiSine.from_seed(new.excitation_seed, new.excitation_amplitude,
                         new.excitation_base_frequency)  # raises on a bad combination
+    _check_step_stable(new)
     return new
+
+
+def step_load(settings: SimSettings) -> tuple[float, float]:
+    """(max over the pose of the largest eigenvalue of M⁻¹(q)·(2Δt·D + Δt²·K), the smallest
+    effective joint inertia 1/λ_max(M⁻¹) [kg·m²]) with D = diag(b + kd), K = diag(k + kp):
+    the matrix form of 2Δt·b/I + Δt²·k/I. M depends on the pose through cos q2 only."""
+    dt = settings.time_step
+    a, b, c = settings.params.inertia_coefficients
+    load = np.diag([2 * dt * (damping + kd) + dt * dt * (stiffness + kp) for damping, kd, stiffness, kp in
+                    zip(settings.joint_damping, settings.kd, settings.joint_stiffness, settings.kp)])
+    worst, softest = 0.0, 0.0
+    for cos2 in np.linspace(-1.0, 1.0, 201):
+        inverse = np.linalg.inv(np.array([[a + b + 2 * c * cos2, b + c * cos2], [b + c * cos2, b]]))
+        worst = max(worst, float(np.linalg.eigvals(inverse @ load).real.max()))
+        softest = max(softest, float(np.linalg.eigvalsh(inverse).max()))
+    return worst, 1.0 / softest
+
+
+def _check_step_stable(settings: SimSettings) -> None:
+    """ValueError when the damping and stiffness in force (joint elements plus the PD gains)
+    are more than the explicit step can integrate for the inertia in force."""
+    load, inertia = step_load(settings)
+    if load > STEP_BOUND:
+        damping = ", ".join(f"{b + kd:g}" for b, kd in zip(settings.joint_damping, settings.kd))
+        stiffness = ", ".join(f"{k + kp:g}" for k, kp in zip(settings.joint_stiffness, settings.kp))
+        raise ValueError(
+            f"the {settings.time_step:g} s step cannot integrate damping b + kd = ({damping}) N·m·s/rad with "
+            f"stiffness k + kp = ({stiffness}) N·m/rad on these links: M⁻¹(2Δt·D + Δt²·K) reaches "
+            f"{load:.3g}, above {STEP_BOUND:g} (half of semi-implicit Euler's stability bound 4); the smallest "
+            f"effective joint inertia is {inertia:.3g} kg·m². Lower joint_damping, kd, joint_stiffness or kp, "
+            "or make the links heavier or longer")

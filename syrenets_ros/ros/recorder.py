@@ -51,10 +51,16 @@ class Recorder(Node):
     exist); the bag is complete once :meth:`close` (or destroy_node) ran."""
 
     def __init__(self, path: str | Path, topics=RECORDED_TOPICS, **kwargs) -> None:
-        super().__init__("syrenets_recorder", **kwargs)
+        # Before the node exists: a bag that cannot be created (an unwritable folder) ends in
+        # BagError with no half-made node for the context's shutdown to destroy.
+        self._lock = threading.Lock()  # close() may come from another thread than the callbacks
         self.path = Path(path)
         self._writer = open_writer(self.path)
-        self._lock = threading.Lock()  # close() may come from another thread than the callbacks
+        try:
+            super().__init__("syrenets_recorder", **kwargs)
+        except BaseException:
+            self.close()
+            raise
         self.counts: dict[str, int] = {}
         for topic, cls, qos in topics:
             name = self.resolve_topic_name(topic)  # as the bag names it, e.g. /joint_states

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("syrenets_ros.tools.bringup", "start the three nodes without a ROS distro (like ros2 launch)"),
@@ -40,6 +41,14 @@ def _usage(table: dict[str, tuple[str, str]], prog: str) -> str:
     return f"usage: {prog} COMMAND [options]\n\ncommands:\n{rows}\n"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its error as one line (``prog: error: ...``, exit code 2), like every
+    other refusal of the CLI, instead of the usage block followed by the error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (--help for usage)\n")
+
+
 def _dispatch(table: dict[str, tuple[str, str]], prog: str, argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage(table, prog))
@@ -50,9 +59,13 @@ def _dispatch(table: dict[str, tuple[str, str]], prog: str, argv: list[str]) -> 
         return 2
     module_name, summary = table[name]
     module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"{prog} {name}", description=summary)
+    parser = _Parser(prog=f"{prog} {name}", description=summary)
     module.add_arguments(parser)
-    return int(module.run(parser.parse_args(rest)) or 0)
+    try:
+        args = parser.parse_args(rest)
+    except SystemExit as stop:  # --help, or the parser's one-line refusal: main() returns its code
+        return int(stop.code or 0)
+    return int(module.run(args) or 0)
 
 
 def main(argv: list[str] | None = None) -> int:

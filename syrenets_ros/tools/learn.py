@@ -14,6 +14,7 @@ from pathlib import Path
 
 from syrenets_ros.learning.integral import FORMS
 from syrenets_ros.online.learner import LEARNER_PARAMETERS, LearnerConfig
+from syrenets_ros.tools.inputs import seconds
 
 EXIT_UNUSABLE = 2
 # The learner's duration parameters `learn` exposes, by option; a refusal names the option.
@@ -31,8 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="joints to learn, comma-separated, matched by name in a bag (others are ignored); a "
                              f"table's joints are its columns in order (default: {','.join(defaults.joint_names)} "
                              "for a bag, joint1..jointn for a table)")
-    parser.add_argument("--start", type=float, default=None, help="seconds from the recording's start")
-    parser.add_argument("--end", type=float, default=None, help="seconds from the recording's start")
+    parser.add_argument("--start", type=seconds, default=None, help="seconds from the recording's start")
+    parser.add_argument("--end", type=seconds, default=None, help="seconds from the recording's start")
     parser.add_argument("--network", action=argparse.BooleanOptionalAction, default=defaults.network_enabled,
                         help="train the SyReNet beside the library refit (structure search)")
     parser.add_argument("--period", default="auto",

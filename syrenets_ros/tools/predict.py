@@ -13,6 +13,8 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Iterator, TextIO
 
+from syrenets_ros.files import atomic_text_output, check_regular
+
 EXIT_UNUSABLE = 2
 CHUNK_ROWS = 10_000  # rows evaluated at once: memory stays flat for any file size
 
@@ -31,18 +33,31 @@ def state_columns(n_joints: int) -> list[str]:
     return [f"{kind}{i}" for kind in ("q", "qd", "qdd") for i in range(1, n_joints + 1)]
 
 
+def _rows(reader) -> Iterator[list[str]]:
+    """The reader's rows; its own errors (a cell above the csv module's field limit, a NUL
+    byte) as a CsvError naming the line."""
+    try:
+        yield from reader
+    except csv.Error as error:
+        raise CsvError(f"line {reader.line_num}: {error}") from None
+
+
 def read_states(handle: TextIO, n_joints: int) -> Iterator[list[list[float]]]:
     """Chunks of rows [q..., qd..., qdd...] from a CSV with a header; CsvError on bad input."""
     reader = csv.reader(handle)
-    header = [name.strip() for name in next(reader, [])]
+    rows = _rows(reader)
+    header = [name.strip() for name in next(rows, [])]
     wanted = state_columns(n_joints)
     missing = [name for name in wanted if name not in header]
     if missing:
         raise CsvError(f"the header lacks {', '.join(missing)} (the model has {n_joints} joints; "
                        f"expected columns {', '.join(wanted)})")
+    extra = [name for name in state_columns(n_joints + 1) if name in header and name not in wanted]
+    if extra:
+        raise CsvError(f"the header has {', '.join(extra)}: states of more joints than the model's {n_joints}")
     index = [header.index(name) for name in wanted]
     chunk: list[list[float]] = []
-    for row in reader:
+    for row in rows:
         if not row or not any(cell.strip() for cell in row):
             continue
         try:
@@ -71,14 +86,18 @@ def run(args: argparse.Namespace) -> int:
     from syrenets_ros.online.snapshot import SnapshotError
 
     try:
+        check_regular(args.model)  # load_model_file opens it: a FIFO would block forever
         decoded = load_model_file(args.model)
+    except OSError as error:
+        return _fail(f"model refused: {error}")
     except SnapshotError as error:
         return _fail(f"model refused: {error}")
     n = len(decoded.joint_names)
     rows = 0
     try:
+        check_regular(args.states)  # a FIFO would block the open forever
         with open(args.states, newline="", encoding="utf-8") as source, \
-                (open(args.output, "w", newline="", encoding="utf-8") if args.output else nullcontext(sys.stdout)) as sink:
+                (atomic_text_output(args.output) if args.output else nullcontext(sys.stdout)) as sink:
             writer = csv.writer(sink)
             writer.writerow([f"tau{i}" for i in range(1, n + 1)])
             for chunk in read_states(source, n):
@@ -88,8 +107,6 @@ def run(args: argparse.Namespace) -> int:
                 writer.writerows([repr(v) for v in row] for row in tau.tolist())
                 rows += len(chunk)
     except CsvError as error:
-        if args.output:
-            args.output.unlink(missing_ok=True)  # no half-written result
         return _fail(f"{args.states}: {error}")
     except (OSError, UnicodeDecodeError) as error:
         return _fail(str(error))

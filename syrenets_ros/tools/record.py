@@ -8,12 +8,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from syrenets_ros.tools.inputs import positive_seconds
+
 EXIT_UNUSABLE = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", type=Path, help="bag folder to create (must not exist)")
-    parser.add_argument("--duration", type=float, default=None, help="wall seconds to record (default: until Ctrl-C)")
+    parser.add_argument("--duration", type=positive_seconds, default=None,
+                        help="wall seconds to record (default: until Ctrl-C)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -21,9 +24,6 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out.exists():
         print(f"syrenets-ros record: error: {args.out} exists; not overwriting a recording", file=sys.stderr)
-        return EXIT_UNUSABLE
-    if args.duration is not None and not args.duration > 0:
-        print("syrenets-ros record: error: --duration must be positive", file=sys.stderr)
         return EXIT_UNUSABLE
     from syrenets_ros.ros import common as rc
     from syrenets_ros.ros.recorder import Recorder

@@ -9,6 +9,8 @@ import os
 import numpy as np
 import pytest
 
+from hostile_payloads import cut_mcap_at
+
 from syrenets_ros.offline.bag import (JOINT_STATE, TYPESTORE, BagError, JointStateBag, add_topic, estimate_period,
                                       open_writer, write_joint_states)
 
@@ -111,3 +113,124 @@ def test_period_estimate_ignores_gaps_and_duplicates():
     stamps.insert(10, stamps[10])  # one duplicate
     assert estimate_period(stamps) == pytest.approx(2e-3)
     assert math.isnan(estimate_period([1.0, 1.0]))
+
+
+# --- issue 23: damaged bags say how much was read; nonsense metadata, non-regular files and
+# --- decompression bombs are refused before anything is expanded ----------------------------
+
+def test_a_damaged_bag_says_how_much_of_it_was_read(tmp_path, caplog):
+    write_joint_states(tmp_path / "bag", _states(6000))
+    cut_mcap_at(tmp_path / "bag", 3330)
+    with JointStateBag(tmp_path / "bag") as bag:
+        assert len(list(bag)) == 3330 and bag.message_count == 6000
+    assert bag.shortfall.startswith("read 3330 of 6000 messages declared on /joint_states: the bag is damaged "
+                                    "after t=3.329 s"), bag.shortfall
+    assert bag.shortfall in caplog.text
+    write_joint_states(tmp_path / "whole", _states(100))
+    with JointStateBag(tmp_path / "whole") as bag:
+        list(bag)
+    assert bag.shortfall is None
+
+
+def _set_counts(folder, total, topic) -> None:
+    path = folder / "metadata.yaml"
+    lines = path.read_text().splitlines()
+    for k, line in enumerate(lines):
+        if line.startswith(("  message_count:", "  - message_count:")):  # the bag's, the topic's
+            lines[k] = line.split(":")[0] + f": {total if line.startswith('  m') else topic}"
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("total, topic, reason", [
+    (-5, 100, "gives message_count as -5, not a count"),
+    (100, -5, "gives message_count of /joint_states as -5, not a count"),
+    (100, 10**30, "as 1000000000000000000000000000000, not a count"),
+    (6000, 6000, "declares 6000 messages on /joint_states, its storage files hold 100"),
+    (100, 12.5, "as 12.5, not a count"),
+    (100, "many", "as 'many', not a count"),
+])
+def test_metadata_with_nonsense_counts_is_refused(tmp_path, total, topic, reason):
+    write_joint_states(tmp_path / "bag", _states(100))
+    _set_counts(tmp_path / "bag", total, topic)
+    assert reason in _error(tmp_path / "bag")
+
+
+def test_non_regular_files_are_refused_before_they_are_opened(tmp_path):
+    """A FIFO blocks the open forever: the bag, its storage file or its metadata.yaml."""
+    os.mkfifo(tmp_path / "fifo.mcap")
+    assert "is a FIFO, not a bag folder or a .mcap / .db3 file" in _error(tmp_path / "fifo.mcap")
+    write_joint_states(tmp_path / "bag", _states(10))
+    [mcap] = (tmp_path / "bag").glob("*.mcap")
+    mcap.unlink()
+    os.mkfifo(mcap)
+    assert f"its storage file {mcap.name} is a FIFO" in _error(tmp_path / "bag")
+    (tmp_path / "bag2").mkdir()
+    os.mkfifo(tmp_path / "bag2" / "metadata.yaml")
+    assert "metadata.yaml is a FIFO, not a regular file" in _error(tmp_path / "bag2")
+    (tmp_path / "bag3").mkdir()
+    (tmp_path / "bag3" / "metadata.yaml").mkdir()
+    assert "metadata.yaml is a folder, not a regular file" in _error(tmp_path / "bag3")
+
+
+def test_a_window_after_the_recording_is_refused(tmp_path):
+    write_joint_states(tmp_path / "bag", _states(1000))
+    assert "--start 5 s is after the recording's end (0.999 s" in _error(tmp_path / "bag", start=5.0)
+
+
+def _compressed_bag(path, mode, payloads) -> None:
+    from rosbags.rosbag2 import CompressionFormat, StoragePlugin, Writer
+
+    writer = Writer(path, version=Writer.VERSION_LATEST, storage_plugin=StoragePlugin.MCAP)
+    writer.set_compression(mode, CompressionFormat.ZSTD)
+    writer.open()
+    connection = add_topic(writer, "/joint_states", JOINT_STATE)
+    for k, payload in enumerate(payloads):
+        writer.write(connection, k + 1, payload)
+    writer.close()
+
+
+def _joint_state_bytes(k: int) -> bytes:
+    joint_state = TYPESTORE.types[JOINT_STATE]
+    header, time = TYPESTORE.types["std_msgs/msg/Header"], TYPESTORE.types["builtin_interfaces/msg/Time"]
+    msg = joint_state(header=header(stamp=time(sec=0, nanosec=k), frame_id=""), name=NAMES,
+                      position=np.zeros(2), velocity=np.zeros(2), effort=np.zeros(2))
+    return TYPESTORE.serialize_cdr(msg, JOINT_STATE)
+
+
+def test_compressed_bags_read_back_and_bombs_are_refused_before_expanding(tmp_path):
+    """rosbag2's three zstd modes: the whole file (expanded to temporary disk), each message
+    and each MCAP chunk (expanded in memory). Issue 23: 1 GB of temporary disk at 31 700x."""
+    from backports import zstd
+    from rosbags.rosbag2 import CompressionMode
+
+    modes = CompressionMode
+    for mode in (modes.FILE, modes.MESSAGE, modes.STORAGE):
+        _compressed_bag(tmp_path / mode.name, mode, [_joint_state_bytes(k) for k in range(50)])
+        with JointStateBag(tmp_path / mode.name) as bag:
+            assert [m.stamp for m in bag] == [k * 1e-9 for k in range(50)]
+
+    # File mode: 200 MB of zeros in a zstd stream of a few kB.
+    [packed] = (tmp_path / "FILE").glob("*.zstd")
+    compressor = zstd.ZstdCompressor()
+    with packed.open("wb") as out:
+        for _ in range(200):
+            out.write(compressor.compress(bytes(1 << 20)))
+        out.write(compressor.flush())
+    message = _error(tmp_path / "FILE")
+    assert "expands to more than" in message and "refused before expanding it to temporary disk" in message
+
+    # Message mode: one message of 20 MB of zeros.
+    _compressed_bag(tmp_path / "bomb", modes.MESSAGE, [_joint_state_bytes(0), bytes(20 << 20)])
+    assert "a compressed message on /joint_states expands beyond 16777216 bytes" in _error(tmp_path / "bomb")
+
+    # Chunk mode: a chunk index declaring 1 TiB expanded (a liar or a bomb: refused unread).
+    import struct
+
+    [mcap] = (tmp_path / "STORAGE").glob("*.mcap")
+    with JointStateBag(mcap) as bag:
+        [chunk] = bag._reader.storage.chunks
+    data = mcap.read_bytes()
+    sizes = struct.pack("<QQ", chunk.compressed_size, chunk.uncompressed_size)
+    assert data.count(sizes) == 1, "the chunk index record"
+    mcap.write_bytes(data.replace(sizes, struct.pack("<QQ", chunk.compressed_size, 2**40)))
+    assert "declares 1099511627776 bytes expanded, above the bound" in _error(mcap)

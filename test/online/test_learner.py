@@ -1,6 +1,7 @@
 """The online learning loop on exact data along the simulator's excitation trajectory."""
 
 import math
+import os
 
 import pytest
 import torch
@@ -120,10 +121,13 @@ def test_starts_from_a_saved_model_and_adapts_from_there(tmp_path, excitation):
 @pytest.mark.parametrize("content, reason", [
     (None, "cannot read"),
     ('{"format": "syrenets_ros.model", "trunc', "not valid JSON"),
+    ("fifo", "not a regular file"),  # a FIFO would block the read for ever (issue 23)
 ])
 def test_a_refused_initial_model_is_reported_and_learning_starts_from_scratch(tmp_path, content, reason):
     path = tmp_path / "robot.json"
-    if content is not None:
+    if content == "fifo":
+        os.mkfifo(path)
+    elif content is not None:
         path.write_text(content)
     learner = OnlineLearner(LearnerConfig(network_enabled=False, initial_model=str(path)), log=lambda _: None)
     assert learner.resume() is None and learner.served is None

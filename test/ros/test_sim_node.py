@@ -92,6 +92,12 @@ def test_effort_is_exact_inverse_dynamics_across_swap_and_bad_input_is_refused(r
                 [result] = param_client.set_parameters(assignment, "/pendulum_sim", 10.0, ros_context)
                 assert not result.successful, assignment
                 assert result.reason, f"refusal of {assignment} must say why"
+            # In range, but more damping than the step can integrate on these links (issue 23),
+            # and a lighter link under the default kd: refused with the bound and the inertia.
+            for assignment in ({"joint_damping": [0.0, 1000.0]}, {"link2_mass": 0.01}):
+                [result] = param_client.set_parameters(assignment, "/pendulum_sim", 10.0, ros_context)
+                assert not result.successful and "cannot integrate" in result.reason, (assignment, result.reason)
+                assert "stability bound 4" in result.reason and "effective joint inertia" in result.reason
             assert cli.main(["set", "link2_length=-0.5", "--timeout", "10"]) == 1
             printed = capsys.readouterr().out
             assert "refused: " in printed and "link2_length out of range" in printed, printed
