@@ -32,9 +32,9 @@ MAX_STEP_PERIOD = 0.1
 PERIOD_PROBE = 1000  # messages used to estimate the sampling period
 # Selections when the snapshot period is automatic: on a short recording many (the structure
 # search grows the model over several selections: a 4 s recording with viscous damping needed
-# one every 0.5 s), on a long one one per half refit window, so that every sample takes part in
-# about two refits and the CPU per recorded second stays bounded (a selection every recorded
-# 2.5 s took ~0.33 s CPU at 1 kHz: half the cost of learning 100 s).
+# one every 0.5 s), on a long one one per refit window, so that the refits tile the recording
+# (every sample is in one) and the CPU per recorded second stays bounded (a selection every
+# recorded 2.5 s took ~0.33 s CPU at 1 kHz: half the cost of learning 100 s).
 SELECTIONS = 40
 MIN_SELECTIONS = 10
 MIN_SNAPSHOT_PERIOD, MAX_SNAPSHOT_PERIOD = 0.25, 10.0
@@ -170,7 +170,7 @@ def bag_period(bag: JointStateBag) -> float:
 
 def auto_snapshot_period(duration: float, sizes: Sizes) -> float:
     """Recorded seconds between selections when not given (see :data:`SELECTIONS`)."""
-    per_refit = min(sizes.fit * sizes.period, duration / MIN_SELECTIONS) / 2.0
+    per_refit = min(sizes.fit * sizes.period, duration / MIN_SELECTIONS)
     return min(MAX_SNAPSHOT_PERIOD, max(MIN_SNAPSHOT_PERIOD, duration / SELECTIONS, per_refit))
 
 

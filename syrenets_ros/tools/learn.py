@@ -40,8 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="joint-state period [s]; auto = estimated from the stamps")
     parser.add_argument("--snapshot-period", default="auto",
                         help="recorded seconds between model selections (the node's snapshot_period, "
-                             f"{defaults.snapshot_period:g} s live); auto = the recording's length / 40, or half "
-                             "the refit's data when that is longer, within [0.25, 10] s: "
+                             f"{defaults.snapshot_period:g} s live); auto = the recording's length / 40, or the "
+                             "refit's data (so refits tile the recording) when that is longer, within [0.25, 10] s: "
                              "the structure search grows the model over several selections, and each "
                              "selection refits, which costs more than a recorded second")
     parser.add_argument("--train-rate", type=float, default=defaults.max_train_rate,
