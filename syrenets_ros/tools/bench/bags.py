@@ -181,6 +181,9 @@ def run(args: argparse.Namespace) -> int:
         folder = args.keep or Path(scratch)
         for count in counts:
             bag = folder / f"bench_{count}"
+            if bag.exists():
+                print(f"{bag} exists already: remove it or --keep another folder", file=sys.stderr)
+                return 2
             started = time.process_time()
             write_joint_states(bag, exact_states(count))
             written = time.process_time() - started
