@@ -102,26 +102,22 @@ def inverse_dynamics(q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor, p: Ch
 
 @dataclass(frozen=True)
 class ChainRecord:
-    """A clean record as the learner's rows see it: q̈ is the forward difference of q̇."""
+    """A clean record of continuous motion sampled every ``period``: q, q̇, q̈ exact."""
 
     stamp: torch.Tensor  # (B,) s
     q: torch.Tensor  # (B, n)
     qd: torch.Tensor
-    qdd: torch.Tensor  # (q̇_{k+1} − q̇_k)/Δt
-    tau: torch.Tensor  # ID(q_k, q̇_k, q̈_k): rows on clean data are exact
+    qdd: torch.Tensor  # exact (a table's q̈; a bag has none, and the learner takes weak rows)
+    tau: torch.Tensor  # ID(q_k, q̇_k, q̈_k)
 
 
 def multisine_record(p: ChainParams, excitation: MultiSine, seconds: float, period: float = 1e-3) -> ChainRecord:
-    """The chain moving exactly along ``excitation`` for ``seconds``, sampled every ``period``.
-
-    Why this torque: the learner differentiates q̇ forward (its integral rows telescope that
-    difference), so τ_k = ID(q_k, q̇_k, (q̇_{k+1} − q̇_k)/Δt) makes a clean record that the true
-    Lagrangian explains to rounding — an exactness check free of any simulator's scheme."""
+    """The chain moving exactly along ``excitation`` for ``seconds``, sampled every ``period``,
+    τ its inverse dynamics: a recording of a continuous-time robot, consistent in every
+    convention (rows with the given q̈, and the weak form of a bag without it, are exact to
+    rounding and to their quadrature)."""
     if len(excitation.amplitudes) != p.n_links:
         raise ValueError(f"the excitation drives {len(excitation.amplitudes)} joints, the chain has {p.n_links}")
-    count = round(seconds / period)
-    t = np.arange(count + 1) * period
-    q, qd = (torch.from_numpy(v) for v in excitation.trajectory(t))
-    qdd = (qd[1:] - qd[:-1]) / period
-    q, qd = q[:-1], qd[:-1]
-    return ChainRecord(torch.from_numpy(t[:-1]), q, qd, qdd, inverse_dynamics(q, qd, qdd, p))
+    t = np.arange(round(seconds / period)) * period
+    q, qd, qdd = (torch.from_numpy(v) for v in excitation.trajectory(t))
+    return ChainRecord(torch.from_numpy(t), q, qd, qdd, inverse_dynamics(q, qd, qdd, p))

@@ -69,10 +69,11 @@ class MultiSine:
             accelerations.append(qdd)
         return positions, velocities, accelerations
 
-    def trajectory(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(q_d, q̇_d) at the times ``t`` (s, shape (T,)), each of shape (T, joints): the
+    def trajectory(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(q_d, q̇_d, q̈_d) at the times ``t`` (s, shape (T,)), each of shape (T, joints): the
         vectorised :meth:`sample` for generating whole records at once."""
         amplitudes, phases = np.asarray(self.amplitudes), np.asarray(self.phases)
         omega = 2.0 * math.pi * self.base_frequency * np.arange(1, amplitudes.shape[1] + 1)
         angle = omega * np.asarray(t, dtype=np.float64)[:, None, None] + phases
-        return (amplitudes * np.sin(angle)).sum(-1), (amplitudes * omega * np.cos(angle)).sum(-1)
+        return ((amplitudes * np.sin(angle)).sum(-1), (amplitudes * omega * np.cos(angle)).sum(-1),
+                (-amplitudes * omega**2 * np.sin(angle)).sum(-1))

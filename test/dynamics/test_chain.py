@@ -1,6 +1,6 @@
 """Planar n-link rod chain (issue 21): its Lagrangian's Euler–Lagrange torque is its closed-form
-inverse dynamics, two links are exactly the double pendulum, and a record's torques follow the
-learner's forward-difference convention."""
+inverse dynamics, two links are exactly the double pendulum, and a record is continuous motion
+sampled with its exact derivatives and inverse dynamics."""
 
 import math
 
@@ -47,15 +47,15 @@ def test_euler_lagrange_of_the_chain_lagrangian_is_its_inverse_dynamics(n):
     assert (chain.inverse_dynamics(q, qd, qdd, lighter) - tau).abs().amin(0).min() > 0
 
 
-def test_record_torque_is_inverse_dynamics_at_the_forward_difference():
+def test_record_is_the_motion_sampled_with_its_inverse_dynamics():
     params = CHAINS[3]
     excitation = MultiSine.from_seed(0, 1.0, 0.2, joints=3)
     record = chain.multisine_record(params, excitation, 2.0)
     assert record.q.shape == (2000, 3) and float(record.stamp[-1]) == pytest.approx(1.999)
-    q, qd, _ = excitation.sample(1.234)
+    q, qd, qdd = excitation.sample(1.234)
     assert record.q[1234].tolist() == pytest.approx(q, abs=1e-12)
     assert record.qd[1234].tolist() == pytest.approx(qd, abs=1e-12)
-    assert torch.allclose(record.qdd[:-1], (record.qd[1:] - record.qd[:-1]) / 1e-3, rtol=0, atol=1e-9)
+    assert record.qdd[1234].tolist() == pytest.approx(qdd, abs=1e-12)
     tau = chain.inverse_dynamics(record.q, record.qd, record.qdd, params)
     assert torch.equal(record.tau, tau)
 
