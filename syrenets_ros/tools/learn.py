@@ -13,6 +13,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from syrenets_ros.learning.integral import FORMS
+from syrenets_ros.learning.terms import MAX_JOINTS
 from syrenets_ros.online.learner import LEARNER_PARAMETERS, LearnerConfig
 from syrenets_ros.tools.inputs import seconds
 
@@ -185,10 +186,14 @@ def run(args: argparse.Namespace) -> int:
 def _joints(option: str | None, n_joints: int | None) -> tuple[str, ...]:
     """The joint names: given, the node's default for a bag, joint1..jointn for a table."""
     if option is None:
+        if n_joints is not None and n_joints > MAX_JOINTS:
+            raise ValueError(f"the table has {n_joints} joints; the term grammar holds at most {MAX_JOINTS}")
         return LearnerConfig().joint_names if n_joints is None else tuple(f"joint{i + 1}" for i in range(n_joints))
     joints = tuple(name.strip() for name in option.split(",") if name.strip())
     if not joints:
         raise ValueError("--joints names no joint")
+    if len(joints) > MAX_JOINTS:
+        raise ValueError(f"--joints names {len(joints)} joints; the term grammar holds at most {MAX_JOINTS}")
     if n_joints is not None and len(joints) != n_joints:
         raise ValueError(f"--joints names {len(joints)} joints, the table has {n_joints} (q1..q{n_joints})")
     return joints

@@ -4,7 +4,9 @@ from syrenets_ros.tools import cli
 
 
 def test_bench_hostile_reports_every_payload_refused_and_no_forged_sample(capsys, tmp_path):
-    assert cli.main(["bench", "hostile", "--steps", "2000", "--json", str(tmp_path / "hostile.json")]) == 0
+    # The offline inputs are held by test_offline_refusals (the same inputs, a minute of processes).
+    assert cli.main(["bench", "hostile", "--steps", "2000", "--no-offline", "--json",
+                     str(tmp_path / "hostile.json")]) == 0
     out = capsys.readouterr().out
     verdicts = [word for line in out.splitlines() for word in ("refused", "served", "held")
                 if f"  {word}  " in line]

@@ -11,7 +11,10 @@ states then agree with any multiple of the true model). The stream rows: how man
 samples pass, how many of 300 forged states (stamped 10⁴ s ahead, 5× the torque) do, how many
 of a flood stamped 1 s ahead beside the honest stream do, and how many honest samples form
 while single states stamped 0.5–2 s ahead arrive every 0.9 s. The consistency noise floor is the
-true model's window-mean torque error on the same noisy states.
+true model's window-mean torque error on the same noisy states. The offline rows: each bad input
+of issue 23 given to `learn`, `predict` or `record` as a user gives it (a process of its own,
+killed after ``OFFLINE_TIMEOUT`` s so that a hang shows): exit code, the one line on stderr, and
+the process's CPU time.
 """
 
 from __future__ import annotations
@@ -19,8 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,6 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--noise", type=float, nargs=2, default=(1e-4, 1e-3), metavar=("SIGMA_Q", "SIGMA_QD"),
                         help="sensor noise added to the published q [rad] and q̇ [rad/s]")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--offline", action=argparse.BooleanOptionalAction, default=True,
+                        help="also give each bad offline input to learn / predict / record (about a minute)")
     parser.add_argument("--json", type=Path, default=Path("runs/bench_hostile.json"), help="output JSON path")
 
 
@@ -243,6 +252,81 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
+OFFLINE_TIMEOUT = 120.0  # s a refusal may take before it counts as a hang
+
+
+def _offline_inputs(folder: Path) -> list[tuple[str, list[str]]]:
+    """(class, argv) of each bad offline input, its files made in ``folder``."""
+    from syrenets_ros.offline.bag import write_joint_states
+    from syrenets_ros.tools.bench.bags import exact_states
+
+    states = list(exact_states(3000))
+    write_joint_states(folder / "bag", states)
+    model = folder / "model.json"
+    model.write_text(encode_model(true_pendulum_terms(PendulumParams()), model_version=1, joint_names=JOINTS,
+                                  metrics={}))
+    os.mkfifo(folder / "fifo")
+    write_joint_states(folder / "cut", states)
+    [mcap] = (folder / "cut").glob("*.mcap")
+    mcap.write_bytes(mcap.read_bytes()[:mcap.stat().st_size // 2])
+    write_joint_states(folder / "counts", states)
+    metadata = folder / "counts" / "metadata.yaml"
+    metadata.write_text(metadata.read_text().replace("message_count: 3000", "message_count: -5", 1))
+    write_joint_states(folder / "nan", [(t, n, q, qd, [math.nan] * 2 if k % 20 == 10 else tau)
+                                        for k, (t, n, q, qd, tau) in enumerate(states)])
+    header = ",".join(f"{kind}{j}" for kind in ("q", "qd", "qdd") for j in (1, 2, 3))
+    (folder / "three.csv").write_text(header + "\n" + ",".join(["0.1"] * 9) + "\n")
+    (folder / "huge.csv").write_text("q1,q2,qd1,qd2,qdd1,qdd2\n" + "1" * (1 << 18) + ",0,0,0,0,0\n")
+    (folder / "partial.csv").write_text("t,q1,q2,qd1,qd2,qdd1,tau1,tau2\n0,0,0,0,0,0,0,0\n0.1,0,0,0,0,0,0,0\n")
+    bag, out = str(folder / "bag"), str(folder / "out.csv")
+    return [
+        ("FIFO as BAG", ["learn", str(folder / "fifo")]),
+        ("FIFO as STATES", ["predict", str(model), str(folder / "fifo"), "-o", out]),
+        ("FIFO as MODEL", ["predict", str(folder / "fifo"), str(folder / "three.csv"), "-o", out]),
+        ("truncated MCAP", ["learn", str(folder / "cut")]),
+        ("metadata.yaml count -5", ["learn", str(folder / "counts")]),
+        ("--start nan", ["learn", bag, "--start", "nan"]),
+        ("--end inf", ["learn", bag, "--end", "inf"]),
+        ("--start 1e300", ["learn", bag, "--start", "1e300"]),
+        ("9 joints (grammar: 8)", ["learn", bag, "--joints", ",".join(f"j{i}" for i in range(9))]),
+        ("CSV cell above the csv limit", ["predict", str(model), str(folder / "huge.csv"), "-o", out]),
+        ("3-joint CSV, 2-joint model", ["predict", str(model), str(folder / "three.csv"), "-o", out]),
+        ("table with qdd1 only", ["learn", str(folder / "partial.csv")]),
+        ("record --duration inf", ["record", str(folder / "rec"), "--duration", "inf"]),
+        ("record into a file's folder", ["record", str(folder / "three.csv" / "bag"), "--duration", "1"]),
+        ("5 % NaN efforts (learns)", ["learn", str(folder / "nan"), "--no-network", "-o", str(folder / "nan.json")]),
+    ]
+
+
+def _offline(folder: Path) -> list[list[str]]:
+    """Each offline input run as a user runs it: verdict, what it said, CPU."""
+    def children_cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    rows = []
+    for name, argv in _offline_inputs(folder):
+        started = children_cpu()
+        process = subprocess.Popen([sys.executable, "-m", "syrenets_ros.tools.cli", *argv], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        try:
+            out, err = process.communicate(timeout=OFFLINE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            out, err = process.communicate()
+            rows.append([name, "HANG", "", f"killed after {OFFLINE_TIMEOUT:g} s"])
+            continue
+        cpu = children_cpu() - started
+        lines = err.strip().splitlines()
+        said = lines[-1] if lines else next((line for line in out.splitlines() if "rejected:" in line), "")
+        verdict = {0: "learned" if argv[0] == "learn" else "ok", 2: "refused"}.get(process.returncode,
+                                                                                  f"exit {process.returncode}")
+        if "Traceback" in err or len(lines) > 1:
+            verdict += " (traceback!)" if "Traceback" in err else f" ({len(lines)} lines)"
+        rows.append([name, verdict, f"{cpu:.1f}", said.replace("syrenets-ros ", "")[:150]])
+    return rows
+
+
 def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     warm_up()  # as the predictor does: the first check would otherwise pay torch's lazy imports
@@ -259,8 +343,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nstream checks, PyBullet {args.steps} steps under PD, noise σ_q={args.noise[0]:g} rad, "
           f"σ_q̇={args.noise[1]:g} rad/s (declared sensor_noise 1e-4, 1e-3):")
     print(_table(stream_header, stream))
+    offline_header = ["offline input", "verdict", "CPU s", "what it said (stderr, or learn's rejection counts)"]
+    with tempfile.TemporaryDirectory() as scratch:
+        offline = _offline(Path(scratch)) if args.offline else []
+    if offline:
+        print("\noffline inputs, each to the CLI in a process of its own:")
+        print(_table(offline_header, offline))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"payloads": [dict(zip(payload_header, row)) for row in payloads],
-                                     "stream": [dict(zip(stream_header, row)) for row in stream]}, indent=2))
+                                     "stream": [dict(zip(stream_header, row)) for row in stream],
+                                     "offline": [dict(zip(offline_header, row)) for row in offline]}, indent=2))
     print(f"\nwrote {args.json}")
     return 0
