@@ -15,6 +15,7 @@ from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
 from syrenets_ros.dynamics import pendulum
+from syrenets_ros.online.learner import LEARNER_PARAMETERS
 from syrenets_ros.plant.settings import NODE_NAME as SIM_NODE
 from syrenets_ros.ros import common as rc
 
@@ -53,6 +54,8 @@ class Monitor(Node):
         self.equations: list[tuple[float, str]] = []
         self.forecasts: list[ForecastRecord] = []
         self.diagnostics: dict[str, dict[str, str]] = {}
+        # The learner's largest reported lag behind the stream [s] (issue 20).
+        self.learner_lag_max = 0.0
         self.sim_reports: list[dict[str, str]] = []  # every report of the simulator, in order
         # The 1 kHz streams are taken in batches on a timer: a callback per message made this
         # observer cost more CPU than a node of the graph it measures.
@@ -127,6 +130,11 @@ class Monitor(Node):
             self.diagnostics[status.name] = values
             if status.name == SIM_NODE:
                 self.sim_reports.append(values)
+            elif status.name == LEARNER_PARAMETERS.node:
+                try:
+                    self.learner_lag_max = max(self.learner_lag_max, float(values.get("lag_s", "nan")))
+                except ValueError:
+                    pass  # a forged or garbled report: the lag stays as it was
 
     def trim(self, before: float) -> None:
         """Drop desired points no joint state was paired with, so the table stays bounded."""

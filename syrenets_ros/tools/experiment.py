@@ -176,7 +176,7 @@ def run_experiment(timeline: Timeline, run_dir: Path, *, real_time_factor: float
         equation=monitor.equations[-1][1] if monitor.equations else "",
         true_equation=true_equation(params_after, after.joint_elements), node_exit_codes=exit_codes, nodes_died=died,
         diagnostics=monitor.diagnostics, real_time_factor=real_time_factor, real_time_factor_achieved=achieved,
-        cpu_per_sim_second=cpu_per_sim_s,
+        cpu_per_sim_second=cpu_per_sim_s, learner_lag_max_s=monitor.learner_lag_max,
         delivered_ff={k: delivered_feedforward(monitor.sim_reports, *v) for k, v in phases.items() if k != "pd_only"})
     result.plot = str(plot(monitor, result, run_dir / "online.png"))
     (run_dir / "result.json").write_text(result.to_json())

@@ -57,6 +57,8 @@ class ExperimentResult:
     cpu_per_sim_second: dict[str, float] = field(default_factory=dict)
     # Per phase, the feed-forward the simulator actually applied (see delivered_feedforward).
     delivered_ff: dict[str, dict[str, float]] = field(default_factory=dict)
+    # The learner's largest reported lag behind the stream [s] (its /diagnostics lag_s).
+    learner_lag_max_s: float = math.nan
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, default=str)
@@ -192,6 +194,8 @@ def summary_table(result: ExperimentResult) -> str:
         "simulator applied (stale or missing answers included) vs the truth",
         f"adaptation time after swap: {result.adaptation_time:.2f} s sim "
         f"(FF torque RMSE back within 1.5x its pre-swap level)",
+        f"learner lag: at most {result.learner_lag_max_s:.3g} s (newest stamp received − newest processed, as the "
+        f"learner reported it on /diagnostics)",
         f"feed-forward as applied by the simulator (whole run): {_feedforward_use(result.diagnostics)}",
         f"learned: {result.equation}",
         f"true:    {result.true_equation}",

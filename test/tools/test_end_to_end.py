@@ -97,3 +97,8 @@ def test_malformed_states_and_hostile_models_are_counted_and_refused(result):
 def test_plot_and_equation_are_produced(result):
     assert result.plot.endswith(".png")
     assert "cos(q2)" in result.equation
+
+
+def test_the_learner_reports_how_far_behind_the_stream_it_is(result):
+    assert float(result.diagnostics["syrenets_learner"]["lag_s"]) >= 0.0
+    assert 0.0 <= result.learner_lag_max_s < 60.0, result.learner_lag_max_s

@@ -1,14 +1,22 @@
 """``syrenets-ros bench online``: from one run of the online experiment, the adaptation time
-after the swap, predictor latency at 1 kHz, and tracking with learned feed-forward; then a
-second run serving the *true* model through the same predictor, for the tracking ratio."""
+after the swap, predictor latency at 1 kHz, the learner's lag and tracking with learned
+feed-forward; then a second run serving the *true* model through the same predictor, for the
+tracking ratio. ``--background N`` runs it all beside N busy processes (a robot computer is
+never idle), at nice ``--background-nice`` in this session, or in a session of their own with
+``--background-new-session`` (the kernel then shares the CPU between sessions whatever the
+nice value)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Iterator
 
 from typing import TYPE_CHECKING
 
@@ -37,7 +45,8 @@ def predictor_latency(seconds: float = 10.0, points: int = 10) -> dict[str, floa
     """End-to-end latency of the real predictor process serving the true model at 1 kHz:
     references of `points` points every `points` ms (as the simulator sends them) from this
     process, answers timed on arrival. Measured alone, so the number is the predictor's and
-    DDS's, not a busy graph's."""
+    DDS's, not a busy graph's. The predictor serves no first model before measured motion
+    checked it (issue 23), so the true pendulum's states, stamped now, go first."""
     import threading
     import time
 
@@ -65,6 +74,7 @@ def predictor_latency(seconds: float = 10.0, points: int = 10) -> dict[str, floa
 
     node.create_subscription(JointState, rc.PREDICTED_TORQUE, on_answer, rc.STREAM_QOS)
     references = node.create_publisher(JointTrajectory, rc.REFERENCE, rc.STREAM_QOS)
+    states = node.create_publisher(JointState, rc.JOINT_STATES, rc.BATCHED_STREAM_QOS)
     model = node.create_publisher(String, rc.MODEL, rc.LATCHED_QOS)
     model.publish(String(data=true_model_payload(pendulum.PendulumParams())))
     executor = SingleThreadedExecutor()
@@ -90,9 +100,22 @@ def predictor_latency(seconds: float = 10.0, points: int = 10) -> dict[str, floa
             time.sleep(max(0.0, start + (k - first) * points * 1e-3 - time.perf_counter()))
         return k
 
+    def send_motion(seconds: float) -> None:
+        """The true pendulum's states at 1 kHz, stamped from now on, paced at real time."""
+        from syrenets_ros.tools.bench.bags import exact_states
+
+        origin, start = time.time(), time.perf_counter()
+        for k, (_, names, q, qd, tau) in enumerate(exact_states(round(seconds * 1000))):
+            msg = JointState(name=names, position=q, velocity=qd, effort=tau)
+            msg.header.stamp = rc.seconds_to_stamp(origin + k * 1e-3)
+            states.publish(msg)
+            if k % 10 == 9:
+                time.sleep(max(0.0, start + (k + 1) * 1e-3 - time.perf_counter()))
+
     try:
         k, deadline = 0, time.monotonic() + 90.0
         while not latencies and time.monotonic() < deadline:  # warm-up: until answers flow
+            send_motion(1.0)  # until the predictor is up and has checked the model on it
             k = run_at_1khz(k, 0.5)
         k = run_at_1khz(k, 2.0)
         latencies.clear()
@@ -120,9 +143,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--before-swap", type=float, default=15.0)
     parser.add_argument("--after-swap", type=float, default=15.0)
     parser.add_argument("--real-time-factor", type=float, default=DEFAULT_REAL_TIME_FACTOR)
+    parser.add_argument("--background", type=int, default=0, metavar="N",
+                        help="busy processes (a pure Python spin each) running beside the whole benchmark")
+    parser.add_argument("--background-nice", type=int, default=0, metavar="K",
+                        help="their nice value (0-19; default %(default)s)")
+    parser.add_argument("--background-new-session", action="store_true",
+                        help="start them in a session of their own (setsid)")
+
+
+@contextlib.contextmanager
+def background_load(count: int, niceness: int, new_session: bool) -> Iterator[list[subprocess.Popen]]:
+    """``count`` busy processes while the block runs; they end with it, whatever happens."""
+    if count < 0 or not 0 <= niceness <= 19:
+        raise SystemExit("syrenets-ros bench online: --background must be >= 0 and --background-nice in 0..19")
+    spin = f"import os\nos.nice({niceness})\nwhile True:\n    pass\n"
+    processes = [subprocess.Popen([sys.executable, "-c", spin], start_new_session=new_session)
+                 for _ in range(count)]
+    try:
+        yield processes
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
 
 
 def run(args: argparse.Namespace) -> int:
+    with background_load(args.background, args.background_nice, args.background_new_session):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     load_before = os.getloadavg()
     timeline = Timeline(learned_before_swap=args.before_swap, after_swap=args.after_swap)
     print("== run 1/3: learned feed-forward, swap mid-run")
@@ -179,6 +229,10 @@ def run(args: argparse.Namespace) -> int:
         "latency_p50_ms": latency["p50"],
         "latency_p99_ms": latency["p99"],
         "latency_answered_fraction": latency["answered"],
+        "learner_lag_max_s": learned.learner_lag_max_s,
+        "background_processes": args.background,
+        "background_nice": args.background_nice,
+        "background_new_session": int(args.background_new_session),
     }
     print(f"\n{'metric':<40} {'measured':>12} {'target':>10}")
     for key, value in measured.items():

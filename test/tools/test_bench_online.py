@@ -1,0 +1,26 @@
+"""`bench online --background`: the busy processes run beside the benchmark, at the asked nice
+value, and end with it whatever happens (issue 20: measure under load)."""
+
+import os
+import time
+
+import pytest
+
+from syrenets_ros.tools.bench.online import background_load
+
+
+def test_background_load_runs_busy_processes_at_their_nice_value_and_ends_them():
+    with background_load(2, 17, new_session=True) as processes:
+        assert len(processes) == 2 and all(p.poll() is None for p in processes)
+        deadline = time.monotonic() + 30.0  # each sets its own nice value as it starts
+        while time.monotonic() < deadline and any(os.getpriority(os.PRIO_PROCESS, p.pid) != 17 for p in processes):
+            time.sleep(0.05)
+        assert all(os.getpriority(os.PRIO_PROCESS, p.pid) == 17 for p in processes)
+        assert all(os.getsid(p.pid) == p.pid for p in processes), "each leads a session of its own"
+    assert all(p.poll() is not None for p in processes)
+
+
+def test_background_load_ends_its_processes_when_the_benchmark_fails():
+    with pytest.raises(RuntimeError), background_load(1, 19, new_session=False) as processes:
+        raise RuntimeError("a failed run")
+    assert processes[0].poll() is not None
