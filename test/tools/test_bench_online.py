@@ -10,12 +10,16 @@ from syrenets_ros.tools.bench.online import background_load
 
 
 def test_background_load_runs_busy_processes_at_their_nice_value_and_ends_them():
+    # Root sets any nice value; anyone else cannot go below what this process has (other tests
+    # may have niced it: the learner node gives itself nice 10).
+    expected = 17 if os.geteuid() == 0 else max(17, os.getpriority(os.PRIO_PROCESS, 0))
     with background_load(2, 17, new_session=True) as processes:
         assert len(processes) == 2 and all(p.poll() is None for p in processes)
         deadline = time.monotonic() + 30.0  # each sets its own nice value as it starts
-        while time.monotonic() < deadline and any(os.getpriority(os.PRIO_PROCESS, p.pid) != 17 for p in processes):
+        while time.monotonic() < deadline and any(os.getpriority(os.PRIO_PROCESS, p.pid) != expected
+                                                  for p in processes):
             time.sleep(0.05)
-        assert all(os.getpriority(os.PRIO_PROCESS, p.pid) == 17 for p in processes)
+        assert all(os.getpriority(os.PRIO_PROCESS, p.pid) == expected for p in processes)
         assert all(os.getsid(p.pid) == p.pid for p in processes), "each leads a session of its own"
     assert all(p.poll() is not None for p in processes)
 
