@@ -91,6 +91,21 @@ def window_weights(length: int, dtype: torch.dtype = torch.float64) -> torch.Ten
     return w / w.sum()
 
 
+def regular_steps(stamps: torch.Tensor, period: float, tolerance: float = 0.5) -> torch.Tensor:
+    """Which steps between consecutive stamps are one period (within ``tolerance`` of it),
+    shape (B − 1,): the others are gaps, segment ends or reversals."""
+    return ((stamps[1:] - stamps[:-1]) - period).abs() <= tolerance * period
+
+
+def run_lengths(stamps: torch.Tensor, period: float) -> list[int]:
+    """Lengths of the gap-free runs of samples in a record, in order."""
+    if len(stamps) == 0:
+        return []
+    breaks = torch.nonzero(~regular_steps(stamps, period))[:, 0] + 1
+    edges = [0] + breaks.tolist() + [len(stamps)]
+    return [b - a for a, b in zip(edges[:-1], edges[1:])]
+
+
 def window_starts(stamps: torch.Tensor, window: int, stride: int, period: float,
                   tolerance: float = 0.5) -> torch.Tensor:
     """Start indices of windows of ``window`` consecutive samples that contain no gap, every
@@ -103,8 +118,7 @@ def window_starts(stamps: torch.Tensor, window: int, stride: int, period: float,
     count = int(stamps.shape[0])
     if count < window:
         return torch.zeros(0, dtype=torch.long)
-    steps = stamps[1:] - stamps[:-1]
-    first = torch.cat((torch.ones(1, dtype=torch.bool), (steps - period).abs() > tolerance * period))
+    first = torch.cat((torch.ones(1, dtype=torch.bool), ~regular_steps(stamps, period, tolerance)))
     run = first.to(torch.long).cumsum(0) - 1
     run_start = torch.nonzero(first)[:, 0]
     index = torch.arange(count)
@@ -171,7 +185,6 @@ class TooFewWindows(ValueError):
     """A record holds too few gap-free integral windows for the asked fit; says the numbers."""
 
     def __init__(self, found: int, needed: int, window: int, period: float, samples: int) -> None:
-        self.found, self.needed, self.window, self.period, self.samples = found, needed, window, period, samples
         super().__init__(f"{found} gap-free integral windows of {window} samples ({window * period:.3g} s) in "
                          f"{samples} samples; term selection needs {needed}")
 
@@ -220,11 +233,8 @@ class RowForm:
 
     def starts(self, stamps: torch.Tensor, stride: int | None = None) -> torch.Tensor:
         """Starts of gap-free windows; central rows also need each window's two neighbours."""
-        stride = self.stride if stride is None else stride
-        period = sample_period(stamps)
-        if self.form == "central":
-            return window_starts(stamps, self.window + 2, stride, period) + 1
-        return window_starts(stamps, self.window, stride, period)
+        starts = window_starts(stamps, self.span, self.stride if stride is None else stride, sample_period(stamps))
+        return starts + 1 if self.form == "central" else starts
 
     def acceleration(self, stamps: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor) -> torch.Tensor:
         """The per-sample q̈ the rows use (the record's own, or central differences of q̇;
@@ -239,9 +249,7 @@ class RowForm:
                 starts: torch.Tensor) -> torch.Tensor:
         """Rows (J, n, p) of every column of a term library."""
         if self.form == "weak":
-            momentum, static = library.weak_images(q, qd)
-            phi, dphi = weak_weights(self.window, sample_period(stamps), dtype=q.dtype)
-            return integrate(static, starts, self.window, phi) - integrate(momentum, starts, self.window, dphi)
+            return self._weak_rows(*library.weak_images(q, qd), stamps, starts)
         return integrate(library.el_images(q, qd, self.acceleration(stamps, qd, qdd)), starts, self.window)
 
     def target(self, stamps: torch.Tensor, tau: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
@@ -253,12 +261,17 @@ class RowForm:
                   starts: torch.Tensor) -> torch.Tensor:
         """Rows (J, n) of any model's torque (float64, CPU)."""
         if self.form == "weak":
-            momentum, static = (x.detach().to(torch.float64).cpu() for x in _weak_parts(model, q, qd))
-            phi, dphi = weak_weights(self.window, sample_period(stamps))
-            return integrate(static, starts, self.window, phi) - integrate(momentum, starts, self.window, dphi)
+            return self._weak_rows(*(x.detach().to(torch.float64).cpu() for x in _weak_parts(model, q, qd)),
+                                   stamps, starts)
         with torch.no_grad():
             torque = model.torque(q, qd, self.acceleration(stamps, qd, qdd)).to(torch.float64).cpu()
         return integrate(torque, starts, self.window)
+
+    def _weak_rows(self, momentum: torch.Tensor, static: torch.Tensor, stamps: torch.Tensor,
+                   starts: torch.Tensor) -> torch.Tensor:
+        """∫φ·static − ∫φ̇·momentum over each window (the time derivative moved onto φ)."""
+        phi, dphi = weak_weights(self.window, sample_period(stamps), dtype=static.dtype)
+        return integrate(static, starts, self.window, phi) - integrate(momentum, starts, self.window, dphi)
 
 
 # The discretisation a record's positions and velocities follow decides the form when one
@@ -279,13 +292,11 @@ def kinematic_form(stamps: torch.Tensor, q: torch.Tensor, qd: torch.Tensor) -> t
     of the median count (no relation spans a gap)."""
     if len(stamps) < 3:
         return None, {}
-    period = sample_period(stamps)
-    steps = stamps[1:] - stamps[:-1]
-    regular = (steps - period).abs() <= 0.5 * period
+    regular = regular_steps(stamps, sample_period(stamps))
     inner = regular[:-1] & regular[1:]  # triples k−1, k, k+1
     if not bool(inner.any()):
         return None, {}
-    h = steps[:, None].to(q)
+    h = (stamps[1:] - stamps[:-1])[:, None].to(q)
     scale = float((h[:-1][inner] * qd[1:-1][inner]).square().mean().sqrt()) or 1.0
     span = (q[2:] - q[:-2])[inner]
     residuals = {

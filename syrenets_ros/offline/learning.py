@@ -20,7 +20,7 @@ import torch
 
 from syrenets_ros.offline.bag import NANOSECONDS, BagError, JointStateBag, estimate_period
 from syrenets_ros.offline.table import JointTable
-from syrenets_ros.learning.integral import RowForm
+from syrenets_ros.learning.integral import RowForm, regular_steps
 from syrenets_ros.online.learner import LEARNER_PARAMETERS, LearnerConfig, OnlineLearner, Publication, Sizes, Stats
 from syrenets_ros.online.stream import REJECT_REASONS, Batch, JointStateSample, SampleAssembler, StreamChecks
 from syrenets_ros.plotting import saved_figure
@@ -77,6 +77,7 @@ class Recording(Protocol):
     duration: float  # seconds of data
     start: float  # receive time of the first message [s]
     undecodable: int  # messages whose bytes did not decode (counted, skipped)
+    measured_acceleration: bool  # its samples carry a measured q̈, not a stream's forward difference
 
     def period(self) -> float: ...
 
@@ -88,6 +89,7 @@ class BagRecording:
     """A bag's JointState topic as a :class:`Recording`."""
 
     bag: JointStateBag
+    measured_acceleration: bool = False  # JointState has no acceleration
 
     @property
     def name(self) -> str:
@@ -200,7 +202,7 @@ def learn_from_recording(recording: Recording, config: LearnerConfig, period: fl
             log(text)
 
     learner = OnlineLearner(config, log=note, clock=lambda: now[0],
-                            measured_acceleration=getattr(recording, "measured_acceleration", False))
+                            measured_acceleration=recording.measured_acceleration)
     stride = max(1, math.ceil(recording.message_count / REPORT_POINTS))
     kept: list[JointStateSample] = []
     publication: Publication | None = None
@@ -255,8 +257,7 @@ def report_residuals(result: OfflineResult) -> tuple[Batch, torch.Tensor]:
     neighbours kept) is the best per-sample estimate."""
     batch = result.report
     if result.rows is not None and result.rows.form != "acceleration" and len(batch) > 2:
-        steps = batch.stamp[1:] - batch.stamp[:-1]
-        regular = (steps - result.period).abs() <= 0.5 * result.period
+        regular = regular_steps(batch.stamp, result.period)
         inner = torch.zeros(len(batch), dtype=torch.bool)
         inner[1:-1] = regular[:-1] & regular[1:]
         qdd = RowForm("central").acceleration(batch.stamp, batch.qd, batch.qdd)

@@ -249,10 +249,10 @@ class Stats:
     rows: str = ""  # the integral-row form in use, once decided
 
 
-def _integral_residual(model, batch: Batch, rows: integral.RowForm, stride: int | None = None) -> torch.Tensor:
+def _integral_residual(model, batch: Batch, rows: integral.RowForm) -> torch.Tensor:
     """Integral-row residuals (J, n) of a model on a batch: noise-robust (SPEC §2b), so a score
     built on them is not biased towards wrong models by differentiated sensor noise."""
-    starts = rows.starts(batch.stamp, stride)
+    starts = rows.starts(batch.stamp)
     if len(starts) == 0:
         return torch.zeros(0, batch.q.shape[-1], dtype=torch.float64)
     stamp, q, qd, qdd, tau = (x.to(torch.float64).cpu() for x in (batch.stamp, batch.q, batch.qd, batch.qdd, batch.tau))
@@ -275,15 +275,6 @@ def _closer_outside(grown, base, network, fit: Batch, generator: torch.Generator
         reference = network.torque(q, qd, qdd).to(torch.float64)
     distance = [float((m.torque(q, qd, qdd) - reference).square().mean()) for m in (grown, base)]
     return distance[0] < distance[1]
-
-
-def _run_lengths(stamps: torch.Tensor, period: float) -> list[int]:
-    """Lengths of the gap-free runs of samples in a record (steps within half a period)."""
-    if len(stamps) == 0:
-        return []
-    breaks = torch.nonzero(((stamps[1:] - stamps[:-1]) - period).abs() > 0.5 * period)[:, 0] + 1
-    edges = [0] + breaks.tolist() + [len(stamps)]
-    return [b - a for a, b in zip(edges[:-1], edges[1:])]
 
 
 def integral_rmse(model, batch: Batch, rows: integral.RowForm) -> float:
@@ -378,7 +369,7 @@ class OnlineLearner:
             return
         target = self.rows.target(window.stamp, window.tau.to(torch.float64), starts)
         if self.served is not None:
-            residual = _integral_residual(self.served, window, self.rows, self.rows.span)
+            residual = self.rows.predicted(self.served, window.stamp, window.q, window.qd, window.qdd, starts) - target
             level = (residual.square() / self.noise.square()).mean(-1)
             if self._detector_armed:
                 self.detector.ratio = self.config.change_ratio  # a live parameter
@@ -592,12 +583,13 @@ class OnlineLearner:
         if self._rows_decided:
             return True
         data = self.buffer.newest(self.sizes.fit + self.sizes.holdout)
-        runs = _run_lengths(data.stamp, self.sizes.period)
+        runs = integral.run_lengths(data.stamp, self.sizes.period)
         needed = integral.MIN_FIT_WINDOWS + HOLDOUT_WINDOWS
         window = min(self.sizes.window, self._runs_window(runs, needed))
-        if sum(r // (window + 2) for r in runs) < needed:
+        held = sum(r // (window + 2) for r in runs)
+        if held < needed:
             self._wait(f"the {len(data)} samples lie in {len(runs)} gap-free runs (longest {max(runs, default=0)} "
-                       f"samples) holding {sum(r // (window + 2) for r in runs)} integral windows of {window} samples "
+                       f"samples) holding {held} integral windows of {window} samples "
                        f"({window * self.sizes.period:.3g} s); a model needs {needed}: record longer gap-free runs "
                        f"or more of them")
             return False
@@ -639,7 +631,7 @@ class OnlineLearner:
     def _refit_window(self, fit: Batch) -> bool:
         """After a refit found too few windows: shorten the window to what the fit data's runs
         hold, if that is shorter (True when it did)."""
-        runs = _run_lengths(fit.stamp, self.sizes.period)
+        runs = integral.run_lengths(fit.stamp, self.sizes.period)
         window = self._runs_window(runs, integral.MIN_FIT_WINDOWS)
         if window >= self.rows.window:
             return False

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from syrenets_ros.learning.integral import FORMS
 from syrenets_ros.learning.terms import MAX_JOINTS
+from syrenets_ros.offline.learning import MAX_SNAPSHOT_PERIOD, MIN_SNAPSHOT_PERIOD, SELECTIONS
 from syrenets_ros.online.learner import LEARNER_PARAMETERS, LearnerConfig
 from syrenets_ros.tools.inputs import seconds
 
@@ -41,8 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="joint-state period [s]; auto = estimated from the stamps")
     parser.add_argument("--snapshot-period", default="auto",
                         help="recorded seconds between model selections (the node's snapshot_period, "
-                             f"{defaults.snapshot_period:g} s live); auto = the recording's length / 40, or the "
-                             "refit's data (so refits tile the recording) when that is longer, within [0.25, 10] s: "
+                             f"{defaults.snapshot_period:g} s live); auto = the recording's length / {SELECTIONS}, or the "
+                             "refit's data (so refits tile the recording) when that is longer, within "
+                             f"[{MIN_SNAPSHOT_PERIOD:g}, {MAX_SNAPSHOT_PERIOD:g}] s: "
                              "the structure search grows the model over several selections, and each "
                              "selection refits, which costs more than a recorded second")
     parser.add_argument("--train-rate", type=float, default=defaults.max_train_rate,
