@@ -28,7 +28,9 @@ FUNCTIONS: tuple[str, ...] = ("one", "cos", "sin")
 FORCE_LAWS: tuple[str, ...] = ("viscous", "coulomb")
 MAX_JOINTS = 8
 MAX_VELOCITY_DEGREE = 4
-MAX_POSITION_DEGREE = 2
+# Polynomial factors in q up to degree 4: a hardening spring −k q − k₃ q³ is a quartic
+# potential; the library grows to it by stages (:func:`polynomial_terms`).
+MAX_POSITION_DEGREE = 4
 MAX_FREQUENCY = 8
 MAX_TERMS = 4096
 
@@ -552,12 +554,15 @@ class TermModel:
             raise SnapshotError(f"terms model: {exc}") from exc
 
 
-def polynomial_terms(n_joints: int, max_velocity_degree: int = 2) -> list[Term]:
-    """Terms with a polynomial factor in q (q_i, q_i², q_i·q_j) times the even velocity
-    monomials (1, q̇_i q̇_j): what the network's products build and the trig grammar lacks — a
-    spring ½k(q_i − r)² is k/2·q_i² − k r·q_i (SPEC §2b). Odd velocity degrees are left out:
-    q̇_i·P(q) is a total derivative or a gyroscopic term no pendulum has."""
-    positions = [e for e in _velocity_exponents(n_joints, MAX_POSITION_DEGREE) if sum(e) > 0]
+def polynomial_terms(n_joints: int, max_velocity_degree: int = 2, position_degree: int = 2) -> list[Term]:
+    """Terms with a polynomial factor in q of degree 1..``position_degree`` (q_i, q_i², q_i·q_j,
+    … q_i⁴) times the even velocity monomials (1, q̇_i q̇_j): what the network's products build
+    and the trig grammar lacks — a spring ½k(q_i − r)² is k/2·q_i² − k r·q_i, a hardening one
+    adds k₃/4·q_i⁴ (SPEC §2b). Odd velocity degrees are left out: q̇_i·P(q) is a total
+    derivative or a gyroscopic term no pendulum has."""
+    if not 1 <= position_degree <= MAX_POSITION_DEGREE:
+        raise ValueError(f"position_degree must be in 1..{MAX_POSITION_DEGREE}, got {position_degree}")
+    positions = [e for e in _velocity_exponents(n_joints, position_degree) if sum(e) > 0]
     velocities = [e for e in _velocity_exponents(n_joints, max_velocity_degree) if sum(e) % 2 == 0]
     return sorted((Term(v, "one", (0,) * n_joints, p) for v in velocities for p in positions), key=_sort_key)
 

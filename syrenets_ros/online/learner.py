@@ -28,7 +28,8 @@ from syrenets_ros.dynamics.pendulum import JOINT_NAMES
 from syrenets_ros.learning import integral
 from syrenets_ros.learning.regression import choose_rows, fit_integral, propose_terms
 from syrenets_ros.learning.syrenet import SyReNet, SyReNetConfig
-from syrenets_ros.learning.terms import FORCE_LAWS, Force, Term, TermLibrary, TermModel, polynomial_terms
+from syrenets_ros.learning.terms import (FORCE_LAWS, MAX_POSITION_DEGREE, Force, Term, TermLibrary, TermModel,
+                                         polynomial_terms)
 from syrenets_ros.learning.training import Trainer, select_device
 from syrenets_ros.online.change import ChangeDetector
 from syrenets_ros.online.serving import implausibility, load_model_file, probe_states
@@ -781,7 +782,7 @@ class OnlineLearner:
             if cause and whole_class and not found_again:
                 return
             if cause == MISSING_POTENTIAL and (whole_class or self._lacks(own, recent, True) == cause):
-                self._grow(polynomial_terms(len(self.config.joint_names), max_velocity_degree=0))
+                self._grow(self._potential_terms())
         if not cause and not may_clear:
             return
         if cause and cause != self.stats.insufficiency:
@@ -809,7 +810,7 @@ class OnlineLearner:
         attenuation, measured)."""
         n = len(self.config.joint_names)
         known = set(model_columns) | (set(self.library.columns) if whole_class else set())
-        potential = [t for t in polynomial_terms(n, max_velocity_degree=0) if t not in known]
+        potential = [t for t in self._potential_terms() if t not in known]
         dissipation = [Force(j, law) for law in FORCE_LAWS for j in range(n) if Force(j, law) not in known]
         starts = self.rows.starts(recent.stamp, self.rows.span)
         if len(starts) < 8 or not (potential or dissipation):
@@ -830,6 +831,17 @@ class OnlineLearner:
         target = self.rows.target(recent.stamp, recent.tau.to(torch.float64), starts)
         return integral.missing_structure(rows(model_columns), target, groups,
                                           complement=rows(complement) if complement else None) or ""
+
+    def _potential_terms(self) -> list[Term]:
+        """The polynomial potentials the structure test looks for and a verdict grows the library
+        by, in stages: degree ≤ 2 first (a linear spring), then, once those are in the library,
+        degree ≤ 4 (a hardening spring's quartic; cubic terms for an asymmetric one). Staged so
+        that a plain spring costs no more columns than before, and bounded by
+        :data:`terms.MAX_POSITION_DEGREE`; past it the residual test still speaks, and the
+        model is served as the least-bad one."""
+        grown = max((sum(t.position) for t in self.library.terms if not any(t.velocity)), default=0)
+        degree = min(MAX_POSITION_DEGREE, 2 if grown < 2 else grown + 2)
+        return polynomial_terms(len(self.config.joint_names), max_velocity_degree=0, position_degree=degree)
 
     def _grow(self, terms: Sequence[Term]) -> None:
         """Add terms to the library and refit at the next call."""

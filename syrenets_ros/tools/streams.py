@@ -77,19 +77,22 @@ def simulate(seconds: float, params: pendulum.PendulumParams = pendulum.Pendulum
 
 @dataclass(frozen=True)
 class Plant:
-    """Rigid parameters plus joint springs ½k(q − r)², viscous b·q̇ and Coulomb c·sign(q̇)."""
+    """Rigid parameters plus joint springs ½k(q − r)² + ¼k₃(q − r)⁴ (``hardening`` k₃: the
+    stiffening of cables and harmonic drives, a quartic potential), viscous b·q̇ and Coulomb
+    c·sign(q̇)."""
 
     params: pendulum.PendulumParams = pendulum.PendulumParams()
     stiffness: tuple[float, float] = (0.0, 0.0)
     rest: tuple[float, float] = (0.0, 0.0)
     viscous: tuple[float, float] = (0.0, 0.0)
     coulomb: tuple[float, float] = (0.0, 0.0)
+    hardening: tuple[float, float] = (0.0, 0.0)  # k₃ [N·m/rad³]
 
     def extra_torque(self, q: torch.Tensor, qd: torch.Tensor) -> torch.Tensor:
         """What the motor must add to the rigid inverse dynamics (SPEC §2b)."""
-        k, r, b, c = (torch.tensor(v, dtype=torch.float64) for v in (self.stiffness, self.rest, self.viscous,
-                                                                     self.coulomb))
-        return k * (q - r) + b * qd + c * torch.sign(qd)
+        k, r, b, c, k3 = (torch.tensor(v, dtype=torch.float64) for v in (self.stiffness, self.rest, self.viscous,
+                                                                         self.coulomb, self.hardening))
+        return k * (q - r) + k3 * (q - r) ** 3 + b * qd + c * torch.sign(qd)
 
     def inverse_dynamics(self, q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor) -> torch.Tensor:
         return pendulum.inverse_dynamics(q, qd, qdd, self.params) + self.extra_torque(q, qd)
@@ -98,12 +101,14 @@ class Plant:
 def simulate_structure(seconds: float, params: pendulum.PendulumParams = pendulum.PendulumParams(), *,
                        stiffness: tuple[float, float] = (0.0, 0.0), rest: tuple[float, float] = (0.0, 0.0),
                        viscous: tuple[float, float] = (0.0, 0.0), coulomb: tuple[float, float] = (0.0, 0.0),
-                       seed: int = 0, change_at: float = math.inf, changed: Plant | None = None) -> Stream:
+                       hardening: tuple[float, float] = (0.0, 0.0), seed: int = 0, change_at: float = math.inf,
+                       changed: Plant | None = None) -> Stream:
     """Clean samples of the pendulum with joint springs and friction, stepped with the
     simulator's own scheme (semi-implicit Euler: q̇ first, then q with the new q̇) from the
     ground-truth forward dynamics, so each sample obeys τ = ID + k(q − r) + b q̇ + c sign q̇
-    exactly. At ``change_at`` the plant becomes ``changed`` with the state continuous."""
-    plant = Plant(params, stiffness, rest, viscous, coulomb)
+    exactly (+ k₃(q − r)³ with ``hardening``). At ``change_at`` the plant becomes ``changed``
+    with the state continuous."""
+    plant = Plant(params, stiffness, rest, viscous, coulomb, hardening)
     excitation = MultiSine.from_seed(seed, 1.0, 0.2)
     steps = round(seconds / DT)
     q, qd = (torch.tensor(v, dtype=torch.float64) for v in excitation.sample(0.0)[:2])
