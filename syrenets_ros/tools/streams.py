@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from syrenets_ros.dynamics import pendulum
+from syrenets_ros.learning.terms import Force, Term, TermLibrary, TermModel, true_pendulum_terms
 from syrenets_ros.online.stream import JointStateSample
 from syrenets_ros.plant.excitation import MultiSine
 from syrenets_ros.plant.simulator import Simulator
@@ -96,6 +97,22 @@ class Plant:
 
     def inverse_dynamics(self, q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor) -> torch.Tensor:
         return pendulum.inverse_dynamics(q, qd, qdd, self.params) + self.extra_torque(q, qd)
+
+    def true_terms(self) -> TermModel:
+        """The plant's L and D in library terms (:func:`terms.true_pendulum_terms`), the hardening
+        potential −¼k₃(q − r)⁴ expanded into powers of q (the constant dropped)."""
+        rigid = true_pendulum_terms(self.params, pendulum.JointElements(self.stiffness, self.rest, self.viscous,
+                                                                        self.coulomb))
+        coefficients = dict(zip(rigid.library.columns, rigid.coefficients.tolist()))
+        for joint, (k3, r) in enumerate(zip(self.hardening, self.rest)):
+            for power in range(1, 5) if k3 else ():
+                term = Term((0, 0), "one", (0, 0), tuple(power * int(i == joint) for i in range(2)))
+                value = -0.25 * k3 * math.comb(4, power) * (-r) ** (4 - power)
+                if value:
+                    coefficients[term] = coefficients.get(term, 0.0) + value
+        columns = list(coefficients)
+        library = TermLibrary([c for c in columns if isinstance(c, Term)], [c for c in columns if isinstance(c, Force)])
+        return TermModel(library, torch.tensor([coefficients[c] for c in library.columns], dtype=torch.float64))
 
 
 def simulate_structure(seconds: float, params: pendulum.PendulumParams = pendulum.PendulumParams(), *,
