@@ -41,7 +41,7 @@ explains best; the simulator's own scheme is the default.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -321,6 +321,13 @@ class RowFit:
     # The cross-validated pick before Occam's razor (:func:`_simplify`): it explains more of
     # the data than the simplest equivalent, so a test for structure the class lacks uses it.
     unsimplified: list[int]
+    # Other supports the data cannot tell apart from the chosen one (cross-validated error within
+    # its one standard error), each with its least-squares coefficients (p,): where they part
+    # ways outside the visited states, the served model's extrapolation is a guess.
+    equivalent: list[tuple[list[int], torch.Tensor]] = field(default_factory=list)
+
+
+EQUIVALENT_LIMIT = 8  # equivalent supports a selection keeps at most (the largest ones of its path)
 
 
 def _lstsq(matrix: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -508,8 +515,16 @@ def select(matrix: torch.Tensor, target: torch.Tensor, *, stride_ratio: int, fol
         support = _simplify(weighted, aim, scaled, support, columns, complexity, folds, guard, floor,
                             float(means[best] + errors[best]))
     support = sorted(support)
-    coefficients = torch.zeros(width, dtype=matrix.dtype)
-    coefficients[support] = _lstsq(flat[:, support], aim.reshape(-1))
+
+    def solved(chosen: list[int]) -> torch.Tensor:
+        values = torch.zeros(width, dtype=matrix.dtype)
+        values[chosen] = _lstsq(flat[:, chosen], aim.reshape(-1))
+        return values
+
+    coefficients = solved(support)
+    tied = [sorted(s) for s, m in zip(supports, means.tolist()) if m <= float(means[best] + errors[best])]
+    tied = list(dict.fromkeys(tuple(s) for s in tied[-EQUIVALENT_LIMIT:] if s != support))
+    equivalent = [(list(s), solved(list(s))) for s in tied]
     stderr = torch.zeros(width, dtype=matrix.dtype)
     disjoint_rows = weighted[disjoint][..., support].reshape(-1, len(support))
     dof = max(disjoint_rows.shape[0] - len(support), 1)
@@ -522,7 +537,8 @@ def select(matrix: torch.Tensor, target: torch.Tensor, *, stride_ratio: int, fol
     # columns as disjoint rows and its residual vanishes (measured 2.9 s after a swap: the
     # scale fell to the floor, and the next window's residual read as a change).
     noise = _joint_scale(target[disjoint] - matrix[disjoint] @ coefficients, len(support), scale_floor)
-    return RowFit(support, coefficients, stderr, noise, math.sqrt(float(means[pick])), sorted(supports[pick]))
+    return RowFit(support, coefficients, stderr, noise, math.sqrt(float(means[pick])), sorted(supports[pick]),
+                  equivalent)
 
 
 def _chi2_quantile(dof: int, tail: float) -> float:

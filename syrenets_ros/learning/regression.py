@@ -87,7 +87,9 @@ def fit_integral(library: TermLibrary, stamps: torch.Tensor, q: torch.Tensor, qd
     False every identifiable candidate is kept; with ``simplify`` False without Occam's razor:
     the support that explains most within one standard error). The model carries each
     coefficient's standard error; the report carries the per-joint noise scale of one row,
-    which calibrates change detection and the insufficiency check. Raises
+    which calibrates change detection and the insufficiency check, and as "equivalent" the
+    models of the other supports cross-validation cannot tell from it (their disagreement
+    outside the data is what extrapolation may be off by). Raises
     :class:`integral.TooFewWindows` when the record holds too few gap-free windows.
     """
     stamps, q, qd, qdd, tau = (t.detach().to(torch.float64).cpu() for t in (stamps, q, qd, qdd, tau))
@@ -107,13 +109,19 @@ def fit_integral(library: TermLibrary, stamps: torch.Tensor, q: torch.Tensor, qd
     fit = integral.select(matrix[..., keep], target, stride_ratio=max(1, window // stride), fixed=not select_terms,
                           complexity=[c.complexity for c in base.columns] if simplify else None,
                           relative_floor=rows.floor)
-    active = torch.zeros(len(base), dtype=torch.bool)
-    active[fit.support] = True
     report = {"cv_rmse": fit.cv_rmse, "noise": fit.noise.tolist(), "candidates": len(lib),
               "identifiable": len(base), "unidentifiable": dropped, "selected": len(fit.support),
               "windows": len(starts), "rows": rows.form,
-              "unsimplified_columns": [base.columns[i] for i in fit.unsimplified]}
-    return _model_from_fit(base, active, fit.coefficients, report, fit.stderr)
+              "unsimplified_columns": [base.columns[i] for i in fit.unsimplified],
+              "equivalent": [_model_from_fit(base, _mask(len(base), support), coefficients, {})
+                             for support, coefficients in fit.equivalent]}
+    return _model_from_fit(base, _mask(len(base), fit.support), fit.coefficients, report, fit.stderr)
+
+
+def _mask(width: int, support: Sequence[int]) -> torch.Tensor:
+    active = torch.zeros(width, dtype=torch.bool)
+    active[list(support)] = True
+    return active
 
 
 # A form other than the default is chosen only when its rows are explained this much better:

@@ -132,6 +132,8 @@ class LearnerNode(Node):
             "admitted_network_terms": stats.admitted_terms,
             "library_grown_by_check": stats.grown_terms,
             "coefficient_stderr": self.learner.coefficient_stderr(),
+            "extrapolation_uncertain": f"{stats.extrapolation_uncertain:.3g}",
+            "selection_cpu_s": f"{stats.selection_cpu:.3g}",
             "lag_s": f"{self.learner.buffer.lag:.3f}",
             "integral_rows": stats.rows or f"{self.learner.rows.form} (not decided yet)",
             "integral_window_samples": self.learner.sizes.window,
@@ -145,6 +147,9 @@ class LearnerNode(Node):
                    else f"collecting samples{': ' + self.learner.waiting if self.learner.waiting else ''}")
         if stats.insufficiency:
             message += f"; model insufficient: {stats.insufficiency}"
+        if stats.extrapolation_uncertain:
+            message += (f"; extrapolation uncertain: equally good models differ by "
+                        f"{stats.extrapolation_uncertain:.3g} N·m outside the visited states")
         if lag > LAG_WARNING:
             message += f"; behind the stream by {lag:.2f} s (CPU-starved?)"
         rc.publish_diagnostics(self, self.diag_pub, LEARNER_PARAMETERS.node, level, message, values)

@@ -180,6 +180,9 @@ def run(args: argparse.Namespace) -> int:
                              title=f"{args.bag} {recording.name}: {publication.equation}")
     except (OSError, ValueError) as error:
         return _fail(f"cannot write the results: {error}")
+    print(f"extrapolation_uncertain: {stats.extrapolation_uncertain:.3g} N·m (how far models that fit the held-out "
+          f"data equally well disagree outside the visited states; 0 = none do); the last selection took "
+          f"{stats.selection_cpu:.3g} s CPU")
     print(f"snapshot: {output}\nreport: {report}\nlearning took {cpu:.1f} s CPU"
           f" ({cpu / max(result.messages, 1) * 1e6:.1f} s per million messages)")
     return 0
