@@ -248,3 +248,46 @@ def test_true_terms_with_springs_and_friction_match_the_extended_inverse_dynamic
     q, qd, qdd = _states(500, 7)
     assert (model.torque(q, qd, qdd) - pendulum.inverse_dynamics(q, qd, qdd, PARAMS, joints)).abs().max() < 1e-10
     assert model.coefficient_of(SPRING) == -25.0 and "D = " in model.equation()
+
+
+def test_polynomial_growth_is_staged_and_bounded():
+    """Degree ≤ 2 (a linear spring) is what the first growth adds; degree ≤ 4 (a hardening
+    spring's quartic) the next; past the grammar's bound there is no stage, and a quartic term
+    travels in a payload while a higher degree is refused."""
+    quadratic, quartic = polynomial_terms(2, 0), polynomial_terms(2, 0, position_degree=4)
+    assert len(quadratic) == 5 and len(quartic) == 14 and set(quadratic) < set(quartic)
+    assert Term((0, 0), "one", (0, 0), (0, 4)) in quartic
+    with pytest.raises(ValueError, match="position_degree"):
+        polynomial_terms(2, 0, position_degree=5)
+    library = TermLibrary([Term((2, 0), "one", (0, 0)), Term((0, 0), "one", (0, 0), (0, 4))])
+    payload = TermModel(library, torch.tensor([1.5, -2.0])).to_payload()
+    assert TermModel.from_payload(json.loads(json.dumps(payload))).library.columns == library.columns
+    payload["terms"][1]["position"] = [1, 4]
+    with pytest.raises(SnapshotError, match="position"):
+        TermModel.from_payload(payload)
+
+
+def test_cross_validation_reports_the_supports_it_cannot_tell_apart():
+    """A hardening spring fitted with only quadratic polynomials: stand-ins fit the visited
+    states, supports tie within one standard error (on these 5 s: 8), and they disagree with
+    each other outside the data; with the quartic in the candidates the supports that tie with
+    the exact one (supersets of it) agree with it there."""
+    from syrenets_ros.tools.streams import Plant
+
+    plant = Plant(stiffness=(0.0, 10.0), hardening=(0.0, 8.0))
+    stream = simulate_structure(5.0, stiffness=plant.stiffness, hardening=plant.hardening)
+    base = TermLibrary.grammar(2, dissipation=True)
+    wide = _states(500, 8, 2.5)
+
+    def spread(model):
+        reference = model.torque(*wide)
+        return max((float((e.torque(*wide) - reference).abs().max()) for e in model.fit_report["equivalent"]),
+                   default=0.0)
+
+    stand_in = regression.fit_integral(base.extended(polynomial_terms(2, 0)), stream.stamp, stream.q, stream.qd,
+                                       stream.qdd, stream.tau)
+    exact = regression.fit_integral(base.extended(polynomial_terms(2, 0, position_degree=4)), stream.stamp,
+                                    stream.q, stream.qd, stream.qdd, stream.tau)
+    assert set(exact.terms) == set(plant.true_terms().terms)
+    assert exact.fit_report["equivalent"], "supersets of the truth tie on clean data"
+    assert spread(stand_in) > 1e-2 and spread(exact) < 1e-6

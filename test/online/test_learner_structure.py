@@ -1,6 +1,7 @@
 """The online learner through structural change (issue 11): a spring the trig library lacks is
-reported, grows the library, and is then served exactly; a cause is said only for data that
-show it — never for data that mix both sides of a suspected change."""
+reported, grows the library (by quadratic, then quartic polynomials in q), and is then served
+exactly; a cause is said only for data that show it — never for data that mix both sides of a
+suspected change."""
 
 from dataclasses import replace
 
@@ -95,3 +96,34 @@ def test_after_a_change_only_the_post_change_data_name_a_cause(changed, cause):
     assert float(error.square().mean().sqrt()) < 1e-6
     assert (SPRING in learner.served.terms) == bool(changed.stiffness[1])
     assert bool(learner.stats.grown_terms) == (cause == MISSING_POTENTIAL), "only a missing potential grows"
+
+
+def test_a_hardening_spring_grows_the_library_past_quadratic_and_is_served_exactly():
+    """A hardening spring at joint 2 (k₃q2³ is 31 % of the spring torque at the visited edge,
+    |q2| ≈ 0.74 rad): the quadratic growth leaves a Taylor stand-in (cos 2q2 with q2²) that fits
+    the visited states and is newtons off outside them — said as extrapolation_uncertain while
+    it is served — the residual test then grows the library to degree 4, and the true terms are
+    served, exact far outside the visited range, with no uncertainty left."""
+    plant = Plant(stiffness=(0.0, 10.0), hardening=(0.0, 8.0))
+    stream = simulate_structure(10.0, stiffness=plant.stiffness, hardening=plant.hardening)
+    warnings, clock = [], [0.0]
+    learner = _learner(warnings, clock)
+    q, qd, qdd = _wide_states()
+    truth = plant.inverse_dynamics(q, qd, qdd)
+    flagged = []
+    for stamp in deliver(learner, stream, 1000):
+        clock[0] = stamp
+        learner.maybe_select()
+        if learner.served is not None:
+            error = float((learner.served.torque(q, qd, qdd) - truth).square().mean().sqrt())
+            flagged.append((error, learner.stats.extrapolation_uncertain))
+
+    grown = learner.stats.grown_terms
+    assert grown.index("q2**2") < grown.index("q2**4"), "quadratic first, then quartic"
+    assert set(learner.served.terms) == set(plant.true_terms().terms)
+    assert learner.served.coefficient_of(Term((0, 0), "one", (0, 0), (0, 4))) == pytest.approx(-2.0, rel=1e-6)
+    error = learner.served.torque(q, qd, qdd) - truth
+    assert float(error.square().mean().sqrt() / truth.square().mean().sqrt()) < 1e-6
+    assert learner.stats.extrapolation_uncertain == 0.0
+    assert any(error > 0.1 and uncertain > 0.0 for error, uncertain in flagged), flagged
+    assert 0.0 < learner.stats.selection_cpu
