@@ -1,12 +1,14 @@
-"""``syrenets-ros bench structure``: the learner through structural changes (issue 11).
+"""``syrenets-ros bench structure``: the learner through structural changes (issues 11, 22).
 
 Scenarios switched mid-run with the state continuous — link-2 swap, link-1 swap, gravity
-change, a spring at joint 2, viscous and Coulomb friction, spring + friction — each run with
+change, a spring at joint 2, viscous and Coulomb friction, spring + friction, a hardening
+spring at joint 2 (issue 22: a quartic potential) — each run with
 the network off and on. Per run: detected at, adapted at (sim s from which the served model's
 wide-range torque RMSE stays ≤ 1e-6 N·m, checked once per simulated second), final torque
 RMSE on the post-change data and on a wide range (|q| ≤ 2.5 rad, |q̇| ≤ 4 rad/s,
 |q̈| ≤ 4 rad/s²), recovered vs true terms of L and D, whether the insufficiency WARN showed,
-and which terms grew the library (from the insufficiency check, from the network). Noise-free
+which terms grew the library (from the insufficiency check, from the network), and the
+largest and final ``extrapolation_uncertain`` after the change. Noise-free
 offline streams of the ground-truth dynamics stepped with the simulator's scheme (any change
 at a step boundary, state continuous; the PyBullet core with springs and friction is held to
 the same learner by test/online/test_learner_structure.py); the learner runs without ROS as
@@ -63,10 +65,11 @@ def measure(name: str, plant: Plant, stream: Stream, network: bool, change_at: f
     config = LearnerConfig(snapshot_period=0.0, network_enabled=network, max_train_rate=1e9, seed=0)
     learner = OnlineLearner(config, log=lambda _: None, warn=lambda _: None)
     wide = wide_states()
-    history, warned = [], set()
+    history, warned, uncertain = [], set(), 0.0
     for stamp in deliver(learner, stream, CHUNK, train_steps):
         learner.maybe_select()
         if stamp >= change_at:
+            uncertain = max(uncertain, learner.stats.extrapolation_uncertain)
             if learner.stats.insufficiency:
                 warned.add(learner.stats.insufficiency)
             if learner.served is not None:
@@ -95,18 +98,20 @@ def measure(name: str, plant: Plant, stream: Stream, network: bool, change_at: f
             "terms": terms, "coefficient_error": coefficient_error, "warn": "; ".join(sorted(warned)) or "-",
             "network_holdout_rmse": learner.stats.candidate_rmse.get("network", math.nan),
             "admitted": ", ".join(learner.stats.admitted_terms) or "-", "grown": ", ".join(learner.stats.grown_terms) or "-",
-            "training_steps": learner.stats.training_steps}
+            "training_steps": learner.stats.training_steps, "uncertain_max": uncertain,
+            "uncertain_final": learner.stats.extrapolation_uncertain}
 
 
 def table(results: list[dict]) -> str:
     rows = ["| scenario | network | detected at [s] | adapted at [s] | RMSE in range [N·m] | wide RMSE [N·m] | "
             "recovered vs true | max rel. coef. error | WARN seen | library grown by the check | network terms admitted "
-            "| raw network held-out RMSE [N·m] |", "|" + "---|" * 12]
+            "| raw network held-out RMSE [N·m] | extrapolation uncertain, max after the change / final [N·m] |",
+            "|" + "---|" * 13]
     for r in results:
         rows.append(f"| {r['scenario']} | {'on' if r['network'] else 'off'} ({r['training_steps']} steps) | "
                     f"{r['detected_at']:.3g} | {r['adapted_at']:.3g} | {r['range_rmse']:.3g} | {r['wide_rmse']:.3g} | "
                     f"{r['terms']} | {r['coefficient_error']:.2g} | {r['warn']} | {r['grown']} | {r['admitted']} | "
-                    f"{r['network_holdout_rmse']:.3g} |")
+                    f"{r['network_holdout_rmse']:.3g} | {r['uncertain_max']:.3g} / {r['uncertain_final']:.3g} |")
     return "\n".join(rows)
 
 
