@@ -88,6 +88,8 @@ def test_forged_stamps_are_refused_and_the_published_model_stays_exact(learner, 
     values = diagnostics.newest_status("syrenets_learner")
     assert values["samples_accepted"] == str(len(rows) - 1) and values["samples_rejected"] == "305", values
     assert values["callback_errors"] == "0" and values["states_missing"] == "0", values
+    # Exact data: the models that fit as well agree outside the visited states too.
+    assert values["extrapolation_uncertain"] == "0" and float(values["selection_cpu_s"]) > 0, values
     snapshots = [decode_model(m.data) for m in models.messages()]
     assert len({s.run_id for s in snapshots}) == 1 and str(snapshots[0].run_id) == values["run_id"]
     versions = [s.model_version for s in snapshots]
