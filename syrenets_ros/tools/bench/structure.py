@@ -8,7 +8,8 @@ wide-range torque RMSE stays ≤ 1e-6 N·m, checked once per simulated second), 
 RMSE on the post-change data and on a wide range (|q| ≤ 2.5 rad, |q̇| ≤ 4 rad/s,
 |q̈| ≤ 4 rad/s²), recovered vs true terms of L and D, whether the insufficiency WARN showed,
 which terms grew the library (from the insufficiency check, from the network), and the
-largest and final ``extrapolation_uncertain`` after the change. Noise-free
+largest and final ``extrapolation_uncertain`` after the change, and the CPU a selection took
+(median and largest; one thread). Noise-free
 offline streams of the ground-truth dynamics stepped with the simulator's scheme (any change
 at a step boundary, state continuous; the PyBullet core with springs and friction is held to
 the same learner by test/online/test_learner_structure.py); the learner runs without ROS as
@@ -65,9 +66,10 @@ def measure(name: str, plant: Plant, stream: Stream, network: bool, change_at: f
     config = LearnerConfig(snapshot_period=0.0, network_enabled=network, max_train_rate=1e9, seed=0)
     learner = OnlineLearner(config, log=lambda _: None, warn=lambda _: None)
     wide = wide_states()
-    history, warned, uncertain = [], set(), 0.0
+    history, warned, uncertain, cpu = [], set(), 0.0, []
     for stamp in deliver(learner, stream, CHUNK, train_steps):
         learner.maybe_select()
+        cpu.append(learner.stats.selection_cpu)
         if stamp >= change_at:
             uncertain = max(uncertain, learner.stats.extrapolation_uncertain)
             if learner.stats.insufficiency:
@@ -99,19 +101,21 @@ def measure(name: str, plant: Plant, stream: Stream, network: bool, change_at: f
             "network_holdout_rmse": learner.stats.candidate_rmse.get("network", math.nan),
             "admitted": ", ".join(learner.stats.admitted_terms) or "-", "grown": ", ".join(learner.stats.grown_terms) or "-",
             "training_steps": learner.stats.training_steps, "uncertain_max": uncertain,
-            "uncertain_final": learner.stats.extrapolation_uncertain}
+            "uncertain_final": learner.stats.extrapolation_uncertain,
+            "selection_cpu": f"{sorted(cpu)[len(cpu) // 2]:.2f} / {max(cpu):.2f}"}
 
 
 def table(results: list[dict]) -> str:
     rows = ["| scenario | network | detected at [s] | adapted at [s] | RMSE in range [N·m] | wide RMSE [N·m] | "
             "recovered vs true | max rel. coef. error | WARN seen | library grown by the check | network terms admitted "
-            "| raw network held-out RMSE [N·m] | extrapolation uncertain, max after the change / final [N·m] |",
-            "|" + "---|" * 13]
+            "| raw network held-out RMSE [N·m] | extrapolation uncertain, max after the change / final [N·m] "
+            "| selection CPU, median / max [s] |", "|" + "---|" * 14]
     for r in results:
         rows.append(f"| {r['scenario']} | {'on' if r['network'] else 'off'} ({r['training_steps']} steps) | "
                     f"{r['detected_at']:.3g} | {r['adapted_at']:.3g} | {r['range_rmse']:.3g} | {r['wide_rmse']:.3g} | "
                     f"{r['terms']} | {r['coefficient_error']:.2g} | {r['warn']} | {r['grown']} | {r['admitted']} | "
-                    f"{r['network_holdout_rmse']:.3g} | {r['uncertain_max']:.3g} / {r['uncertain_final']:.3g} |")
+                    f"{r['network_holdout_rmse']:.3g} | {r['uncertain_max']:.3g} / {r['uncertain_final']:.3g} | "
+                    f"{r['selection_cpu']} |")
     return "\n".join(rows)
 
 
@@ -139,6 +143,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    torch.set_num_threads(1)  # as the learner node (torch_threads 1): 2-DoF refits gain nothing from more
     networks = {"off": (False,), "on": (True,), "both": (False, True)}[args.network]
     results = []
     for name in args.scenarios:
