@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +76,12 @@ LEARNER_PARAMETERS = NodeSchema("syrenets_learner", (
     Param("train_window", 0.01, "duration of an integral row of the network's training loss (2 samples at "
           "least)", "s", 1.0e-4, 10.0, read_only=True),
     Param("buffer_capacity", 200_000, "replay buffer size", "samples", 1000, 10_000_000, read_only=True),
+    # The node's intake runs in a thread of its own beside selection, so it falls behind only
+    # when the process gets too little CPU; then the newest data matter (a change is in them).
+    # Offline learning (`learn`) hands over a recording in chunks and drops nothing.
+    Param("max_lag", 1.0, "stream the intake may fall behind before the oldest unprocessed samples are "
+          "dropped (counted as dropped_behind) so that change detection stays on the newest data", "s",
+          0.05, 3600.0, read_only=True),
     Param("recent_fraction", 0.5, "share of each minibatch drawn from recent data", "", 0.0, 1.0,
           read_only=True),
     Param("recent_window", 5.0, "what counts as recent", "s", 1.0e-3, 1.0e5, read_only=True),
@@ -247,6 +254,8 @@ class Stats:
     grown_terms: list[str] = field(default_factory=list)  # terms the insufficiency check added to the library
     implausible: dict[str, int] = field(default_factory=dict)  # best candidates not published, by source
     rows: str = ""  # the integral-row form in use, once decided
+    selection_seconds: float = 0.0  # wall time of the last selection (intake runs on meanwhile)
+    selections_overtaken: int = 0  # selections discarded: a change was suspected or confirmed meanwhile
 
 
 def _integral_residual(model, batch: Batch, rows: integral.RowForm) -> torch.Tensor:
@@ -304,6 +313,9 @@ class OnlineLearner:
         self.device = select_device(config.device)
         n = len(config.joint_names)
         self.buffer = ReplayBuffer(config.buffer_capacity, n)
+        # Intake (:meth:`observe`) and selection (:meth:`maybe_select`) may run in two threads:
+        # the lock guards the state both touch; a selection's fits run outside it.
+        self.lock = threading.RLock()
         # Detection runs on integral rows normalised by the estimated noise: a level of 1 is
         # the noise floor, so one ratio works at every noise level.
         self.detector = ChangeDetector(window=config.change_window, ratio=config.change_ratio, floor=1.0)
@@ -356,12 +368,13 @@ class OnlineLearner:
     def observe(self) -> int:
         """Move new samples into the buffer; cut them into integral rows that feed the change
         detector and the coefficient tracker."""
-        new = self.buffer.ingest()
-        if new is None:
-            return 0
-        for window in self.windows.push(new):
-            self._observe_window(window)
-        return len(new)
+        with self.lock:
+            new = self.buffer.ingest()
+            if new is None:
+                return 0
+            for window in self.windows.push(new):
+                self._observe_window(window)
+            return len(new)
 
     def _observe_window(self, window: Batch) -> None:
         starts = self._single_start(window)
@@ -506,7 +519,11 @@ class OnlineLearner:
     def maybe_select(self) -> Publication | None:
         """Every snapshot period: build candidates, score them on held-out recent integral
         rows, and serve the best — only when it is validated on a full held-out set and
-        predicts those torques at least as well as the model it would replace."""
+        predicts those torques at least as well as the model it would replace.
+
+        The fits run outside :attr:`lock`, so intake and change detection go on meanwhile (a
+        refit takes seconds on a loaded machine); a selection overtaken by a suspected or
+        confirmed change publishes nothing, since its data may straddle the change."""
         now = self.clock()
         if now - self._last_selection < self.config.snapshot_period:
             return None
@@ -522,10 +539,20 @@ class OnlineLearner:
         self._last_selection = now
         if not self._decide_rows():
             return None
-        sizes = self.sizes
-        holdout = self.buffer.newest(sizes.holdout)
-        fit = self.buffer.newest(sizes.fit, skip_newest=sizes.holdout)
-        candidates = self._candidates(fit, holdout)
+        started = time.monotonic()
+        try:
+            return self._select(now)
+        finally:
+            self.stats.selection_seconds = time.monotonic() - started
+
+    def _select(self, now: float) -> Publication | None:
+        with self.lock:
+            sizes = self.sizes
+            holdout = self.buffer.newest(sizes.holdout)
+            fit = self.buffer.newest(sizes.fit, skip_newest=sizes.holdout)
+            tracked = self.tracker.model() if self.tracker is not None else None
+            changes = self.stats.change_detections
+        candidates = self._candidates(fit, holdout, tracked)
         if not candidates:
             return None
         scored = sorted(((integral_rmse(model, holdout, self.rows), source, model) for source, model in candidates),
@@ -543,15 +570,25 @@ class OnlineLearner:
         if plausible is None:
             return None
         rmse, source, model = plausible
+        serving, fitted_on = self._served_fit(model, source, len(fit))
+        with self.lock:
+            if self.stats.change_detections != changes:
+                self.stats.selections_overtaken += 1
+                return None
+            return self._judge(serving, model, source, rmse, fitted_on, holdout)
+
+    def _judge(self, serving, model, source: str, rmse: float, fitted_on: float, holdout: Batch
+               ) -> Publication | None:
+        """Serve ``serving`` (the validated ``model``, perhaps refitted on more data) unless the
+        served model is at least as good on the holdout or a change is suspected (under lock)."""
         if source in ("library", "network_guided"):
             self.noise = torch.tensor(model.fit_report["noise"], dtype=torch.float64).clamp_min(
-                math.sqrt(config.change_floor))
+                math.sqrt(self.config.change_floor))
             self.stats.noise = self.noise.tolist()
         if self.served is not None and self._suspected_change is not None:
             # While a change is suspected, data after it are too few to validate anything.
             self.stats.guard_refusals += 1
             return None
-        serving, fitted_on = self._served_fit(model, source, len(fit))
         # The guard judges a new model against the served one on the holdout, which neither has
         # seen. The served model's own terms refitted on more samples than it was fitted on are
         # a coefficient update (what the tracker does continuously): the holdout cannot tell
@@ -580,6 +617,10 @@ class OnlineLearner:
         enough that the record's gap-free runs hold the windows a selection needs (short
         segments, messages lost every few samples), and, with ``integral_rows`` auto, the row
         form whose rows a sparse library fit explains best (:func:`regression.choose_rows`)."""
+        with self.lock:
+            return self._decide_rows_locked()
+
+    def _decide_rows_locked(self) -> bool:
         if self._rows_decided:
             return True
         data = self.buffer.newest(self.sizes.fit + self.sizes.holdout)
@@ -618,15 +659,17 @@ class OnlineLearner:
     def _use_rows(self, form: str) -> None:
         """Form rows this way at the current window; the cut windows and the detector's
         baseline (in the old rows' units) start again."""
-        self.rows = integral.RowForm(form, self.sizes.window, self.sizes.stride)
-        self.windows = WindowCutter(self.rows.span)
-        self.detector.reset()
+        with self.lock:
+            self.rows = integral.RowForm(form, self.sizes.window, self.sizes.stride)
+            self.windows = WindowCutter(self.rows.span)
+            self.detector.reset()
 
     def _shorten(self, window: int, runs: list[int]) -> None:
         self.log(f"integral window shortened from {self.sizes.window} to {window} samples: the record's gap-free "
                  f"runs are short (median {sorted(runs)[len(runs) // 2]} samples)")
-        self.sizes = Sizes.derive(self.config, self.sizes.period, window)
-        self._use_rows(self.rows.form)
+        with self.lock:
+            self.sizes = Sizes.derive(self.config, self.sizes.period, window)
+            self._use_rows(self.rows.form)
 
     def _refit_window(self, fit: Batch) -> bool:
         """After a refit found too few windows: shorten the window to what the fit data's runs
@@ -694,13 +737,11 @@ class OnlineLearner:
                          f"{reason}")
         return reason is None
 
-    def _candidates(self, fit: Batch, holdout: Batch) -> list[tuple[str, object]]:
+    def _candidates(self, fit: Batch, holdout: Batch, tracked: TermModel | None) -> list[tuple[str, object]]:
         """Tracked coefficients, the raw network, and two exact refits on integral rows: on the
         whole term library, and on the terms the network proposes plus the library (the
         network can add terms the grammar lacks; cross-validation decides)."""
-        candidates: list[tuple[str, object]] = []
-        if self.tracker is not None:
-            candidates.append(("tracked", self.tracker.model()))
+        candidates: list[tuple[str, object]] = [("tracked", tracked)] if tracked is not None else []
 
         def refit(terms=None) -> TermModel:
             return fit_integral(self.library, fit.stamp, fit.q, fit.qd, fit.qdd, fit.tau, candidates=terms,

@@ -39,6 +39,7 @@ class LearnerNode(Node):
                               velocity_noise=velocity_noise)
         self.assembler = SampleAssembler(config.joint_names, values["joint_state_period"], checks=checks)
         self.learner = OnlineLearner(config, log=self.get_logger().info, warn=self.get_logger().warning)
+        self.learner.buffer.max_lag = values["max_lag"]
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.worker_errors = 0
         self.last_publication: Publication | None = None
@@ -54,11 +55,16 @@ class LearnerNode(Node):
         self.create_timer(1.0, self.publish_diagnostics, clock=rc.steady_clock())
         self.get_logger().info(f"learning on {self.learner.device}; joints {list(config.joint_names)}")
         self._running = True
-        self._worker = threading.Thread(target=self._work, name="syrenets_training", daemon=True)
+        # Intake (ingest, change detection, coefficient tracking) has a thread of its own: a
+        # refit in the training thread takes seconds on a loaded machine, and a learner that
+        # stops reading meanwhile falls behind the robot (issue 20).
+        self._workers = [threading.Thread(target=self._loop, args=(step,), name=name, daemon=True)
+                         for name, step in (("syrenets_intake", self._take_in), ("syrenets_training", self._train))]
         publication = self.learner.resume()
         if publication:
             self._publish(publication)
-        self._worker.start()
+        for worker in self._workers:
+            worker.start()
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         changes, result = check_set(LEARNER_PARAMETERS, params)
@@ -73,17 +79,22 @@ class LearnerNode(Node):
             if sample is not None:
                 self.learner.buffer.push(sample)
 
-    def _work(self) -> None:
-        """Training worker: never dies on an error in one iteration, reports it instead."""
+    def _take_in(self) -> bool:
+        return self.learner.observe() > 0
+
+    def _train(self) -> bool:
+        trained = self.learner.train_step()
+        publication = self.learner.maybe_select()
+        if publication:
+            self._publish(publication)
+            self.learner.maybe_checkpoint(publication)
+        return bool(trained or publication)
+
+    def _loop(self, step) -> None:
+        """A worker: never dies on an error in one iteration, reports it instead."""
         while self._running:
             try:
-                ingested = self.learner.observe()
-                trained = self.learner.train_step()
-                publication = self.learner.maybe_select()
-                if publication:
-                    self._publish(publication)
-                    self.learner.maybe_checkpoint(publication)
-                if not (ingested or trained or publication):
+                if not step():
                     time.sleep(0.002)
             except Exception:  # noqa: BLE001 - one bad iteration must not stop learning
                 self.worker_errors += 1
@@ -133,6 +144,9 @@ class LearnerNode(Node):
             "library_grown_by_check": stats.grown_terms,
             "coefficient_stderr": self.learner.coefficient_stderr(),
             "lag_s": f"{self.learner.buffer.lag:.3f}",
+            "samples_dropped_behind": self.learner.buffer.dropped_behind,
+            "selection_seconds": f"{stats.selection_seconds:.3f}",
+            "selections_overtaken_by_change": stats.selections_overtaken,
             "integral_rows": stats.rows or f"{self.learner.rows.form} (not decided yet)",
             "integral_window_samples": self.learner.sizes.window,
             "waiting_for": self.learner.waiting if self.last_publication is None else "",
@@ -151,11 +165,13 @@ class LearnerNode(Node):
 
     def destroy_node(self) -> None:
         self._running = False
-        if self._worker.is_alive():
-            # An iteration in progress (a refit, at nice 10 on a busy machine) ends first: a
-            # worker still in torch when the interpreter exits aborts the process.
-            self._worker.join(timeout=15.0)
-        self.get_logger().info(f"training worker stopped ({'cleanly' if not self._worker.is_alive() else 'timed out'})")
+        # An iteration in progress (a refit, at nice 10 on a busy machine) ends first: a worker
+        # still in torch when the interpreter exits aborts the process.
+        deadline = time.monotonic() + 15.0
+        for worker in self._workers:
+            worker.join(timeout=max(0.0, deadline - time.monotonic()))
+        alive = [worker.name for worker in self._workers if worker.is_alive()]
+        self.get_logger().info(f"learner workers stopped ({'timed out: ' + ', '.join(alive) if alive else 'cleanly'})")
         self._states.destroy()
         super().destroy_node()
 
