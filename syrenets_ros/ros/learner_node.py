@@ -1,5 +1,9 @@
-"""ROS node `syrenets_learner`: turns /joint_states into samples, trains online in a worker
-thread, and publishes model snapshots and the readable Lagrangian."""
+"""ROS node `syrenets_learner`: turns /joint_states into samples, trains online in worker
+threads, and publishes model snapshots and the readable Lagrangian.
+
+It subscribes before it imports the learning core: torch takes seconds to import (13 s wall
+measured on a loaded 2-core machine, when the simulator streamed after 7 s), and states sent
+meanwhile wait in the subscription's queue instead of being lost (issue 20)."""
 
 from __future__ import annotations
 
@@ -7,8 +11,8 @@ import os
 import threading
 import time
 import traceback
+from typing import TYPE_CHECKING
 
-import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
@@ -16,19 +20,33 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 
-from syrenets_ros.online.learner import LEARNER_PARAMETERS, LearnerConfig, OnlineLearner, Publication
-from syrenets_ros.online.stream import REJECT_REASONS, SampleAssembler, StreamChecks
 from syrenets_ros.ros import common as rc
 from syrenets_ros.ros.parameters import check_set, declare_schema
+from syrenets_ros.tools.graph import node_spec
+
+if TYPE_CHECKING:
+    from syrenets_ros.online.learner import Publication
 
 STATE_BATCH_PERIOD_S = 0.02  # joint states are taken from the queue this often (wall s)
 # The learner is this far behind the stream (sim seconds) before /diagnostics warns (issue 20).
 LAG_WARNING = 1.0
 
 
+# The queue that holds /joint_states while the learning core loads: 20 s at 1 kHz.
+STARTUP_QUEUE = 20_000
+
+
 class LearnerNode(Node):
     def __init__(self, **kwargs) -> None:
-        super().__init__(LEARNER_PARAMETERS.node, **kwargs)
+        super().__init__(node_spec("learner").name, **kwargs)
+        # 1 kHz of states: taken in batches on a timer instead of a callback per message.
+        self._states = rc.TopicReader(self, JointState, rc.JOINT_STATES, rc.batched_stream_qos(STARTUP_QUEUE))
+        import torch
+
+        from syrenets_ros.online.learner import LEARNER_PARAMETERS, LearnerConfig, OnlineLearner
+        from syrenets_ros.online.stream import REJECT_REASONS, SampleAssembler, StreamChecks
+
+        self._schema, self._reject_reasons = LEARNER_PARAMETERS, REJECT_REASONS
         values = declare_schema(self, LEARNER_PARAMETERS)
         config = LearnerConfig.from_parameters(values)
         torch.set_num_threads(values["torch_threads"])
@@ -49,8 +67,6 @@ class LearnerNode(Node):
         self.model_pub = self.create_publisher(String, rc.MODEL, rc.LATCHED_QOS)
         self.equation_pub = self.create_publisher(String, rc.EQUATION, rc.LATCHED_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, rc.DIAGNOSTICS, 10)
-        # 1 kHz of states: taken in batches on a timer instead of a callback per message.
-        self._states = rc.TopicReader(self, JointState, rc.JOINT_STATES)
         self.create_timer(STATE_BATCH_PERIOD_S, self.take_joint_states, clock=rc.steady_clock())
         self.create_timer(1.0, self.publish_diagnostics, clock=rc.steady_clock())
         self.get_logger().info(f"learning on {self.learner.device}; joints {list(config.joint_names)}")
@@ -67,7 +83,7 @@ class LearnerNode(Node):
             worker.start()
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        changes, result = check_set(LEARNER_PARAMETERS, params)
+        changes, result = check_set(self._schema, params)
         for name, value in changes.items():
             setattr(self.learner.config, name, value)
         return result
@@ -117,7 +133,7 @@ class LearnerNode(Node):
             "samples_received": assembler.received,
             "samples_accepted": assembler.accepted,
             "samples_rejected": sum(assembler.rejected.values()),
-            **{f"rejected[{reason}]": assembler.rejected[reason] for reason in REJECT_REASONS},
+            **{f"rejected[{reason}]": assembler.rejected[reason] for reason in self._reject_reasons},
             "states_missing": assembler.missing,
             "buffer_size": len(self.learner.buffer),
             "training_steps": stats.training_steps,
@@ -161,7 +177,7 @@ class LearnerNode(Node):
             message += f"; model insufficient: {stats.insufficiency}"
         if lag > LAG_WARNING:
             message += f"; behind the stream by {lag:.2f} s (CPU-starved?)"
-        rc.publish_diagnostics(self, self.diag_pub, LEARNER_PARAMETERS.node, level, message, values)
+        rc.publish_diagnostics(self, self.diag_pub, self.get_name(), level, message, values)
 
     def destroy_node(self) -> None:
         self._running = False

@@ -28,6 +28,11 @@ NODES: tuple[NodeSpec, ...] = (
 )
 
 
+def node_spec(executable: str) -> NodeSpec:
+    """The table's entry for a node, by its executable name."""
+    return next(node for node in NODES if node.executable == executable)
+
+
 def ros_arguments(node: NodeSpec, params_file: str, use_sim_time: bool,
                   overrides: dict[str, object] | None = None) -> list[str]:
     """The ``--ros-args`` a process of this node is started with (outside ros2 launch)."""
