@@ -54,8 +54,8 @@ class Monitor(Node):
         self.equations: list[tuple[float, str]] = []
         self.forecasts: list[ForecastRecord] = []
         self.diagnostics: dict[str, dict[str, str]] = {}
-        # The learner's largest reported lag behind the stream [s] (issue 20).
-        self.learner_lag_max = 0.0
+        # The learner's reported lag behind the stream [s] (issue 20), with the sim time it came.
+        self.learner_lag: list[tuple[float, float]] = []
         self.sim_reports: list[dict[str, str]] = []  # every report of the simulator, in order
         # The 1 kHz streams are taken in batches on a timer: a callback per message made this
         # observer cost more CPU than a node of the graph it measures.
@@ -132,9 +132,13 @@ class Monitor(Node):
                 self.sim_reports.append(values)
             elif status.name == LEARNER_PARAMETERS.node:
                 try:
-                    self.learner_lag_max = max(self.learner_lag_max, float(values.get("lag_s", "nan")))
+                    self.learner_lag.append((self.sim_time, float(values.get("lag_s", "nan"))))
                 except ValueError:
-                    pass  # a forged or garbled report: the lag stays as it was
+                    pass  # a forged or garbled report: no lag from it
+
+    def learner_lag_max(self, after: float = -math.inf) -> float:
+        """The learner's largest reported lag [s] from sim time ``after`` on (0 when none)."""
+        return max((lag for t, lag in self.learner_lag if t >= after and math.isfinite(lag)), default=0.0)
 
     def trim(self, before: float) -> None:
         """Drop desired points no joint state was paired with, so the table stays bounded."""

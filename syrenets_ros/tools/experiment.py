@@ -7,6 +7,7 @@ ROS is imported only when an experiment runs.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import shutil
@@ -176,7 +177,10 @@ def run_experiment(timeline: Timeline, run_dir: Path, *, real_time_factor: float
         equation=monitor.equations[-1][1] if monitor.equations else "",
         true_equation=true_equation(params_after, after.joint_elements), node_exit_codes=exit_codes, nodes_died=died,
         diagnostics=monitor.diagnostics, real_time_factor=real_time_factor, real_time_factor_achieved=achieved,
-        cpu_per_sim_second=cpu_per_sim_s, learner_lag_max_s=monitor.learner_lag_max,
+        cpu_per_sim_second=cpu_per_sim_s, learner_lag_max_s=monitor.learner_lag_max(),
+        first_model_s=monitor.equations[0][0] if monitor.equations else math.nan,
+        learner_lag_max_after_first_model_s=monitor.learner_lag_max(monitor.equations[0][0]) if monitor.equations
+        else math.nan,
         delivered_ff={k: delivered_feedforward(monitor.sim_reports, *v) for k, v in phases.items() if k != "pd_only"})
     result.plot = str(plot(monitor, result, run_dir / "online.png"))
     (run_dir / "result.json").write_text(result.to_json())

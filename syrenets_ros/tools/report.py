@@ -57,8 +57,11 @@ class ExperimentResult:
     cpu_per_sim_second: dict[str, float] = field(default_factory=dict)
     # Per phase, the feed-forward the simulator actually applied (see delivered_feedforward).
     delivered_ff: dict[str, dict[str, float]] = field(default_factory=dict)
-    # The learner's largest reported lag behind the stream [s] (its /diagnostics lag_s).
+    # The learner's largest reported lag behind the stream [s] (its /diagnostics lag_s), over
+    # the run and from its first model on (start-up over).
     learner_lag_max_s: float = math.nan
+    learner_lag_max_after_first_model_s: float = math.nan
+    first_model_s: float = math.nan  # sim time of the first published equation
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, default=str)
@@ -194,8 +197,9 @@ def summary_table(result: ExperimentResult) -> str:
         "simulator applied (stale or missing answers included) vs the truth",
         f"adaptation time after swap: {result.adaptation_time:.2f} s sim "
         f"(FF torque RMSE back within 1.5x its pre-swap level)",
-        f"learner lag: at most {result.learner_lag_max_s:.3g} s (newest stamp received − newest processed, as the "
-        f"learner reported it on /diagnostics)",
+        f"first model at t={result.first_model_s:.2f} s sim; learner lag: at most {result.learner_lag_max_s:.3g} s, "
+        f"{result.learner_lag_max_after_first_model_s:.3g} s from the first model on (newest stamp received − newest "
+        f"processed, as the learner reported it on /diagnostics)",
         f"feed-forward as applied by the simulator (whole run): {_feedforward_use(result.diagnostics)}",
         f"learned: {result.equation}",
         f"true:    {result.true_equation}",
