@@ -143,3 +143,25 @@ def panda_urdf() -> str:
     if not path.is_file():
         raise UrdfError(f"example-robot-data is installed but {path} is missing")
     return strip_geometry(path.read_text(), lock=("panda_finger_joint1", "panda_finger_joint2"))
+
+
+def with_payload(urdf: str, parent: str, mass: float, offset: tuple[float, float, float] = (0.0, 0.0, 0.0),
+                 radius: float = 0.05, name: str = "payload") -> str:
+    """The URDF with a solid sphere of ``mass`` [kg] and ``radius`` [m] fixed to link ``parent``
+    at ``offset`` [m] (e.g. a load at the flange): the same kinematics, other inertias."""
+    root = ElementTree.fromstring(urdf)
+    if parent not in {link.get("name") for link in root.iter("link")}:
+        raise UrdfError(f"the URDF has no link {parent!r} to fix a payload to")
+    if not (mass > 0 and radius > 0 and all(np.isfinite(offset))):
+        raise UrdfError("a payload needs a positive mass and radius and a finite offset")
+    inertia = 0.4 * mass * radius**2
+    link = ElementTree.SubElement(root, "link", name=name)
+    inertial = ElementTree.SubElement(link, "inertial")
+    ElementTree.SubElement(inertial, "origin", xyz=" ".join(map(repr, offset)), rpy="0 0 0")
+    ElementTree.SubElement(inertial, "mass", value=repr(float(mass)))
+    ElementTree.SubElement(inertial, "inertia", ixx=repr(inertia), ixy="0", ixz="0", iyy=repr(inertia), iyz="0",
+                           izz=repr(inertia))
+    joint = ElementTree.SubElement(root, "joint", name=f"{name}_joint", type="fixed")
+    ElementTree.SubElement(joint, "parent", link=parent)
+    ElementTree.SubElement(joint, "child", link=name)
+    return ElementTree.tostring(root, encoding="unicode")

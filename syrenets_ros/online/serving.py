@@ -138,7 +138,9 @@ def implausibility(model: Any, probes: tuple[torch.Tensor, torch.Tensor, torch.T
     try:
         with torch.no_grad():
             tau = model.torque(q, qd, qdd)
-        mass = euler_lagrange.mass_matrix(model.lagrangian_fn(), q, qd).detach()
+        # A grey-box model has its own M(q); a Lagrangian one is differentiated.
+        mass = (model.mass_matrix(q) if hasattr(model, "mass_matrix")
+                else euler_lagrange.mass_matrix(model.lagrangian_fn(), q, qd)).detach()
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
         return f"implausible: evaluation on probe states failed: {exc}"
     if tau.shape != q.shape or not torch.isfinite(tau).all():
@@ -372,13 +374,13 @@ class ModelServer:
     def forecast(self, q: Sequence[float], qd: Sequence[float], horizon: float, step: float,
                  cancel: threading.Event | None = None) -> Forecast | None:
         """Passive motion from (q, q̇) with the variational integrator; None without a
-        model, or when `cancel` is set meanwhile (shutdown). Only finite, converged points are
+        model, with a model that has no Lagrangian to integrate (a URDF's rigid body), or when `cancel` is set meanwhile (shutdown). Only finite, converged points are
         returned (every served model has a positive-definite mass matrix on the probes)."""
         from syrenets_ros.dynamics.integrator import VariationalIntegrator
 
         with self._lock:
             model, integrator = self._current, self._integrator
-        if model is None:
+        if model is None or not hasattr(model.model, "lagrangian_fn"):
             return None
         if integrator is None or integrator.h != step:
             # One traced integrator per (model, step), reused by every forecast.
