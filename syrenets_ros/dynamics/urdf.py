@@ -115,6 +115,20 @@ class RigidBodyRobot:
         return self._rows(crba, q)
 
 
+def read_urdf(path: str | Path) -> RigidBodyRobot:
+    """A URDF file a user names (a regular file of at most MAX_URDF_BYTES, UTF-8), parsed;
+    UrdfError with the reason otherwise."""
+    from syrenets_ros.files import read_regular
+
+    try:
+        text = read_regular(path, MAX_URDF_BYTES).decode("utf-8")
+    except OSError as error:
+        raise UrdfError(f"cannot read {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise UrdfError(f"{path} is not UTF-8 text: {error}") from None
+    return RigidBodyRobot.from_urdf(text)
+
+
 def strip_geometry(urdf: str, lock: tuple[str, ...] = ()) -> str:
     """The URDF without visual and collision elements (meshes need files and a package path
     that dynamics never uses), with the joints in ``lock`` made fixed (e.g. a gripper's fingers)."""

@@ -53,8 +53,10 @@ INFORMATIVE_TORQUE = 2.0
 
 
 PREDICTOR_PARAMETERS = NodeSchema("syrenets_predictor", (
-    Param("joint_names", JOINT_NAMES, "joints served, in this order; snapshots for other joints are refused",
-          read_only=True),
+    Param("joint_names", JOINT_NAMES, "joints served, in this order; snapshots for other joints are refused "
+          "(with a robot_description: its movable joints, whatever this says)", read_only=True),
+    Param("robot_description", "", "URDF text of the robot served (the ROS convention): a rigid-body snapshot "
+          "learned on another URDF (its SHA-256 differs) is refused; '' = no such check", read_only=True),
     Param("max_payload_bytes", 8_000_000, "larger model payloads are refused", "bytes", 1024, 64_000_000,
           read_only=True),
     Param("forecast_rate", 1.0, "passive-motion forecasts per second at most (0 = off); a slow "
@@ -171,6 +173,15 @@ def gravity_disagreement(model: Any, reference: Any, q: torch.Tensor) -> str | N
     return None
 
 
+def robot_mismatch(model: Any, digest: str) -> str | None:
+    """Why a model that names its URDF (a rigid body) is not for the robot whose URDF has
+    SHA-256 ``digest``, or None ('' = no robot to match)."""
+    robot = getattr(model, "robot", None)
+    if digest and robot is not None and robot.digest != digest:
+        return f"learned on another URDF: SHA-256 {robot.digest[:12]}… is not the robot's {digest[:12]}…"
+    return None
+
+
 def window_errors(model: Any, windows: TorqueSamples, window: int) -> torch.Tensor:
     """Per window of ``window`` consecutive samples (``windows`` holds whole windows, one after
     the other), the largest per-joint |mean predicted − mean measured torque|; inf where the
@@ -228,15 +239,17 @@ class ModelServer:
     history, and the newest window) that a new model may show without having to beat the
     served model there. With ``require_measurements`` (a server that drives motors) a model is
     served only after that check; without (a saved file offline, no robot) the probe checks
-    and the run order are all there is."""
+    and the run order are all there is. With ``robot_digest``, a model that names its URDF
+    (a rigid body) must name this one."""
 
     def __init__(self, joint_names: Sequence[str] = JOINT_NAMES,
                  max_payload_bytes: int = PREDICTOR_PARAMETERS.default("max_payload_bytes"), *,
                  max_torque: float = PREDICTOR_PARAMETERS.default("max_feedforward_torque"),
                  consistency_tolerance: float = PREDICTOR_PARAMETERS.default("consistency_tolerance"),
                  window: int = PREDICTOR_PARAMETERS.default("consistency_window"),
-                 require_measurements: bool = True) -> None:
+                 require_measurements: bool = True, robot_digest: str = "") -> None:
         self.joint_names = tuple(joint_names)
+        self.robot_digest = robot_digest  # SHA-256 of the served robot's URDF ('' = unchecked)
         self.max_payload_bytes = max_payload_bytes
         self.max_torque = max_torque
         self.consistency_tolerance = consistency_tolerance
@@ -269,6 +282,7 @@ class ModelServer:
         try:
             decoded = decode_model(payload, max_bytes=self.max_payload_bytes, kinds=SERVABLE_KINDS,
                                    joint_names=self.joint_names)
+            self._check_robot(decoded)
             self._check_newer(decoded, self._pending or self._current)
             self._check_plausible(decoded, self._current)
         except SnapshotError as exc:
@@ -318,6 +332,11 @@ class ModelServer:
         if decoded.run_id == newest.run_id and decoded.model_version <= newest.model_version:
             raise SnapshotError(f"replay: version {decoded.model_version} is not newer than the served "
                                 f"version {newest.model_version} of run {newest.run_id}")
+
+    def _check_robot(self, decoded: DecodedModel) -> None:
+        reason = robot_mismatch(decoded.model, self.robot_digest)
+        if reason:
+            raise SnapshotError(reason)
 
     def _check_plausible(self, decoded: DecodedModel, current: DecodedModel | None) -> None:
         """Random probes drawn now (see RANDOM_PROBE_STATES), gravity against the served model."""
