@@ -11,29 +11,13 @@ inverse dynamics (plus friction) of (q_k, q̇_k, q̈_k) to rounding, like the Py
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
 from syrenets_ros.dynamics.chain import ChainRecord
+from syrenets_ros.dynamics.pendulum import JointElements
 from syrenets_ros.dynamics.urdf import RigidBodyRobot
 from syrenets_ros.plant.excitation import MAX_AMPLITUDE, MultiSine
-
-
-@dataclass(frozen=True)
-class JointFriction:
-    """Per-joint viscous b [N·m·s/rad] and Coulomb c [N·m] friction the motor overcomes:
-    τ = ID + b ⊙ q̇ + c ⊙ sign(q̇) (SPEC §2b)."""
-
-    viscous: tuple[float, ...] = ()
-    coulomb: tuple[float, ...] = ()
-
-    def force(self, qd: np.ndarray) -> np.ndarray:
-        n = qd.shape[-1]
-        b = np.asarray(self.viscous or (0.0,) * n)
-        c = np.asarray(self.coulomb or (0.0,) * n)
-        return b * qd + c * np.sign(qd)
 
 
 def reference_within_limits(robot: RigidBodyRobot, seed: int, base_frequency: float = 0.2,
@@ -50,11 +34,12 @@ def reference_within_limits(robot: RigidBodyRobot, seed: int, base_frequency: fl
 
 
 def tracking_record(robot: RigidBodyRobot, seconds: float, *, period: float = 1e-3, seed: int = 0,
-                    friction: JointFriction = JointFriction(), stiffness: float = 400.0, damping: float = 40.0,
+                    elements: JointElements | None = None, stiffness: float = 400.0, damping: float = 40.0,
                     switch: tuple[float, RigidBodyRobot] | None = None) -> ChainRecord:
     """``robot`` tracking :func:`reference_within_limits` with computed torque (its own
     inverse dynamics of the reference acceleration plus a PD correction), integrated
-    semi-implicitly every ``period`` from rest at the reference. ``switch`` = (t, other): from
+    semi-implicitly every ``period`` from rest at the reference; ``elements`` (one value per joint)
+    are springs and friction the motor overcomes (SPEC §2b), compensated exactly. ``switch`` = (t, other): from
     time t on the plant is ``other`` (e.g. a payload added at the flange), with the state
     continuous; the controller keeps the first robot's model. q̈ is the record's
     forward difference of q̇, which the step makes exact."""
@@ -75,8 +60,9 @@ def tracking_record(robot: RigidBodyRobot, seconds: float, *, period: float = 1e
             plant = switch[1]
             data[id(plant)] = plant.model.createData()
         wanted = qdd_ref[k] + stiffness * (q_ref[k] - q) + damping * (qd_ref[k] - qd)
-        tau = np.array(pinocchio.rnea(robot.model, data[id(robot)], q, qd, wanted)) + friction.force(qd)
-        acceleration = np.array(pinocchio.aba(plant.model, data[id(plant)], q, qd, tau - friction.force(qd)))
+        passive = np.array(elements.torque_at(q.tolist(), qd.tolist())) if elements is not None else 0.0
+        tau = np.array(pinocchio.rnea(robot.model, data[id(robot)], q, qd, wanted)) + passive
+        acceleration = np.array(pinocchio.aba(plant.model, data[id(plant)], q, qd, tau - passive))
         out_q[k], out_qd[k], out_qdd[k], out_tau[k] = q, qd, acceleration, tau
         qd = qd + period * acceleration
         q = q + period * qd

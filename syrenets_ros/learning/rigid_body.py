@@ -2,8 +2,9 @@
 
 Why: a 7-joint arm's Lagrangian has thousands of trig-monomial terms a flat grammar cannot
 search, but its URDF fixes the kinematics. Pinocchio's joint-torque regressor Y(q, q̇, q̈) is
-linear in each body's 10 inertial parameters π, so τ = Y π + b ⊙ q̇ + c ⊙ sign(q̇) is a linear
-model like the term library's. Not every π is identifiable (a body's inertia about its own
+linear in each body's 10 inertial parameters π, so τ = Y π + b ⊙ q̇ + c ⊙ sign(q̇) + k ⊙ q + o
+(friction, and joint springs k(q − r) with o = −k r: SPEC §2b) is a linear model like the term
+library's. Not every π is identifiable (a body's inertia about its own
 joint axis adds to its parent's, a base link's mass never shows): the identifiable
 combinations, the *base parameters* β = P π, come from a rank check on regressors stacked at
 random states (as in classical identification), and the model is fitted in β. The columns are
@@ -11,7 +12,7 @@ evaluated like a :class:`TermLibrary`'s (``el_images``), so the project's integr
 (:class:`integral.RowForm`), its fits and its scores apply unchanged.
 
 A model travels as data: the URDF text and its SHA-256, the base-parameter definition P, the
-forces and the coefficients, all validated on decode (the URDF must parse, the digest match,
+forces, the sprung joints and the coefficients, all validated on decode (the URDF must parse, the digest match,
 P have the base's identity columns, every number be finite). Never code, never pickle.
 """
 
@@ -100,13 +101,16 @@ class BaseParameters:
 
 
 class RigidBodyLibrary:
-    """The columns of a grey-box model: base inertial parameters, then dissipative forces.
+    """The columns of a grey-box model: base inertial parameters, dissipative forces, then
+    for each sprung joint j its stiffness (τ_j = q_j) and its spring offset (τ_j = 1): a spring
+    k(q_j − r) is stiffness k and offset −k r. By default every joint has viscous and Coulomb
+    friction (up to the term grammar's MAX_JOINTS joints) and a spring.
 
     The same evaluation interface as :class:`TermLibrary` (``el_images``, ``names``,
     ``n_joints``, ``len``), so integral rows, fits and trackers treat it alike."""
 
     def __init__(self, robot: RigidBodyRobot, base: BaseParameters | None = None,
-                 forces: Sequence[Force] | None = None) -> None:
+                 forces: Sequence[Force] | None = None, springs: Sequence[int] | None = None) -> None:
         self.robot = robot
         self.base = BaseParameters.identify(robot) if base is None else base
         n = robot.n_joints
@@ -114,15 +118,20 @@ class RigidBodyLibrary:
         self.forces: tuple[Force, ...] = tuple(default if forces is None else forces)
         if any(f.joint >= n for f in self.forces) or len(set(self.forces)) != len(self.forces):
             raise ValueError(f"forces must be distinct and act on joints < {n}")
+        self.springs: tuple[int, ...] = tuple(range(n)) if springs is None else tuple(springs)
+        if list(self.springs) != sorted(set(self.springs)) or not all(0 <= j < n for j in self.springs):
+            raise ValueError(f"sprung joints must be increasing indices < {n}")
         self.n_joints = n
         self._columns = np.asarray(self.base.columns)
 
     def __len__(self) -> int:
-        return len(self.base) + len(self.forces)
+        return len(self.base) + len(self.forces) + 2 * len(self.springs)
 
     @property
     def names(self) -> list[str]:
-        return self.base.names(self.robot.joint_names) + [f.name for f in self.forces]
+        joints = self.robot.joint_names
+        return (self.base.names(joints) + [f.name for f in self.forces]
+                + [f"stiffness[{joints[j]}]" for j in self.springs] + [f"spring_offset[{joints[j]}]" for j in self.springs])
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -134,12 +143,15 @@ class RigidBodyLibrary:
         return torch.from_numpy(np.ascontiguousarray(rows[..., self._columns]).reshape(q.shape[0], self.n_joints, -1))
 
     def el_images(self, q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor) -> torch.Tensor:
-        """Torque of every column, (B, n, p): base-parameter regressor, then generalised forces."""
-        q, qd, qdd = (torch.atleast_2d(x.to(torch.float64)) for x in (q, qd, qdd))
-        images = self.inertial_images(q, qd, qdd)
-        if not self.forces:
-            return images
-        return torch.cat((images, torch.stack([f.generalised_force(qd.cpu()) for f in self.forces], -1)), -1)
+        """Torque of every column, (B, n, p): base-parameter regressor, generalised forces, springs."""
+        q, qd, qdd = (torch.atleast_2d(x.to(torch.float64).cpu()) for x in (q, qd, qdd))
+        columns = [self.inertial_images(q, qd, qdd)]
+        if self.forces:
+            columns.append(torch.stack([f.generalised_force(qd) for f in self.forces], -1))
+        if self.springs:
+            unit = torch.eye(self.n_joints, dtype=q.dtype)[:, list(self.springs)]  # (n, s): joint j's column
+            columns += [q[:, list(self.springs)][:, None, :] * unit, unit.expand(q.shape[0], -1, -1)]
+        return torch.cat(columns, -1)
 
     def weak_images(self, q: torch.Tensor, qd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Not available: the weak form needs ∂L/∂q per inertial parameter, which Pinocchio's
@@ -157,8 +169,8 @@ class RigidBodyLibrary:
 
 
 class RigidBodyModel:
-    """A robot's URDF kinematics with fitted base parameters and friction (Model protocol,
-    kind "rigid_body"): τ = Y_b(q, q̇, q̈) β + Σ c_f F_f(q̇). ``stderr``: the coefficients'
+    """A robot's URDF kinematics with fitted base parameters, friction and springs (Model
+    protocol, kind "rigid_body"): τ = Y_b(q, q̇, q̈) β + Σ c_f F_f(q̇) + k ⊙ q + o. ``stderr``: the coefficients'
     standard errors from the fit (zeros when unknown)."""
 
     kind: ClassVar[str] = "rigid_body"
@@ -181,10 +193,10 @@ class RigidBodyModel:
 
     @classmethod
     def from_urdf(cls, robot: RigidBodyRobot, library: RigidBodyLibrary | None = None) -> "RigidBodyModel":
-        """The URDF's own inertias and no friction: what the description claims."""
+        """The URDF's own inertias, no friction and no springs: what the description claims."""
         library = library or RigidBodyLibrary(robot)
         beta = library.base.of(robot.inertial_parameters())
-        return cls(library, torch.cat((torch.from_numpy(beta), torch.zeros(len(library.forces), dtype=torch.float64))))
+        return cls(library, torch.cat((torch.from_numpy(beta), torch.zeros(len(library) - beta.size, dtype=torch.float64))))
 
     @property
     def robot(self) -> RigidBodyRobot:
@@ -203,7 +215,7 @@ class RigidBodyModel:
         return self.library.forces
 
     def torque(self, q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor) -> torch.Tensor:
-        """Inverse dynamics, friction included, (B, n)."""
+        """Inverse dynamics, friction and springs included, (B, n)."""
         return self.library.el_images(q, qd, qdd) @ self.coefficients
 
     def weak_parts(self, q: torch.Tensor, qd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -213,12 +225,6 @@ class RigidBodyModel:
     def mass_matrix(self, q: torch.Tensor, qd: torch.Tensor | None = None) -> torch.Tensor:
         """M(q) of the fitted base parameters, (B, n, n) (``qd`` unused: M depends on q only)."""
         return self.library.mass_images(q) @ self.base_parameters
-
-    def dissipative_force(self, qd: torch.Tensor) -> torch.Tensor:
-        out = torch.zeros_like(qd)
-        for force, c in zip(self.forces, self.coefficients[len(self.library.base):].tolist()):
-            out = out + c * force.generalised_force(qd)
-        return out
 
     def equation(self, digits: int = 4) -> str:
         """The robot, its base parameters (with standard errors when fitted) and friction."""
@@ -232,7 +238,7 @@ class RigidBodyModel:
         payload = {"urdf": self.robot.urdf, "sha256": self.robot.digest,
                    "base_columns": list(self.library.base.columns),
                    "base_combination": tensor_to_json(torch.from_numpy(self.library.base.combination)),
-                   "forces": [f.to_json() for f in self.forces],
+                   "forces": [f.to_json() for f in self.forces], "springs": list(self.library.springs),
                    "coefficients": tensor_to_json(self.coefficients)}
         if bool((self.stderr > 0).any()):
             payload["stderr"] = tensor_to_json(self.stderr)
@@ -241,7 +247,7 @@ class RigidBodyModel:
     @classmethod
     def from_payload(cls, payload: dict) -> "RigidBodyModel":
         """Parse against the allow-list; any deviation raises SnapshotError with the reason."""
-        required = {"urdf", "sha256", "base_columns", "base_combination", "forces", "coefficients"}
+        required = {"urdf", "sha256", "base_columns", "base_combination", "forces", "springs", "coefficients"}
         if not isinstance(payload, dict) or not required <= set(payload) <= required | {"stderr"}:
             raise SnapshotError(f"rigid_body model: expected keys {sorted(required)} (optional stderr)")
         urdf, digest = payload["urdf"], payload["sha256"]
@@ -277,10 +283,14 @@ class RigidBodyModel:
                 parsed.append(Force.from_json(obj, n))
             except ValueError as exc:
                 raise SnapshotError(f"rigid_body model: forces[{i}]: {exc}") from exc
+        springs = payload["springs"]
+        if (not isinstance(springs, list) or not all(type(j) is int and 0 <= j < n for j in springs)
+                or springs != sorted(set(springs))):
+            raise SnapshotError(f"rigid_body model: springs must be increasing joint indices in 0..{n - 1}")
         coefficients = tensor_from_json(payload["coefficients"], "rigid_body coefficients")
         stderr = tensor_from_json(payload["stderr"], "rigid_body stderr") if "stderr" in payload else None
         try:
-            library = RigidBodyLibrary(robot, BaseParameters(tuple(columns), combination.numpy()), parsed)
+            library = RigidBodyLibrary(robot, BaseParameters(tuple(columns), combination.numpy()), parsed, springs)
             return cls(library, coefficients, stderr=stderr)
         except ValueError as exc:
             raise SnapshotError(f"rigid_body model: {exc}") from exc

@@ -198,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def rigid_body_report(model) -> str:
-    """The learned base parameters (± standard error) beside the URDF's, then the friction."""
+    """The learned base parameters (± standard error) beside the URDF's, then friction and springs."""
     library = model.library
     urdf = library.base.of(library.robot.inertial_parameters())
     count = len(library.base)
@@ -207,9 +207,10 @@ def rigid_body_report(model) -> str:
     for name, value, error, claimed in zip(library.names, model.coefficients.tolist(), model.stderr.tolist(),
                                            urdf.tolist()):
         lines.append(f"  {name:<22} {value:>14.6g} {error:>10.2g} {claimed:>14.6g}")
-    friction = [f"{name} {value:.4g}(±{error:.1g})" for name, value, error in zip(
+    passive = [f"{name} {value:.4g}(±{error:.1g})" for name, value, error in zip(
         library.names[count:], model.coefficients[count:].tolist(), model.stderr[count:].tolist())]
-    lines.append("friction (dissipation terms, N·m·s/rad and N·m): " + (", ".join(friction) or "none"))
+    lines.append("friction (dissipation terms: qd**2/2 viscous N·m·s/rad, Abs(qd) Coulomb N·m) and springs "
+                 "(stiffness N·m/rad, spring_offset = −stiffness·rest angle N·m): " + (", ".join(passive) or "none"))
     return "\n".join(lines)
 
 

@@ -10,14 +10,13 @@ import pytest
 import torch
 
 from syrenets_ros.dynamics.urdf import RigidBodyRobot, panda_urdf, with_payload
-from syrenets_ros.dynamics.urdf_motion import JointFriction, tracking_record
+from syrenets_ros.dynamics.urdf_motion import tracking_record
 from syrenets_ros.learning import integral
 from syrenets_ros.learning.payload import SnapshotError
 from syrenets_ros.learning.rigid_body import (BaseParameters, RigidBodyLibrary, RigidBodyModel, fit_rigid_body)
 from syrenets_ros.online.serving import implausibility, probe_states
 from syrenets_ros.online.snapshot import SERVABLE_KINDS, decode_model, encode_model
-
-FRICTION = JointFriction(tuple(0.1 * (j + 1) for j in range(7)), tuple(0.05 * (j + 1) for j in range(7)))
+from syrenets_ros.tools.bench.urdf import ELEMENTS, relative_error, wide_states
 
 
 @pytest.fixture(scope="module")
@@ -36,20 +35,10 @@ def library(panda) -> RigidBodyLibrary:
     return RigidBodyLibrary(panda)
 
 
-def _wide_states(robot: RigidBodyRobot, count: int = 2000, seed: int = 7):
-    """Positions over the joint limits, velocities and accelerations beyond the recording's."""
-    rng = np.random.default_rng(seed)
-    lower, upper = robot.position_limits
-    q = rng.uniform(lower, upper, size=(count, robot.n_joints))
-    qd = rng.uniform(-6.0, 6.0, size=q.shape)
-    qdd = rng.uniform(-30.0, 30.0, size=q.shape)
-    return q, qd, qdd
-
-
 def test_base_parameters_reproduce_the_rigid_body_exactly(panda, library):
     base = library.base
-    assert 0 < len(base) < 70 and len(library) == len(base) + 14  # 7 viscous, 7 Coulomb
-    q, qd, qdd = _wide_states(panda, 50)
+    assert 0 < len(base) < 70 and len(library) == len(base) + 28  # viscous, Coulomb, stiffness, offset
+    q, qd, qdd = wide_states(panda, 50)
     rows = panda.regressor(q, qd, qdd)
     tau = panda.inverse_dynamics(q, qd, qdd)
     beta = base.of(panda.inertial_parameters())
@@ -65,40 +54,35 @@ def test_base_parameters_reproduce_the_rigid_body_exactly(panda, library):
 
 def test_mass_matrix_of_the_urdf_model_is_pinocchios(panda, library):
     model = RigidBodyModel.from_urdf(panda, library)
-    q = torch.from_numpy(_wide_states(panda, 10)[0])
+    q = torch.from_numpy(wide_states(panda, 10)[0])
     np.testing.assert_allclose(model.mass_matrix(q).numpy(), panda.mass_matrix(q.numpy()), atol=1e-12)
 
 
 @pytest.fixture(scope="module")
 def learned(library, loaded):
-    """30 s of exact 1 kHz data of the loaded Panda with friction; fitted on the first 24 s."""
-    record = tracking_record(loaded, 30.0, seed=3, friction=FRICTION)
+    """30 s of exact 1 kHz data of the loaded Panda with springs and friction; fitted on the
+    first 24 s."""
+    record = tracking_record(loaded, 30.0, seed=3, elements=ELEMENTS)
     fit = slice(0, 24_000)
     model = fit_rigid_body(library, record.stamp[fit], record.q[fit], record.qd[fit], record.qdd[fit],
                            record.tau[fit])
     return model, record
 
 
-def _relative(error: torch.Tensor | np.ndarray, reference: torch.Tensor | np.ndarray) -> float:
-    return float(np.linalg.norm(np.asarray(error)) / np.linalg.norm(np.asarray(reference)))
-
-
 def test_exact_data_give_the_exact_robot_held_out_and_wide_range(learned, loaded, library):
     model, record = learned
     held = slice(24_000, None)
     predicted = model.torque(record.q[held], record.qd[held], record.qdd[held])
-    assert _relative(predicted - record.tau[held], record.tau[held]) <= 1e-6
-    q, qd, qdd = _wide_states(loaded)
-    truth = loaded.inverse_dynamics(q, qd, qdd) + FRICTION.force(qd)
-    wide = model.torque(*(torch.from_numpy(v) for v in (q, qd, qdd))).numpy()
-    assert _relative(wide - truth, truth) <= 1e-6
+    assert float((predicted - record.tau[held]).norm() / record.tau[held].norm()) <= 1e-6
+    states = wide_states(loaded)
+    assert relative_error(model, loaded, states) <= 1e-6
     np.testing.assert_allclose(model.base_parameters.numpy(), library.base.of(loaded.inertial_parameters()),
                                rtol=1e-6, atol=1e-9)
-    friction = model.coefficients[len(library.base):].numpy()
-    np.testing.assert_allclose(friction, FRICTION.viscous + FRICTION.coulomb, rtol=1e-6)
-    # The URDF's own inertias are 1 kg short at the flange: far from the data.
-    urdf = RigidBodyModel.from_urdf(library.robot, library).torque(*(torch.from_numpy(v) for v in (q, qd, qdd)))
-    assert _relative(urdf.numpy() - truth, truth) > 1e-2
+    k, r = np.array(ELEMENTS.stiffness), np.array(ELEMENTS.rest_angle)
+    passive = np.concatenate((ELEMENTS.damping, ELEMENTS.friction, k, -k * r))
+    np.testing.assert_allclose(model.coefficients[len(library.base):].numpy(), passive, rtol=1e-6, atol=1e-9)
+    # The URDF's own inertias are 1 kg short at the flange and know no friction: far from the data.
+    assert relative_error(RigidBodyModel.from_urdf(library.robot, library), loaded, states) > 1e-2
 
 
 def test_the_learned_model_is_plausible_and_a_flipped_one_is_not(learned):
@@ -156,6 +140,9 @@ def _tensor(values, shape=None):
     (_set("coefficients", _tensor([1.0, 2.0])), "coefficients"),
     (_set("forces", [{"joint": 9, "law": "viscous"}]), "forces\\[0\\]"),
     (_set("forces", [{"joint": 0, "law": "magic"}]), "forces\\[0\\]"),
+    (_set("springs", [7]), "springs must be"),
+    (_set("springs", [1, 0]), "springs must be"),
+    (_set("springs", [0]), "coefficients"),  # fewer columns than the coefficients
     (_set("extra", 1), "expected keys"),
     (lambda p: p.pop("sha256"), "expected keys"),
 ])

@@ -3,18 +3,15 @@ candidates are the URDF's rigid body, the served model is exact, a 1 kg payload 
 flange is detected as a change and the model adapts to it exactly; the served snapshots pass
 a predictor's checks for that robot and are refused by one told another robot."""
 
-import numpy as np
 import pytest
-import torch
 
 from syrenets_ros.dynamics.urdf import RigidBodyRobot, UrdfError, panda_urdf, with_payload
-from syrenets_ros.dynamics.urdf_motion import JointFriction, tracking_record
+from syrenets_ros.dynamics.urdf_motion import tracking_record
 from syrenets_ros.online.learner import LearnerConfig, OnlineLearner
 from syrenets_ros.online.serving import ModelServer
 from syrenets_ros.online.snapshot import decode_model
 from syrenets_ros.online.stream import JointStateSample
-
-FRICTION = JointFriction(tuple(0.1 * (j + 1) for j in range(7)), tuple(0.05 * (j + 1) for j in range(7)))
+from syrenets_ros.tools.bench.urdf import ELEMENTS, relative_error, wide_states
 CHANGE = 8.0  # s: the payload is fixed to the flange
 
 
@@ -26,13 +23,7 @@ def robots():
 
 def _relative_error(model, robot: RigidBodyRobot) -> float:
     """Relative torque error on states over the joint limits, faster than the recording."""
-    rng = np.random.default_rng(2)
-    lower, upper = robot.position_limits
-    q = rng.uniform(lower, upper, size=(300, 7))
-    qd, qdd = rng.uniform(-6.0, 6.0, size=q.shape), rng.uniform(-30.0, 30.0, size=q.shape)
-    truth = robot.inverse_dynamics(q, qd, qdd) + FRICTION.force(qd)
-    predicted = model.torque(*(torch.from_numpy(v) for v in (q, qd, qdd))).numpy()
-    return float(np.linalg.norm(predicted - truth) / np.linalg.norm(truth))
+    return relative_error(model, robot, wide_states(robot, 300, seed=2))
 
 
 def test_a_bad_robot_description_is_refused_with_the_reason():
@@ -46,7 +37,7 @@ def test_a_bad_robot_description_is_refused_with_the_reason():
 
 def test_learns_the_arm_exactly_then_adapts_to_a_payload(robots):
     panda, loaded = robots
-    record = tracking_record(panda, 14.0, seed=4, friction=FRICTION, switch=(CHANGE, loaded))
+    record = tracking_record(panda, 14.0, seed=4, elements=ELEMENTS, switch=(CHANGE, loaded))
     config = LearnerConfig.from_parameters({"robot_description": panda.urdf, "snapshot_period": 0.0})
     notes = []
     learner = OnlineLearner(config, log=notes.append)

@@ -13,14 +13,14 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from syrenets_ros.dynamics.urdf import RigidBodyRobot, panda_urdf, with_payload
-from syrenets_ros.dynamics.urdf_motion import JointFriction, tracking_record
+from syrenets_ros.dynamics.urdf_motion import tracking_record
 from syrenets_ros.offline.bag import write_joint_states
 from syrenets_ros.online.serving import load_model_file
 from syrenets_ros.tools import cli
-
-FRICTION = JointFriction(tuple(0.1 * (j + 1) for j in range(7)), tuple(0.05 * (j + 1) for j in range(7)))
+from syrenets_ros.tools.bench.urdf import ELEMENTS, wide_states
 SECONDS = 12.0
 
 
@@ -37,7 +37,7 @@ def files(tmp_path_factory, robots):
     panda, loaded = robots
     folder = tmp_path_factory.mktemp("panda")
     (folder / "panda.urdf").write_text(panda.urdf)
-    record = tracking_record(loaded, SECONDS, seed=5, friction=FRICTION)
+    record = tracking_record(loaded, SECONDS, seed=5, elements=ELEMENTS)
     names = ["panda_finger_joint1"] + list(panda.joint_names)
 
     def messages():
@@ -46,13 +46,6 @@ def files(tmp_path_factory, robots):
 
     write_joint_states(folder / "bag", messages())
     return folder
-
-
-def _wide_states(robot: RigidBodyRobot, count: int = 500):
-    rng = np.random.default_rng(11)
-    lower, upper = robot.position_limits
-    q = rng.uniform(lower, upper, size=(count, robot.n_joints))
-    return q, rng.uniform(-6.0, 6.0, size=q.shape), rng.uniform(-30.0, 30.0, size=q.shape)
 
 
 @pytest.fixture(scope="module")
@@ -68,12 +61,12 @@ def test_learn_urdf_gives_the_exact_arm_and_predict_serves_it(files, robots, lea
     panda, loaded = robots
     model, printed = learned
     assert "43 base parameters" in printed and "URDF" in printed and "held-out torque RMSE" in printed, printed
-    assert "Abs(qd7) 0.35" in printed  # Coulomb friction of joint 7, learned
+    assert "Abs(qd7) 0.35(" in printed and "stiffness[panda_joint1] 4(" in printed  # friction, a spring
     decoded = load_model_file(model)
     assert decoded.model.kind == "rigid_body" and decoded.joint_names == list(panda.joint_names)
     assert decoded.model.robot.digest == panda.digest
 
-    q, qd, qdd = _wide_states(panda)
+    q, qd, qdd = wide_states(panda, 500, seed=11)
     with open(files / "states.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow([f"{kind}{i + 1}" for kind in ("q", "qd", "qdd") for i in range(7)])
@@ -81,7 +74,7 @@ def test_learn_urdf_gives_the_exact_arm_and_predict_serves_it(files, robots, lea
     assert cli.main(["predict", str(model), str(files / "states.csv"), "--urdf", str(files / "panda.urdf"),
                      "-o", str(files / "tau.csv")]) == 0
     tau = np.loadtxt(files / "tau.csv", delimiter=",", skiprows=1)
-    truth = loaded.inverse_dynamics(q, qd, qdd) + FRICTION.force(qd)
+    truth = loaded.inverse_dynamics(q, qd, qdd) + ELEMENTS.torque(torch.from_numpy(q), torch.from_numpy(qd)).numpy()
     assert np.linalg.norm(tau - truth) / np.linalg.norm(truth) <= 1e-6
     urdf_only = panda.inverse_dynamics(q, qd, qdd)
     assert np.linalg.norm(urdf_only - truth) / np.linalg.norm(truth) > 1e-2  # the data taught it

@@ -1,7 +1,7 @@
 """``syrenets-ros bench urdf``: a 7-joint arm from its URDF, learned as a grey box (issue 21).
 
 The Franka Panda of example-robot-data (:func:`dynamics.urdf.panda_urdf`) with viscous and
-Coulomb friction on every joint tracks a multisine inside its joint limits (computed torque,
+Coulomb friction on every joint and springs on every other one (:data:`ELEMENTS`) tracks a multisine inside its joint limits (computed torque,
 Pinocchio's forward dynamics, the simulator's semi-implicit 1 kHz step:
 :func:`dynamics.urdf_motion.tracking_record`). Measured, on one torch thread:
 
@@ -31,12 +31,15 @@ import torch
 
 from syrenets_ros.dynamics.chain import ChainRecord
 from syrenets_ros.dynamics.urdf import RigidBodyRobot, panda_urdf, with_payload
-from syrenets_ros.dynamics.urdf_motion import JointFriction, tracking_record
+from syrenets_ros.dynamics.pendulum import JointElements
+from syrenets_ros.dynamics.urdf_motion import tracking_record
 from syrenets_ros.learning.rigid_body import BaseParameters, RigidBodyLibrary, fit_rigid_body
 from syrenets_ros.online.learner import LearnerConfig, OnlineLearner
 from syrenets_ros.tools.streams import REALISTIC_NOISE, Stream, deliver
 
-FRICTION = JointFriction(tuple(0.1 * (j + 1) for j in range(7)), tuple(0.05 * (j + 1) for j in range(7)))
+# Springs on every other joint, viscous and Coulomb friction on all (what the URDF leaves out).
+ELEMENTS = JointElements(stiffness=(4.0, 0.0, 3.0, 0.0, 2.0, 0.0, 1.0), rest_angle=(0.3, 0.0, -0.2, 0.0, 0.5, 0.0, -0.4),
+                         damping=tuple(0.1 * (j + 1) for j in range(7)), friction=tuple(0.05 * (j + 1) for j in range(7)))
 PAYLOAD_KG = 1.0
 PAYLOAD_OFFSET = (0.0, 0.0, 0.05)  # m from the flange (panda_link8)
 HELD_OUT = 0.2  # share of the record after the fitted part
@@ -77,9 +80,9 @@ def wide_states(robot: RigidBodyRobot, count: int = 4000, seed: int = 7) -> tupl
 
 
 def relative_error(model, robot: RigidBodyRobot, states: tuple[np.ndarray, ...]) -> float:
-    """‖τ̂ − τ‖/‖τ‖ against ``robot`` with the bench's friction on ``states``."""
+    """‖τ̂ − τ‖/‖τ‖ against ``robot`` with the bench's springs and friction on ``states``."""
     q, qd, qdd = states
-    truth = robot.inverse_dynamics(q, qd, qdd) + FRICTION.force(qd)
+    truth = robot.inverse_dynamics(q, qd, qdd) + ELEMENTS.torque(torch.from_numpy(q), torch.from_numpy(qd)).numpy()
     with torch.no_grad():
         predicted = model.torque(*(torch.from_numpy(v) for v in states)).numpy()
     return float(np.linalg.norm(predicted - truth) / np.linalg.norm(truth))
@@ -104,7 +107,7 @@ def payload_run(panda: RigidBodyRobot, loaded: RigidBodyRobot, seconds: float, s
                 seed: int) -> dict[str, float]:
     """The online learner through a payload change halfway: detection and adaptation times."""
     change = 0.5 * seconds
-    record = tracking_record(panda, seconds, seed=seed, friction=FRICTION, switch=(change, loaded))
+    record = tracking_record(panda, seconds, seed=seed, elements=ELEMENTS, switch=(change, loaded))
     stream = with_noise(record, sigma, seed + 1)
     states = wide_states(panda, 1000)
     clock = [0.0]
@@ -141,9 +144,9 @@ def run(args: argparse.Namespace) -> int:
     library = RigidBodyLibrary(panda, BaseParameters.identify(panda))
     identify_cpu = time.process_time() - started
     print(f"Panda (example-robot-data, fingers locked): {panda.n_joints} joints, {len(library.base)} base "
-          f"parameters + {len(library.forces)} friction columns (identified in {identify_cpu:.2f} s CPU); "
+          f"parameters + {len(library.forces)} friction + {2 * len(library.springs)} spring columns (identified in {identify_cpu:.2f} s CPU); "
           f"multisine inside the joint limits, 1 kHz, one torch thread")
-    record = tracking_record(panda, args.seconds, seed=args.seed, friction=FRICTION)
+    record = tracking_record(panda, args.seconds, seed=args.seed, elements=ELEMENTS)
     rows = {}
     print(f"offline fit on {(1 - HELD_OUT) * args.seconds:.0f} s of {args.seconds:.0f} s   held-out err   wide err   fit CPU s")
     for label, noise in (("clean", (0.0, 0.0, 0.0)), ("noisy", sigma)):
