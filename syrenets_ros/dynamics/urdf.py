@@ -10,6 +10,7 @@ project reads URDFs for dynamics; the simulator and the learner share it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import xml.etree.ElementTree as ElementTree
@@ -69,10 +70,13 @@ class RigidBodyRobot:
     def n_joints(self) -> int:
         return int(self.model.nv)
 
-    @property
+    @functools.cached_property
     def digest(self) -> str:
-        """SHA-256 of the URDF text: a snapshot names the robot it was learned on."""
-        return hashlib.sha256(self.urdf.encode()).hexdigest()
+        """SHA-256 of the URDF's canonical XML (C14N 2.0, comments dropped, text stripped): a
+        snapshot names the robot it was learned on. Canonical, because the same description
+        reaches nodes differently formatted: `-p robot_description:="$(cat arm.urdf)"` folds
+        its line breaks (YAML), a file keeps them."""
+        return hashlib.sha256(ElementTree.canonicalize(self.urdf, strip_text=True).encode()).hexdigest()
 
     @property
     def position_limits(self) -> tuple[np.ndarray, np.ndarray]:

@@ -62,8 +62,8 @@ LEARNER_PARAMETERS = NodeSchema("syrenets_learner", (
     Param("joint_names", JOINT_NAMES, "joints learned, matched by name in /joint_states (with a "
           "robot_description: its movable joints, in order, whatever this says)", read_only=True),
     Param("robot_description", "", "URDF text of the robot (the ROS convention): candidate models are its rigid "
-          "body from the URDF's kinematics (identifiable base inertial parameters + viscous/Coulomb friction per "
-          "joint) instead of the term library, and the network is off; '' = the term library", read_only=True),
+          "body from the URDF's kinematics (identifiable base inertial parameters + viscous/Coulomb friction and a "
+          "spring per joint) instead of the term library, and the network is off; '' = the term library", read_only=True),
     Param("joint_state_period", 1.0e-3, "expected stamp spacing of /joint_states (= pendulum_sim "
           "time_step); every window and data size below is in seconds and becomes samples through it",
           "s", 1.0e-5, 1.0, read_only=True),
