@@ -31,7 +31,7 @@ from syrenets_ros.dynamics.pendulum import JOINT_NAMES
 from syrenets_ros.learning import integral
 from syrenets_ros.dynamics.urdf import RigidBodyRobot
 from syrenets_ros.learning.regression import choose_rows, fit_integral, propose_terms
-from syrenets_ros.learning.rigid_body import RigidBodyLibrary, RigidBodyModel
+from syrenets_ros.learning.rigid_body import WEAK_ROWS_UNSUPPORTED, RigidBodyLibrary, RigidBodyModel
 from syrenets_ros.learning.syrenet import SyReNet, SyReNetConfig
 from syrenets_ros.learning.terms import FORCE_LAWS, Force, Term, TermLibrary, TermModel, polynomial_terms
 from syrenets_ros.learning.training import Trainer, select_device
@@ -232,11 +232,14 @@ class LearnerConfig:
 
 def candidate_library(config: LearnerConfig) -> TermLibrary | RigidBodyLibrary:
     """The columns candidate models are fitted on: the term grammar with friction, or the
-    rigid body of the config's robot_description, whose joints must be the config's (in order)."""
+    rigid body of the config's robot_description, whose joints must be the config's (in order)
+    and whose rows need q̈ (not integral_rows weak)."""
     n = len(config.joint_names)
     if not config.robot_description:
         return TermLibrary.grammar(n, dissipation=True)
     robot = RigidBodyRobot.from_urdf(config.robot_description)
+    if config.integral_rows == "weak":
+        raise ValueError(f"integral_rows weak with a robot_description: {WEAK_ROWS_UNSUPPORTED}")
     if tuple(config.joint_names) != robot.joint_names:
         raise ValueError(f"joints {','.join(config.joint_names)} are not the robot_description's movable joints "
                          f"{','.join(robot.joint_names)} in order")

@@ -31,6 +31,9 @@ def test_a_bad_robot_description_is_refused_with_the_reason():
         OnlineLearner(LearnerConfig(robot_description="<robot"), log=lambda _: None)
     with pytest.raises(ValueError, match="movable joints"):
         OnlineLearner(LearnerConfig(robot_description=panda_urdf()), log=lambda _: None)  # joint1, joint2
+    with pytest.raises(ValueError, match="integral_rows weak with a robot_description"):
+        OnlineLearner(LearnerConfig.from_parameters({"robot_description": panda_urdf(), "integral_rows": "weak"}),
+                      log=lambda _: None)
     config = LearnerConfig.from_parameters({"robot_description": panda_urdf(), "joint_names": ["joint1"]})
     assert config.joint_names == tuple(f"panda_joint{j}" for j in range(1, 8))
 
