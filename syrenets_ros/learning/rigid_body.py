@@ -123,6 +123,12 @@ class RigidBodyLibrary:
             raise ValueError(f"sprung joints must be increasing indices < {n}")
         self.n_joints = n
         self._columns = np.asarray(self.base.columns)
+        # The forces' and springs' columns as one gather and a one-hot placement per joint: a
+        # Python loop over forces cost most of a single-state answer (0.25 of 0.41 ms).
+        self._force_joints = [f.joint for f in self.forces]
+        self._viscous = torch.tensor([f.law == "viscous" for f in self.forces], dtype=torch.bool)
+        self._force_unit = torch.eye(n, dtype=torch.float64)[:, self._force_joints]  # (n, f)
+        self._spring_unit = torch.eye(n, dtype=torch.float64)[:, list(self.springs)]  # (n, s)
 
     def __len__(self) -> int:
         return len(self.base) + len(self.forces) + 2 * len(self.springs)
@@ -147,10 +153,11 @@ class RigidBodyLibrary:
         q, qd, qdd = (torch.atleast_2d(x.to(torch.float64).cpu()) for x in (q, qd, qdd))
         columns = [self.inertial_images(q, qd, qdd)]
         if self.forces:
-            columns.append(torch.stack([f.generalised_force(qd) for f in self.forces], -1))
+            velocity = qd[:, self._force_joints]
+            columns.append(torch.where(self._viscous, velocity, torch.sign(velocity))[:, None, :] * self._force_unit)
         if self.springs:
-            unit = torch.eye(self.n_joints, dtype=q.dtype)[:, list(self.springs)]  # (n, s): joint j's column
-            columns += [q[:, list(self.springs)][:, None, :] * unit, unit.expand(q.shape[0], -1, -1)]
+            columns += [q[:, list(self.springs)][:, None, :] * self._spring_unit,
+                        self._spring_unit.expand(q.shape[0], -1, -1)]
         return torch.cat(columns, -1)
 
     def weak_images(self, q: torch.Tensor, qd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
