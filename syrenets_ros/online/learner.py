@@ -12,7 +12,7 @@ worse than each side alone. A residual that regresses on q̇ or q is reported as
 model lacks (dissipation, a missing potential); a potential the whole class lacks grows the
 term library, so the grammar grows from the data as well as from the network's proposals.
 With a ``robot_description`` (a URDF) the candidates are instead the robot's rigid body — its
-base inertial parameters and joint friction (:mod:`learning.rigid_body`) — fitted, tracked,
+base inertial parameters, joint friction and springs (:mod:`learning.rigid_body`) — fitted, tracked,
 checked and published by the same machinery; the network and the structure search are then off.
 """
 
@@ -28,8 +28,8 @@ from typing import Callable, Sequence
 import torch
 
 from syrenets_ros.dynamics.pendulum import JOINT_NAMES
-from syrenets_ros.learning import integral
 from syrenets_ros.dynamics.urdf import RigidBodyRobot
+from syrenets_ros.learning import integral
 from syrenets_ros.learning.regression import choose_rows, fit_integral, propose_terms
 from syrenets_ros.learning.rigid_body import WEAK_ROWS_UNSUPPORTED, RigidBodyLibrary, RigidBodyModel
 from syrenets_ros.learning.syrenet import SyReNet, SyReNetConfig

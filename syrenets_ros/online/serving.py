@@ -393,8 +393,9 @@ class ModelServer:
     def forecast(self, q: Sequence[float], qd: Sequence[float], horizon: float, step: float,
                  cancel: threading.Event | None = None) -> Forecast | None:
         """Passive motion from (q, q̇) with the variational integrator; None without a
-        model, with a model that has no Lagrangian to integrate (a URDF's rigid body), or when `cancel` is set meanwhile (shutdown). Only finite, converged points are
-        returned (every served model has a positive-definite mass matrix on the probes)."""
+        model, with a model that has no Lagrangian to integrate (a URDF's rigid body), or when
+        `cancel` is set meanwhile (shutdown). Only finite, converged points are returned (every
+        served model has a positive-definite mass matrix on the probes)."""
         from syrenets_ros.dynamics.integrator import VariationalIntegrator
 
         with self._lock:

@@ -1,8 +1,9 @@
 """``syrenets-ros bench urdf``: a 7-joint arm from its URDF, learned as a grey box (issue 21).
 
 The Franka Panda of example-robot-data (:func:`dynamics.urdf.panda_urdf`) with viscous and
-Coulomb friction on every joint and springs on every other one (:data:`ELEMENTS`) tracks a multisine inside its joint limits (computed torque,
-Pinocchio's forward dynamics, the simulator's semi-implicit 1 kHz step:
+Coulomb friction on every joint and springs on every other one (:data:`ELEMENTS`) tracks a
+multisine inside its joint limits (computed torque, Pinocchio's forward dynamics, the
+simulator's semi-implicit 1 kHz step:
 :func:`dynamics.urdf_motion.tracking_record`). Measured, on one torch thread:
 
 - *offline fit*: :func:`learning.rigid_body.fit_rigid_body` on the first 80 % of the record
@@ -52,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--payload-seconds", type=float, default=30.0,
                         help="length of the online payload run, the payload added halfway (default 30; 0 = skip)")
     parser.add_argument("--noise", type=float, nargs=3, default=list(REALISTIC_NOISE), metavar=("SQ", "SQD", "STAU"),
-                        help="σ_q [rad], σ_q̇ [rad/s], σ_τ [N·m] of the noisy runs (default: the realistic %(default)s)")
+                        help="σ_q [rad], σ_q̇ [rad/s], σ_τ [N·m] of the noisy runs (default: the realistic "
+                             "%(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="reference and noise seed (default 0)")
     parser.add_argument("--json", type=Path, default=Path("runs/bench_urdf.json"), help="output JSON path")
 
@@ -144,11 +146,13 @@ def run(args: argparse.Namespace) -> int:
     library = RigidBodyLibrary(panda, BaseParameters.identify(panda))
     identify_cpu = time.process_time() - started
     print(f"Panda (example-robot-data, fingers locked): {panda.n_joints} joints, {len(library.base)} base "
-          f"parameters + {len(library.forces)} friction + {2 * len(library.springs)} spring columns (identified in {identify_cpu:.2f} s CPU); "
+          f"parameters + {len(library.forces)} friction + {2 * len(library.springs)} spring columns "
+          f"(identified in {identify_cpu:.2f} s CPU); "
           f"multisine inside the joint limits, 1 kHz, one torch thread")
     record = tracking_record(panda, args.seconds, seed=args.seed, elements=ELEMENTS)
     rows = {}
-    print(f"offline fit on {(1 - HELD_OUT) * args.seconds:.0f} s of {args.seconds:.0f} s   held-out err   wide err   fit CPU s")
+    print(f"offline fit on {(1 - HELD_OUT) * args.seconds:.0f} s of {args.seconds:.0f} s"
+          "   held-out err   wide err   fit CPU s")
     for label, noise in (("clean", (0.0, 0.0, 0.0)), ("noisy", sigma)):
         rows[label] = offline_fit(library, with_noise(record, noise, args.seed + 1), panda)
         row = rows[label]
