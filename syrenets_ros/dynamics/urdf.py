@@ -10,6 +10,7 @@ project reads URDFs for dynamics; the simulator and the learner share it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import xml.etree.ElementTree as ElementTree
@@ -69,10 +70,13 @@ class RigidBodyRobot:
     def n_joints(self) -> int:
         return int(self.model.nv)
 
-    @property
+    @functools.cached_property
     def digest(self) -> str:
-        """SHA-256 of the URDF text: a snapshot names the robot it was learned on."""
-        return hashlib.sha256(self.urdf.encode()).hexdigest()
+        """SHA-256 of the URDF's canonical XML (C14N 2.0, comments dropped, text stripped): a
+        snapshot names the robot it was learned on. Canonical, because the same description
+        reaches nodes differently formatted: `-p robot_description:="$(cat arm.urdf)"` folds
+        its line breaks (YAML), a file keeps them."""
+        return hashlib.sha256(ElementTree.canonicalize(self.urdf, strip_text=True).encode()).hexdigest()
 
     @property
     def position_limits(self) -> tuple[np.ndarray, np.ndarray]:
@@ -115,6 +119,20 @@ class RigidBodyRobot:
         return self._rows(crba, q)
 
 
+def read_urdf(path: str | Path) -> RigidBodyRobot:
+    """A URDF file a user names (a regular file of at most MAX_URDF_BYTES, UTF-8), parsed;
+    UrdfError with the reason otherwise."""
+    from syrenets_ros.files import read_regular
+
+    try:
+        text = read_regular(path, MAX_URDF_BYTES).decode("utf-8")
+    except OSError as error:
+        raise UrdfError(f"cannot read {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise UrdfError(f"{path} is not UTF-8 text: {error}") from None
+    return RigidBodyRobot.from_urdf(text)
+
+
 def strip_geometry(urdf: str, lock: tuple[str, ...] = ()) -> str:
     """The URDF without visual and collision elements (meshes need files and a package path
     that dynamics never uses), with the joints in ``lock`` made fixed (e.g. a gripper's fingers)."""
@@ -143,3 +161,25 @@ def panda_urdf() -> str:
     if not path.is_file():
         raise UrdfError(f"example-robot-data is installed but {path} is missing")
     return strip_geometry(path.read_text(), lock=("panda_finger_joint1", "panda_finger_joint2"))
+
+
+def with_payload(urdf: str, parent: str, mass: float, offset: tuple[float, float, float] = (0.0, 0.0, 0.0),
+                 radius: float = 0.05, name: str = "payload") -> str:
+    """The URDF with a solid sphere of ``mass`` [kg] and ``radius`` [m] fixed to link ``parent``
+    at ``offset`` [m] (e.g. a load at the flange): the same kinematics, other inertias."""
+    root = ElementTree.fromstring(urdf)
+    if parent not in {link.get("name") for link in root.iter("link")}:
+        raise UrdfError(f"the URDF has no link {parent!r} to fix a payload to")
+    if not (mass > 0 and radius > 0 and all(np.isfinite(offset))):
+        raise UrdfError("a payload needs a positive mass and radius and a finite offset")
+    inertia = 0.4 * mass * radius**2
+    link = ElementTree.SubElement(root, "link", name=name)
+    inertial = ElementTree.SubElement(link, "inertial")
+    ElementTree.SubElement(inertial, "origin", xyz=" ".join(map(repr, offset)), rpy="0 0 0")
+    ElementTree.SubElement(inertial, "mass", value=repr(float(mass)))
+    ElementTree.SubElement(inertial, "inertia", ixx=repr(inertia), ixy="0", ixz="0", iyy=repr(inertia), iyz="0",
+                           izz=repr(inertia))
+    joint = ElementTree.SubElement(root, "joint", name=f"{name}_joint", type="fixed")
+    ElementTree.SubElement(joint, "parent", link=parent)
+    ElementTree.SubElement(joint, "child", link=name)
+    return ElementTree.tostring(root, encoding="unicode")

@@ -11,6 +11,9 @@ confirmed (pre-change data dropped, tracker reset) when a refit over both sides 
 worse than each side alone. A residual that regresses on q̇ or q is reported as structure the
 model lacks (dissipation, a missing potential); a potential the whole class lacks grows the
 term library, so the grammar grows from the data as well as from the network's proposals.
+With a ``robot_description`` (a URDF) the candidates are instead the robot's rigid body — its
+base inertial parameters, joint friction and springs (:mod:`learning.rigid_body`) — fitted, tracked,
+checked and published by the same machinery; the network and the structure search are then off.
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ from typing import Callable, Sequence
 import torch
 
 from syrenets_ros.dynamics.pendulum import JOINT_NAMES
+from syrenets_ros.dynamics.urdf import RigidBodyRobot
 from syrenets_ros.learning import integral
 from syrenets_ros.learning.regression import choose_rows, fit_integral, propose_terms
+from syrenets_ros.learning.rigid_body import WEAK_ROWS_UNSUPPORTED, RigidBodyLibrary, RigidBodyModel
 from syrenets_ros.learning.syrenet import SyReNet, SyReNetConfig
 from syrenets_ros.learning.terms import FORCE_LAWS, Force, Term, TermLibrary, TermModel, polynomial_terms
 from syrenets_ros.learning.training import Trainer, select_device
@@ -50,10 +55,16 @@ HOLDOUT_WINDOWS = 2  # non-overlapping windows the holdout holds at least, to sc
 FIT_MIN_SAMPLES = 4000
 MISSING_POTENTIAL = "missing potential (residual follows a polynomial in q)"
 MISSING_DISSIPATION = "dissipation the model lacks (residual follows q̇)"
+# Models linear in their coefficients: refitted on more data, tracked by recursive least squares.
+LINEAR_MODELS = (TermModel, RigidBodyModel)
 
 
 LEARNER_PARAMETERS = NodeSchema("syrenets_learner", (
-    Param("joint_names", JOINT_NAMES, "joints learned, matched by name in /joint_states", read_only=True),
+    Param("joint_names", JOINT_NAMES, "joints learned, matched by name in /joint_states (with a "
+          "robot_description: its movable joints, in order, whatever this says)", read_only=True),
+    Param("robot_description", "", "URDF text of the robot (the ROS convention): candidate models are its rigid "
+          "body from the URDF's kinematics (identifiable base inertial parameters + viscous/Coulomb friction and a "
+          "spring per joint) instead of the term library, and the network is off; '' = the term library", read_only=True),
     Param("joint_state_period", 1.0e-3, "expected stamp spacing of /joint_states (= pendulum_sim "
           "time_step); every window and data size below is in seconds and becomes samples through it",
           "s", 1.0e-5, 1.0, read_only=True),
@@ -213,12 +224,33 @@ class LearnerConfig:
     checkpoint_keep: int = _default("checkpoint_keep")
     max_feedforward_torque: float = _default("max_feedforward_torque")
     seed: int = _default("seed")
+    robot_description: str = _default("robot_description")
 
     @classmethod
     def from_parameters(cls, values: dict) -> "LearnerConfig":
-        """The config from checked parameter values (node-only ones are ignored)."""
+        """The config from checked parameter values (node-only ones are ignored); with a
+        robot_description the joints are its movable ones (UrdfError when it cannot be modelled)."""
         fields = cls.__dataclass_fields__
-        return cls(**{name: value for name, value in values.items() if name in fields})
+        config = cls(**{name: value for name, value in values.items() if name in fields})
+        if config.robot_description:
+            config.joint_names = RigidBodyRobot.from_urdf(config.robot_description).joint_names
+        return config
+
+
+def candidate_library(config: LearnerConfig) -> TermLibrary | RigidBodyLibrary:
+    """The columns candidate models are fitted on: the term grammar with friction, or the
+    rigid body of the config's robot_description, whose joints must be the config's (in order)
+    and whose rows need q̈ (not integral_rows weak)."""
+    n = len(config.joint_names)
+    if not config.robot_description:
+        return TermLibrary.grammar(n, dissipation=True)
+    robot = RigidBodyRobot.from_urdf(config.robot_description)
+    if config.integral_rows == "weak":
+        raise ValueError(f"integral_rows weak with a robot_description: {WEAK_ROWS_UNSUPPORTED}")
+    if tuple(config.joint_names) != robot.joint_names:
+        raise ValueError(f"joints {','.join(config.joint_names)} are not the robot_description's movable joints "
+                         f"{','.join(robot.joint_names)} in order")
+    return RigidBodyLibrary(robot)
 
 
 @dataclass(frozen=True)
@@ -325,7 +357,7 @@ class OnlineLearner:
         self.rows = integral.RowForm(form, self.sizes.window, self.sizes.stride)
         self._rows_decided = config.integral_rows != "auto"
         self.windows = WindowCutter(self.rows.span)
-        self.library = TermLibrary.grammar(n, dissipation=True)
+        self.library = candidate_library(config)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.stats = Stats()
         # A new identity per run: receivers order runs by start, versions within a run.
@@ -363,6 +395,11 @@ class OnlineLearner:
         # the signal, and a per-sample torque MSE would mostly fit that noise.
         return Trainer(self.network, loss_fn=lambda *batch: self.network.integral_loss(
             *batch, window=self.sizes.train_window, selection_size=self.config.batch_size))
+
+    @property
+    def network_on(self) -> bool:
+        """The network trains and proposes terms only for the term library (a URDF fixes the structure)."""
+        return self.config.network_enabled and isinstance(self.library, TermLibrary)
 
     # -- stream ---------------------------------------------------------------------------
     def observe(self) -> int:
@@ -498,7 +535,7 @@ class OnlineLearner:
         """One network step on integral rows of recent-favouring gap-free windows, rate-limited."""
         config = self.config
         now = self.clock()
-        if not config.network_enabled or now - self._last_train < 1.0 / config.max_train_rate:
+        if not self.network_on or now - self._last_train < 1.0 / config.max_train_rate:
             return False
         batch = self.buffer.sample_windows(config.train_windows, self.sizes.train_window, self.generator,
                                            config.recent_fraction, self.sizes.recent,
@@ -594,7 +631,7 @@ class OnlineLearner:
         # a coefficient update (what the tracker does continuously): the holdout cannot tell
         # two fits of one structure on nearly the same data apart, and refusing them would
         # freeze a post-change model at its first, shortest fit.
-        update = (isinstance(model, TermModel) and isinstance(self.served, TermModel)
+        update = (isinstance(model, LINEAR_MODELS) and type(model) is type(self.served)
                   and set(model.library.columns) == set(self.served.library.columns)
                   and fitted_on > self._served_samples)
         if (self.served is not None and model is not self.served and not update
@@ -701,7 +738,7 @@ class OnlineLearner:
         a refit's worth of non-overlapping rows is less precise than a refit of its terms on
         overlapping rows (measured 2.9 s after a swap at realistic noise: 0.013 vs 0.003 N·m).
         The candidate itself is served when the refit is impossible or implausible."""
-        if not isinstance(model, TermModel):
+        if not isinstance(model, LINEAR_MODELS):
             return model, fitted_on
         config = self.config
         recent = self.buffer.newest(self.sizes.fit)
@@ -743,7 +780,7 @@ class OnlineLearner:
         network can add terms the grammar lacks; cross-validation decides)."""
         candidates: list[tuple[str, object]] = [("tracked", tracked)] if tracked is not None else []
 
-        def refit(terms=None) -> TermModel:
+        def refit(terms=None) -> TermModel | RigidBodyModel:
             return fit_integral(self.library, fit.stamp, fit.q, fit.qd, fit.qdd, fit.tau, candidates=terms,
                                 rows=self.rows)
 
@@ -760,7 +797,7 @@ class OnlineLearner:
                        f"integral_window or a longer fit_duration gives more)")
             return candidates
         candidates.append(("library", library_model))
-        if self.config.network_enabled and self.stats.training_steps > 0:
+        if self.network_on and self.stats.training_steps > 0:
             reference = fit.to(self.device)
             frozen = self.network.freeze(reference.q[-256:], reference.qd[-256:]).to(torch.device("cpu"))
             candidates.append(("network", frozen))
@@ -885,12 +922,12 @@ class OnlineLearner:
 
     def coefficient_stderr(self) -> dict[str, str]:
         """The served term model's coefficients with their standard errors, for diagnostics."""
-        if not isinstance(self.served, TermModel):
+        if not isinstance(self.served, LINEAR_MODELS):
             return {}
         return {name: f"{c:.6g} ± {s:.2g}" for name, c, s in zip(
             self.served.library.names, self.served.coefficients.tolist(), self.served.stderr.tolist())}
 
-    def _track(self, model: TermModel) -> RecursiveLeastSquares:
+    def _track(self, model: TermModel | RigidBodyModel) -> RecursiveLeastSquares:
         """Start coefficient tracking on a refit's terms, from its coefficients."""
         return RecursiveLeastSquares(model.library, forgetting=self.config.rls_forgetting,
                                      covariance_scale=self.config.rls_covariance, initial=model.coefficients)
@@ -903,7 +940,7 @@ class OnlineLearner:
         self.stats.served_source = source
         metrics = {"holdout_rmse": rmse if math.isfinite(rmse) else -1.0,
                    "training_steps": self.stats.training_steps}
-        if isinstance(model, TermModel):
+        if isinstance(model, LINEAR_MODELS):
             metrics.update({f"stderr[{name}]": float(s) for name, s in zip(model.library.names, model.stderr)})
         payload = encode_model(model, model_version=self.version, run_id=self.run_id,
                                joint_names=list(self.config.joint_names), metrics=metrics)
@@ -935,10 +972,16 @@ class OnlineLearner:
                 self.log(f"skipped corrupt checkpoint {path}: {reason}")
         if decoded is None and self.config.initial_model:
             decoded, source = self._initial_model(), "initial_model"
+        robot = getattr(self.library, "robot", None)
+        if (decoded is not None and isinstance(decoded.model, RigidBodyModel)
+                and (robot is None or decoded.model.robot.digest != robot.digest)):
+            self.log(f"{source.replace('_', ' ')} v{decoded.model_version} not used: it was learned on another URDF "
+                     f"(SHA-256 {decoded.model.robot.digest[:12]}…) than this learner's robot_description")
+            return None
         if decoded is None or not self._plausible(math.nan, source, decoded.model):
             return None
         self.version = decoded.model_version
-        if isinstance(decoded.model, TermModel):
+        if isinstance(decoded.model, LINEAR_MODELS):
             self.tracker = self._track(decoded.model)
         self.log(f"starting from {source.replace('_', ' ')} v{decoded.model_version} ({decoded.model.kind})")
         return self._publish(decoded.model, source, math.nan)

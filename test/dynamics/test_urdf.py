@@ -50,3 +50,10 @@ def test_a_continuous_joint_is_refused_by_name():
         RigidBodyRobot.from_urdf(urdf)
     with pytest.raises(UrdfError, match="no movable joint"):  # a locked joint leaves nothing to move
         RigidBodyRobot.from_urdf(strip_geometry(urdf, lock=("wheel",)))
+
+
+def test_the_digest_names_the_robot_not_its_formatting(panda):
+    folded = panda.urdf.replace("\n", " ").replace("<robot", "<!-- reformatted --><robot", 1)
+    assert RigidBodyRobot.from_urdf(folded).digest == panda.digest
+    heavier = panda.urdf.replace('<mass value="0.629769"', '<mass value="0.63"', 1)
+    assert heavier != panda.urdf and RigidBodyRobot.from_urdf(heavier).digest != panda.digest
