@@ -28,7 +28,7 @@ import numpy as np
 import xacro
 
 from syrenets_ros.dynamics.pendulum import JOINT_NAMES, JointElements, PendulumParams, inverse_dynamics_at
-from syrenets_ros.dynamics.urdf import RigidBodyRobot, strip_geometry, with_payload
+from syrenets_ros.dynamics.urdf import RigidBodyRobot, panda_urdf, strip_geometry, with_payload
 from syrenets_ros.plant.excitation import MultiSine
 from syrenets_ros.resources import urdf_xacro
 
@@ -240,3 +240,13 @@ def urdf_robot(description: str, payload_mass: float = 0.0, gravity: float = 9.8
     robot = UrdfRobot(description, float(payload_mass), float(gravity))
     robot.dynamics  # noqa: B018 — parse now, so a bad description is refused here
     return robot
+
+
+# Robots the tools know by name (``demo --robot``, ``bench sim --robot``): their URDF text, "" for
+# the simulator's own double pendulum.
+NAMED_ROBOTS = {"double_pendulum": lambda: "", "panda": panda_urdf}
+
+
+def named_robot_description(name: str) -> str:
+    """The robot_description of a robot known by name."""
+    return NAMED_ROBOTS[name]()

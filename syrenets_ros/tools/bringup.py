@@ -16,12 +16,13 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import IO, Callable, Iterable
 
-from syrenets_ros.tools.graph import NODES, NodeSpec, ros_arguments
+from syrenets_ros.tools.graph import NODES, NodeSpec, ros_arguments, text_parameters
 from syrenets_ros.resources import params_file as default_params_file
 
 
@@ -58,14 +59,21 @@ class Graph:
         self.processes: dict[str, subprocess.Popen] = {}
         self.reported_exits: dict[str, int] = {}
         self._pumps: list[threading.Thread] = []
+        self._text_file: str | None = None  # the overrides -p cannot carry (a URDF), while running
 
     def command(self, node: NodeSpec) -> list[str]:
         return [sys.executable, "-m", node.module,
-                *ros_arguments(node, str(self.params_file), self.use_sim_time, self.overrides.get(node.name))]
+                *ros_arguments(node, str(self.params_file), self.use_sim_time, self.overrides.get(node.name),
+                               self._text_file)]
 
     def start(self) -> "Graph":
         if self.log_dir:
             self.log_dir.mkdir(parents=True, exist_ok=True)
+        text = text_parameters(self.overrides)
+        if text:
+            handle, self._text_file = tempfile.mkstemp(prefix="syrenets_params_", suffix=".yaml")
+            with os.fdopen(handle, "w") as file:
+                file.write(text)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         for node in self.nodes:
             process = subprocess.Popen(self.command(node), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -129,6 +137,9 @@ class Graph:
                     pass
         for pump in self._pumps:
             pump.join(timeout=2.0)
+        if self._text_file:
+            os.unlink(self._text_file)
+            self._text_file = None
         return {name: process.returncode for name, process in self.processes.items()}
 
     def __enter__(self) -> "Graph":
