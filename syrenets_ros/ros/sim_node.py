@@ -70,14 +70,18 @@ class PendulumSimNode(Node):
                  cli_args: list[str] | None = None, start: bool = True) -> None:
         super().__init__(NODE_NAME, context=context, cli_args=cli_args,
                          parameter_overrides=parameter_overrides)
-        declared = declare_schema(self, SIM_PARAMETERS)
-        self._settings = initial_settings(declared)
+        try:
+            self._settings = initial_settings(declare_schema(self, SIM_PARAMETERS))
+        except ValueError as error:  # a bad start value (a URDF it cannot hold): one line, exit 2
+            self.get_logger().fatal(f"cannot start: {error}")
+            super().destroy_node()
+            raise SystemExit(2) from None
         self._joint_names = self._settings.robot.joint_names  # fixed: robot_description is read-only
         self._requested = self._settings
         self._lock = threading.Lock()
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
-        self._step_ns = round(declared["time_step"] * NANOSECONDS)
+        self._step_ns = round(self._settings.time_step * NANOSECONDS)
         self._excitation = self._make_excitation(self._settings)
         q0, qd0, _ = self._excitation.sample(0.0)
         self._sim = Simulator(self._settings.robot, self._step_ns / NANOSECONDS, q0, qd0,

@@ -91,3 +91,26 @@ def test_panda_publishes_seven_exact_joints_and_takes_a_payload_at_run_time(ros_
     # The state is continuous across the rebuild: each position is the last advanced by the new velocity.
     advance = q[1:] - q[:-1] - (STEP_NS * 1e-9) * qd[1:]
     assert np.abs(advance).max() < 1e-12
+
+
+def test_a_robot_description_it_cannot_hold_stops_the_node_with_one_line(tmp_path):
+    """A real node process (the bring-up's): exit code 2 and the reason, no traceback."""
+    import time
+
+    from syrenets_ros.tools.bringup import Graph
+    from syrenets_ros.tools.graph import NODES
+
+    sim = next(n for n in NODES if n.name == "pendulum_sim")
+    graph = Graph(nodes=[sim], overrides={sim.name: {"robot_description": "<robot name='x'><link name='a'/></robot>"}},
+                  log_dir=tmp_path, echo=False).start()
+    try:
+        deadline = time.monotonic() + 60.0
+        exited: dict[str, int] = {}
+        while not exited and time.monotonic() < deadline:
+            exited = graph.newly_exited()
+            time.sleep(0.1)
+    finally:
+        graph.stop()
+    log = (tmp_path / f"{sim.name}.log").read_text()
+    assert exited == {sim.name: 2}, log
+    assert "cannot start: robot_description has no movable joint" in log and "Traceback" not in log, log
