@@ -120,7 +120,7 @@ class PendulumRobot:
         return MultiSine.from_seed(seed, amplitude, base_frequency)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
 class UrdfRobot:
     """A fixed-base robot with one-DoF joints from its URDF, a payload of ``payload_mass`` kg at
     its flange (:func:`~syrenets_ros.dynamics.urdf.with_payload`), under gravity ``gravity``
@@ -131,13 +131,6 @@ class UrdfRobot:
     payload_mass: float = 0.0
     gravity: float = 9.81
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, UrdfRobot) and (self.description, self.payload_mass, self.gravity) == (
-            other.description, other.payload_mass, other.gravity)
-
-    def __hash__(self) -> int:
-        return hash((self.description, self.payload_mass, self.gravity))
-
     @cached_property
     def dynamics(self) -> RigidBodyRobot:
         """The ground truth: Pinocchio on the URDF with the payload, under this gravity."""
@@ -145,7 +138,7 @@ class UrdfRobot:
         robot.model.gravity.linear = np.array([0.0, 0.0, -self.gravity])
         return robot
 
-    @property
+    @cached_property
     def name(self) -> str:
         return ElementTree.fromstring(self.description).get("name") or "robot"
 

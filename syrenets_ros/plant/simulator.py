@@ -180,7 +180,7 @@ class Simulator:
         if isinstance(robot, PendulumRobot):
             robot.params.validate()
         urdf_text = robot.urdf()
-        handle, path = tempfile.mkstemp(prefix=f"{robot.name}_", suffix=".urdf")
+        handle, path = tempfile.mkstemp(prefix="syrenets_robot_", suffix=".urdf")
         try:
             with os.fdopen(handle, "w") as file:
                 file.write(urdf_text)
