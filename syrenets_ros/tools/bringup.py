@@ -149,9 +149,25 @@ class Graph:
         self.stop()
 
 
+def robot_overrides(robot_description: str) -> dict[str, dict[str, object]]:
+    """The same URDF for every node of the table, and its joints (movable joints, root first) to
+    the learner and the predictor; nothing for "" (the simulator's own double pendulum)."""
+    if not robot_description:
+        return {}
+    from syrenets_ros.plant.robot import urdf_robot
+    from syrenets_ros.plant.settings import NODE_NAME as SIM
+
+    joints = list(urdf_robot(robot_description).joint_names)
+    return {node.name: {"robot_description": robot_description, **({"joint_names": joints} if node.name != SIM else {})}
+            for node in NODES}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params-file", type=Path, default=None,
                         help="parameters YAML (default: the package's config/params.yaml)")
+    parser.add_argument("--robot", choices=("double_pendulum", "panda"), default="double_pendulum",
+                        help="the simulated robot: the double pendulum (default) or the Franka Panda's URDF, "
+                             "given to every node as robot_description")
     parser.add_argument("--use-sim-time", choices=("true", "false"), default="true",
                         help="learner and predictor follow the simulator's /clock")
     parser.add_argument("--only", nargs="+", metavar="NODE", choices=[n.name for n in NODES],
@@ -160,8 +176,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from syrenets_ros.plant.robot import named_robot_description
+
     nodes = [n for n in NODES if not args.only or n.name in args.only]
-    graph = Graph(args.params_file, args.use_sim_time == "true", nodes=nodes, log_dir=args.log_dir)
+    graph = Graph(args.params_file, args.use_sim_time == "true", nodes=nodes, log_dir=args.log_dir,
+                  overrides=robot_overrides(named_robot_description(args.robot)))
     print(f"starting {', '.join(n.name for n in nodes)} with {graph.params_file} (Ctrl-C stops all)")
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill`/systemd stop like Ctrl-C
     graph.start()

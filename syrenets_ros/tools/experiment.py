@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from syrenets_ros.plant.settings import SimSettings, initial_settings, settings_with
-from syrenets_ros.tools.bringup import Graph
+from syrenets_ros.tools.bringup import Graph, robot_overrides
 from syrenets_ros.tools.graph import NODES, NodeSpec
 from syrenets_ros.tools.report import (SIM, ExperimentResult, adaptation_time, delivered_feedforward, plot, rms,
                                        summary_table, true_equation)
@@ -83,11 +83,8 @@ def run_experiment(timeline: Timeline, run_dir: Path, *, real_time_factor: float
     after = settings_with(before, timeline.swap)
     node_overrides = {name: dict(values) for name, values in (overrides or {}).items()}
     node_overrides.setdefault(SIM, {}).update(feedforward_enabled=False, real_time_factor=real_time_factor)
-    if robot_description:
-        for node in NODES:
-            node_overrides.setdefault(node.name, {})["robot_description"] = robot_description
-            if node.name != SIM:
-                node_overrides[node.name]["joint_names"] = list(before.robot.joint_names)
+    for name, values in robot_overrides(robot_description).items():
+        node_overrides.setdefault(name, {}).update(values)
 
     import rclpy
     from rclpy.executors import SingleThreadedExecutor

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from syrenets_ros.tools.bringup import Graph
+from syrenets_ros.tools.bringup import Graph, robot_overrides
 from syrenets_ros.tools.graph import NODES, ros_arguments
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,6 +120,11 @@ def test_a_urdf_travels_to_the_node_in_a_params_file_not_on_the_command_line(ros
     assert args[5:7] == ["--params-file", "/t.yaml"] and "real_time_factor:=1.0" in args
     assert not any("robot_description" in a for a in args)
     assert "robot_description" not in text_parameters({sim.name: {"real_time_factor": 1.0}})
+    given = robot_overrides(urdf)
+    assert set(given) == {n.name for n in NODES} and all(v["robot_description"] == urdf for v in given.values())
+    assert "joint_names" not in given[sim.name]
+    assert given[PREDICTOR.name]["joint_names"] == [f"panda_joint{i}" for i in range(1, 8)]
+    assert robot_overrides("") == {}
 
     probe = Node("test_probe", context=ros_context)
     states = Collector(probe, JointState, "/joint_states")
