@@ -145,44 +145,23 @@ def panda_urdf() -> str:
     return strip_geometry(path.read_text(), lock=("panda_finger_joint1", "panda_finger_joint2"))
 
 
-PAYLOAD_LINK = "syrenets_payload"
-PAYLOAD_RADIUS = 0.05  # m: the payload is a solid sphere this size centred at the flange
-
-
-def flange_link(urdf: str) -> str:
-    """Where a payload sits: the child link of the last movable joint, followed down rigid
-    (fixed) joints while they form a single chain — the Panda's flange and hand, not its fingers."""
-    robot = RigidBodyRobot.from_urdf(urdf)
+def with_payload(urdf: str, parent: str, mass: float, offset: tuple[float, float, float] = (0.0, 0.0, 0.0),
+                 radius: float = 0.05, name: str = "payload") -> str:
+    """The URDF with a solid sphere of ``mass`` [kg] and ``radius`` [m] fixed to link ``parent``
+    at ``offset`` [m] (e.g. a load at the flange): the same kinematics, other inertias."""
     root = ElementTree.fromstring(urdf)
-    joints = list(root.iter("joint"))
-    link = next(j.find("child").get("link") for j in joints if j.get("name") == robot.joint_names[-1])
-    while True:
-        below = [j for j in joints if j.find("parent").get("link") == link]
-        if len(below) != 1 or below[0].get("type") != "fixed":
-            return link
-        link = below[0].find("child").get("link")
-
-
-def with_payload(urdf: str, mass: float) -> str:
-    """The URDF with a payload of ``mass`` kg rigidly attached at :func:`flange_link`: a solid
-    sphere of radius :data:`PAYLOAD_RADIUS` centred on the flange frame. The simulator loads
-    this text and the ground truth is the inverse dynamics of the same text; 0 kg = unchanged."""
-    if not (np.isfinite(mass) and mass >= 0.0):
-        raise UrdfError(f"payload mass must be finite and >= 0 kg, got {mass!r}")
-    if mass == 0.0:
-        return urdf
-    flange = flange_link(urdf)
-    root = ElementTree.fromstring(urdf)
-    if any(link.get("name") == PAYLOAD_LINK for link in root.iter("link")):
-        raise UrdfError(f"robot_description already has a link named {PAYLOAD_LINK!r}")
-    inertia = repr(0.4 * mass * PAYLOAD_RADIUS**2)
-    link = ElementTree.SubElement(root, "link", name=PAYLOAD_LINK)
+    if parent not in {link.get("name") for link in root.iter("link")}:
+        raise UrdfError(f"the URDF has no link {parent!r} to fix a payload to")
+    if not (mass > 0 and radius > 0 and all(np.isfinite(offset))):
+        raise UrdfError("a payload needs a positive mass and radius and a finite offset")
+    inertia = 0.4 * mass * radius**2
+    link = ElementTree.SubElement(root, "link", name=name)
     inertial = ElementTree.SubElement(link, "inertial")
-    ElementTree.SubElement(inertial, "origin", xyz="0 0 0", rpy="0 0 0")
+    ElementTree.SubElement(inertial, "origin", xyz=" ".join(map(repr, offset)), rpy="0 0 0")
     ElementTree.SubElement(inertial, "mass", value=repr(float(mass)))
-    ElementTree.SubElement(inertial, "inertia", ixx=inertia, ixy="0", ixz="0", iyy=inertia, iyz="0", izz=inertia)
-    joint = ElementTree.SubElement(root, "joint", name=PAYLOAD_LINK + "_joint", type="fixed")
-    ElementTree.SubElement(joint, "parent", link=flange)
-    ElementTree.SubElement(joint, "child", link=PAYLOAD_LINK)
-    ElementTree.SubElement(joint, "origin", xyz="0 0 0", rpy="0 0 0")
+    ElementTree.SubElement(inertial, "inertia", ixx=repr(inertia), ixy="0", ixz="0", iyy=repr(inertia), iyz="0",
+                           izz=repr(inertia))
+    joint = ElementTree.SubElement(root, "joint", name=f"{name}_joint", type="fixed")
+    ElementTree.SubElement(joint, "parent", link=parent)
+    ElementTree.SubElement(joint, "child", link=name)
     return ElementTree.tostring(root, encoding="unicode")

@@ -51,6 +51,26 @@ def expand_urdf(params: PendulumParams, xacro_path: Path | None = None) -> str:
     return document.toxml()
 
 
+def flange_link(urdf: str) -> str:
+    """Where a payload sits: the child link of the last movable joint, followed down rigid
+    (fixed) joints while they form a single chain — the Panda's flange and hand, not its fingers."""
+    last = RigidBodyRobot.from_urdf(urdf).joint_names[-1]
+    joints = list(ElementTree.fromstring(urdf).iter("joint"))
+    link = next(j.find("child").get("link") for j in joints if j.get("name") == last)
+    while True:
+        below = [j for j in joints if j.find("parent").get("link") == link]
+        if len(below) != 1 or below[0].get("type") != "fixed":
+            return link
+        link = below[0].find("child").get("link")
+
+
+def payload_urdf(urdf: str, mass: float) -> str:
+    """The URDF with a payload of ``mass`` kg at its :func:`flange_link` (a 5 cm solid sphere
+    centred on the flange frame; :func:`~syrenets_ros.dynamics.urdf.with_payload`); 0 kg =
+    unchanged. The simulator loads this text and the ground truth is the inverse dynamics of it."""
+    return with_payload(urdf, flange_link(urdf), mass) if mass else urdf
+
+
 def bullet_urdf(urdf: str) -> str:
     """The URDF as PyBullet must read it to step exactly the dynamics Pinocchio reads from
     ``urdf`` (see the module docstring): principal-axis inertias, no dynamics, no stops, no geometry."""
@@ -123,7 +143,7 @@ class PendulumRobot:
 @dataclass(frozen=True)
 class UrdfRobot:
     """A fixed-base robot with one-DoF joints from its URDF, a payload of ``payload_mass`` kg at
-    its flange (:func:`~syrenets_ros.dynamics.urdf.with_payload`), under gravity ``gravity``
+    its flange (:func:`payload_urdf`), under gravity ``gravity``
     along −z. Build it with :func:`urdf_robot` (cached: parsing a URDF costs milliseconds).
     ``inverse_dynamics_at`` shares one Pinocchio workspace: call it from one thread."""
 
@@ -134,7 +154,7 @@ class UrdfRobot:
     @cached_property
     def dynamics(self) -> RigidBodyRobot:
         """The ground truth: Pinocchio on the URDF with the payload, under this gravity."""
-        robot = RigidBodyRobot.from_urdf(with_payload(self.description, self.payload_mass))
+        robot = RigidBodyRobot.from_urdf(payload_urdf(self.description, self.payload_mass))
         robot.model.gravity.linear = np.array([0.0, 0.0, -self.gravity])
         return robot
 

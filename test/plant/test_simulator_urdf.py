@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from syrenets_ros.dynamics.pendulum import JointElements
-from syrenets_ros.dynamics.urdf import PAYLOAD_LINK, RigidBodyRobot, UrdfError, flange_link, panda_urdf, with_payload
+from syrenets_ros.dynamics.urdf import RigidBodyRobot, panda_urdf
 from syrenets_ros.plant.control import pd_torque
-from syrenets_ros.plant.robot import LIMIT_MARGIN, urdf_robot
+from syrenets_ros.plant.robot import LIMIT_MARGIN, flange_link, payload_urdf
 from syrenets_ros.plant.settings import SIM_PARAMETERS, STEP_BOUND, SimSettings, initial_settings, settings_with, \
     step_load
 from syrenets_ros.plant.simulator import Simulator
@@ -69,7 +69,7 @@ def test_panda_steps_pinocchio_inverse_dynamics_exactly_across_a_payload_change(
     rigid = settings.joint_elements
     assert np.ptp(before[:, :7], axis=0).min() > 0.1, "the arm must move on every joint"
     assert _error(before, tau_before, PANDA, rigid) <= 1e-9
-    assert _error(after, tau_after, with_payload(PANDA, 1.0), rigid) <= 1e-9
+    assert _error(after, tau_after, payload_urdf(PANDA, 1.0), rigid) <= 1e-9
     # The check has teeth: without the payload the truth misses the new data by newtons.
     assert _error(after, tau_after, PANDA, rigid) > 0.1
 
@@ -111,16 +111,14 @@ def test_panda_reference_and_default_gains_keep_it_inside_its_limits():
 
 def test_payload_sits_at_the_flange_and_changes_only_what_it_should():
     assert flange_link(PANDA) == "panda_hand"  # link7 → link8 (flange) → hand; the fingers branch
-    loaded = with_payload(PANDA, 2.0)
+    loaded = payload_urdf(PANDA, 2.0)
     root = ElementTree.fromstring(loaded)
-    [joint] = [j for j in root.iter("joint") if j.find("child").get("link") == PAYLOAD_LINK]
+    [joint] = [j for j in root.iter("joint") if j.find("child").get("link") == "payload"]
     assert joint.get("type") == "fixed" and joint.find("parent").get("link") == "panda_hand"
     base, heavy = RigidBodyRobot.from_urdf(PANDA), RigidBodyRobot.from_urdf(loaded)
     assert heavy.joint_names == base.joint_names
     assert math.isclose(heavy.inertial_parameters()[-10] - base.inertial_parameters()[-10], 2.0)
-    assert with_payload(PANDA, 0.0) == PANDA
-    with pytest.raises(UrdfError, match=">= 0"):
-        with_payload(PANDA, -1.0)
+    assert payload_urdf(PANDA, 0.0) == PANDA
 
 
 @pytest.mark.parametrize("changes, reason", [

@@ -13,7 +13,8 @@ from rclpy.parameter import Parameter
 from ros_helpers import Collector, spinning, wait_until
 from sensor_msgs.msg import JointState
 
-from syrenets_ros.dynamics.urdf import RigidBodyRobot, panda_urdf, with_payload
+from syrenets_ros.dynamics.urdf import RigidBodyRobot, panda_urdf
+from syrenets_ros.plant.robot import payload_urdf
 from syrenets_ros.ros import param_client
 from syrenets_ros.ros.common import to_nanoseconds
 from syrenets_ros.ros.sim_node import PendulumSimNode
@@ -82,7 +83,7 @@ def test_panda_publishes_seven_exact_joints_and_takes_a_payload_at_run_time(ros_
     stamps = np.array([to_nanoseconds(m.header.stamp) for m in messages])
     assert stamps[0] == 0 and np.all(np.diff(stamps) == STEP_NS), "no gap, refusals and the rebuild included"
     q, qd, tau = (np.array([getattr(m, field) for m in messages]) for field in ("position", "velocity", "effort"))
-    errors_bare, errors_loaded = _errors(q, qd, tau, PANDA), _errors(q, qd, tau, with_payload(PANDA, 1.0))
+    errors_bare, errors_loaded = _errors(q, qd, tau, PANDA), _errors(q, qd, tau, payload_urdf(PANDA, 1.0))
     split = int(np.argmax(errors_bare > 1e-6))
     assert errors_bare[split] > 1e-3, "the payload must show in the dynamics"
     assert split >= 1500 and len(errors_bare) - split >= 1500
