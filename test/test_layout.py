@@ -94,7 +94,7 @@ def test_readme_parameter_tables_are_generated_from_the_schema():
 
 def test_a_schema_refuses_bad_values_with_a_reason():
     sim = node_schemas()[0]
-    for changes, reason in (({"link2_mass": -1.0}, "must be in"), ({"kp": [1.0]}, "needs 2 values"),
+    for changes, reason in (({"link2_mass": -1.0}, "must be in"), ({"measurement_noise": [1.0]}, "needs 3 values"),
                             ({"kd": [1.0, float("nan")]}, "finite"), ({"time_step": 0.002}, "read-only"),
                             ({"nope": 1}, "no parameter"), ({"feedforward_enabled": 1}, "true or false")):
         try:

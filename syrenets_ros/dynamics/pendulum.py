@@ -71,13 +71,21 @@ class JointElements:
     damping: JointVector = (0.0, 0.0)  # b [N·m·s/rad]: viscous
     friction: JointVector = (0.0, 0.0)  # c [N·m]: Coulomb
 
-    def validate(self) -> None:
-        """Raise ValueError naming the first bad field: one finite value per joint, and
-        k, b, c ≥ 0 (a negative one feeds energy in)."""
+    @classmethod
+    def rigid(cls, joints: int) -> "JointElements":
+        """No element on any of ``joints`` joints (a robot from a URDF has n of them)."""
+        zeros = (0.0,) * joints
+        return cls(zeros, zeros, zeros, zeros)
+
+    def validate(self, joints: int | None = None) -> None:
+        """Raise ValueError naming the first bad field: one finite value per joint (``joints``
+        of them; by default as many as the longest field), and k, b, c ≥ 0 (a negative one
+        feeds energy in)."""
+        count = joints if joints is not None else max(len(getattr(self, item.name)) for item in fields(self))
         for item in fields(self):
             values = getattr(self, item.name)
-            if len(values) != len(JOINT_NAMES):
-                raise ValueError(f"{item.name} needs {len(JOINT_NAMES)} values, got {len(values)}")
+            if len(values) != count:
+                raise ValueError(f"{item.name} needs {count} values, got {len(values)}")
             if not all(math.isfinite(v) for v in values):
                 raise ValueError(f"{item.name} must be finite, got {values!r}")
             if item.name != "rest_angle" and min(values) < 0.0:
@@ -95,7 +103,7 @@ class JointElements:
                                                   self.friction, q, qd))
 
     def torque(self, q: torch.Tensor, qd: torch.Tensor) -> torch.Tensor:
-        """The same for tensors of shape (..., 2)."""
+        """The same for tensors of shape (..., n)."""
         k, r, b, c = (torch.tensor(v, dtype=q.dtype, device=q.device)
                       for v in (self.stiffness, self.rest_angle, self.damping, self.friction))
         return k * (q - r) + b * qd + c * torch.sign(qd)

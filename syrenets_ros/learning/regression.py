@@ -17,6 +17,7 @@ import torch
 from syrenets_ros.dynamics import euler_lagrange
 from syrenets_ros.dynamics.euler_lagrange import LagrangianFn
 from syrenets_ros.learning import integral
+from syrenets_ros.learning.rigid_body import RigidBodyLibrary, RigidBodyModel, fit_rigid_body
 from syrenets_ros.learning.terms import Force, Term, TermLibrary, TermModel, polynomial_terms
 
 
@@ -75,10 +76,10 @@ def fit_terms(library: TermLibrary, q: torch.Tensor, qd: torch.Tensor, qdd: torc
     return _model_from_fit(base, active, coefs, report)
 
 
-def fit_integral(library: TermLibrary, stamps: torch.Tensor, q: torch.Tensor, qd: torch.Tensor,
+def fit_integral(library: TermLibrary | RigidBodyLibrary, stamps: torch.Tensor, q: torch.Tensor, qd: torch.Tensor,
                  qdd: torch.Tensor, tau: torch.Tensor, *, candidates: Sequence[Term | Force] | None = None,
                  rows: integral.RowForm = integral.RowForm(), rank_tol: float = 1e-8, select_terms: bool = True,
-                 simplify: bool = True) -> TermModel:
+                 simplify: bool = True) -> TermModel | RigidBodyModel:
     """Sparse refit on integral rows (SPEC §2b): exact on clean data, unbiased under sensor noise.
 
     ``rows`` says how rows are formed (:class:`integral.RowForm`). Unidentifiable columns are
@@ -91,7 +92,14 @@ def fit_integral(library: TermLibrary, stamps: torch.Tensor, q: torch.Tensor, qd
     models of the other supports cross-validation cannot tell from it (their disagreement
     outside the data is what extrapolation may be off by). Raises
     :class:`integral.TooFewWindows` when the record holds too few gap-free windows.
+
+    A URDF's rigid body (:class:`RigidBodyLibrary`) is fitted whole, whatever ``candidates`` and
+    the selection options say (:func:`rigid_body.fit_rigid_body`): its base parameters are a
+    complete, non-redundant description, so every caller (the learner's candidates, its change
+    test, its served refit) treats both model classes alike.
     """
+    if isinstance(library, RigidBodyLibrary):
+        return fit_rigid_body(library, stamps, q, qd, qdd, tau, rows=rows)
     stamps, q, qd, qdd, tau = (t.detach().to(torch.float64).cpu() for t in (stamps, q, qd, qdd, tau))
     lib = _candidate_library(library, candidates)
     window = rows.window

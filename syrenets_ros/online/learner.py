@@ -11,12 +11,16 @@ confirmed (pre-change data dropped, tracker reset) when a refit over both sides 
 worse than each side alone. A residual that regresses on q̇ or q is reported as structure the
 model lacks (dissipation, a missing potential); a potential the whole class lacks grows the
 term library, so the grammar grows from the data as well as from the network's proposals.
+With a ``robot_description`` (a URDF) the candidates are instead the robot's rigid body — its
+base inertial parameters, joint friction and springs (:mod:`learning.rigid_body`) — fitted, tracked,
+checked and published by the same machinery; the network and the structure search are then off.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +29,10 @@ from typing import Callable, Sequence
 import torch
 
 from syrenets_ros.dynamics.pendulum import JOINT_NAMES
+from syrenets_ros.dynamics.urdf import RigidBodyRobot
 from syrenets_ros.learning import integral
 from syrenets_ros.learning.regression import choose_rows, fit_integral, propose_terms
+from syrenets_ros.learning.rigid_body import WEAK_ROWS_UNSUPPORTED, RigidBodyLibrary, RigidBodyModel
 from syrenets_ros.learning.syrenet import SyReNet, SyReNetConfig
 from syrenets_ros.learning.terms import (FORCE_LAWS, MAX_POSITION_DEGREE, MAX_TERMS, Force, Term, TermLibrary,
                                          TermModel, polynomial_terms)
@@ -60,10 +66,16 @@ ILL_DETERMINED = 0.5
 CLEARLY_BETTER = 2.0
 MISSING_POTENTIAL = "missing potential (residual follows a polynomial in q)"
 MISSING_DISSIPATION = "dissipation the model lacks (residual follows q̇)"
+# Models linear in their coefficients: refitted on more data, tracked by recursive least squares.
+LINEAR_MODELS = (TermModel, RigidBodyModel)
 
 
 LEARNER_PARAMETERS = NodeSchema("syrenets_learner", (
-    Param("joint_names", JOINT_NAMES, "joints learned, matched by name in /joint_states", read_only=True),
+    Param("joint_names", JOINT_NAMES, "joints learned, matched by name in /joint_states (with a "
+          "robot_description: its movable joints, in order, whatever this says)", read_only=True),
+    Param("robot_description", "", "URDF text of the robot (the ROS convention): candidate models are its rigid "
+          "body from the URDF's kinematics (identifiable base inertial parameters + viscous/Coulomb friction and a "
+          "spring per joint) instead of the term library, and the network is off; '' = the term library", read_only=True),
     Param("joint_state_period", 1.0e-3, "expected stamp spacing of /joint_states (= pendulum_sim "
           "time_step); every window and data size below is in seconds and becomes samples through it",
           "s", 1.0e-5, 1.0, read_only=True),
@@ -86,6 +98,12 @@ LEARNER_PARAMETERS = NodeSchema("syrenets_learner", (
     Param("train_window", 0.01, "duration of an integral row of the network's training loss (2 samples at "
           "least)", "s", 1.0e-4, 10.0, read_only=True),
     Param("buffer_capacity", 200_000, "replay buffer size", "samples", 1000, 10_000_000, read_only=True),
+    # The node's intake runs in a thread of its own beside selection, so it falls behind only
+    # when the process gets too little CPU; then the newest data matter (a change is in them).
+    # Offline learning (`learn`) hands over a recording in chunks and drops nothing.
+    Param("max_lag", 1.0, "stream the intake may fall behind before the oldest unprocessed samples are "
+          "dropped (counted as dropped_behind) so that change detection stays on the newest data", "s",
+          0.05, 3600.0, read_only=True),
     Param("recent_fraction", 0.5, "share of each minibatch drawn from recent data", "", 0.0, 1.0,
           read_only=True),
     Param("recent_window", 5.0, "what counts as recent", "s", 1.0e-3, 1.0e5, read_only=True),
@@ -217,12 +235,33 @@ class LearnerConfig:
     checkpoint_keep: int = _default("checkpoint_keep")
     max_feedforward_torque: float = _default("max_feedforward_torque")
     seed: int = _default("seed")
+    robot_description: str = _default("robot_description")
 
     @classmethod
     def from_parameters(cls, values: dict) -> "LearnerConfig":
-        """The config from checked parameter values (node-only ones are ignored)."""
+        """The config from checked parameter values (node-only ones are ignored); with a
+        robot_description the joints are its movable ones (UrdfError when it cannot be modelled)."""
         fields = cls.__dataclass_fields__
-        return cls(**{name: value for name, value in values.items() if name in fields})
+        config = cls(**{name: value for name, value in values.items() if name in fields})
+        if config.robot_description:
+            config.joint_names = RigidBodyRobot.from_urdf(config.robot_description).joint_names
+        return config
+
+
+def candidate_library(config: LearnerConfig) -> TermLibrary | RigidBodyLibrary:
+    """The columns candidate models are fitted on: the term grammar with friction, or the
+    rigid body of the config's robot_description, whose joints must be the config's (in order)
+    and whose rows need q̈ (not integral_rows weak)."""
+    n = len(config.joint_names)
+    if not config.robot_description:
+        return TermLibrary.grammar(n, dissipation=True)
+    robot = RigidBodyRobot.from_urdf(config.robot_description)
+    if config.integral_rows == "weak":
+        raise ValueError(f"integral_rows weak with a robot_description: {WEAK_ROWS_UNSUPPORTED}")
+    if tuple(config.joint_names) != robot.joint_names:
+        raise ValueError(f"joints {','.join(config.joint_names)} are not the robot_description's movable joints "
+                         f"{','.join(robot.joint_names)} in order")
+    return RigidBodyLibrary(robot)
 
 
 @dataclass(frozen=True)
@@ -260,6 +299,8 @@ class Stats:
     grown_terms: list[str] = field(default_factory=list)  # terms the insufficiency check added to the library
     implausible: dict[str, int] = field(default_factory=dict)  # best candidates not published, by source
     rows: str = ""  # the integral-row form in use, once decided
+    selection_seconds: float = 0.0  # wall time of the last selection (intake runs on meanwhile)
+    selections_overtaken: int = 0  # selections discarded: a change was suspected or confirmed meanwhile
     # RMS torque [N·m] by which models that fit the held-out data equally well disagree outside
     # the visited envelope, at the last selection (0 = none do): how far extrapolation may be off.
     extrapolation_uncertain: float = 0.0
@@ -337,6 +378,9 @@ class OnlineLearner:
         self.device = select_device(config.device)
         n = len(config.joint_names)
         self.buffer = ReplayBuffer(config.buffer_capacity, n)
+        # Intake (:meth:`observe`) and selection (:meth:`maybe_select`) may run in two threads:
+        # the lock guards the state both touch; a selection's fits run outside it.
+        self.lock = threading.RLock()
         # Detection runs on integral rows normalised by the estimated noise: a level of 1 is
         # the noise floor, so one ratio works at every noise level.
         self.detector = ChangeDetector(window=config.change_window, ratio=config.change_ratio, floor=1.0)
@@ -346,7 +390,7 @@ class OnlineLearner:
         self.rows = integral.RowForm(form, self.sizes.window, self.sizes.stride)
         self._rows_decided = config.integral_rows != "auto"
         self.windows = WindowCutter(self.rows.span)
-        self.library = TermLibrary.grammar(n, dissipation=True)
+        self.library = candidate_library(config)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.stats = Stats()
         # A new identity per run: receivers order runs by start, versions within a run.
@@ -385,16 +429,22 @@ class OnlineLearner:
         return Trainer(self.network, loss_fn=lambda *batch: self.network.integral_loss(
             *batch, window=self.sizes.train_window, selection_size=self.config.batch_size))
 
+    @property
+    def network_on(self) -> bool:
+        """The network trains and proposes terms only for the term library (a URDF fixes the structure)."""
+        return self.config.network_enabled and isinstance(self.library, TermLibrary)
+
     # -- stream ---------------------------------------------------------------------------
     def observe(self) -> int:
         """Move new samples into the buffer; cut them into integral rows that feed the change
         detector and the coefficient tracker."""
-        new = self.buffer.ingest()
-        if new is None:
-            return 0
-        for window in self.windows.push(new):
-            self._observe_window(window)
-        return len(new)
+        with self.lock:
+            new = self.buffer.ingest()
+            if new is None:
+                return 0
+            for window in self.windows.push(new):
+                self._observe_window(window)
+            return len(new)
 
     def _observe_window(self, window: Batch) -> None:
         starts = self._single_start(window)
@@ -518,7 +568,7 @@ class OnlineLearner:
         """One network step on integral rows of recent-favouring gap-free windows, rate-limited."""
         config = self.config
         now = self.clock()
-        if not config.network_enabled or now - self._last_train < 1.0 / config.max_train_rate:
+        if not self.network_on or now - self._last_train < 1.0 / config.max_train_rate:
             return False
         batch = self.buffer.sample_windows(config.train_windows, self.sizes.train_window, self.generator,
                                            config.recent_fraction, self.sizes.recent,
@@ -539,18 +589,15 @@ class OnlineLearner:
     def maybe_select(self) -> Publication | None:
         """Every snapshot period: build candidates, score them on held-out recent integral
         rows, and serve the best — only when it is validated on a full held-out set and
-        predicts those torques at least as well as the model it would replace. What the
-        selection cost is kept in ``stats.selection_cpu``."""
+        predicts those torques at least as well as the model it would replace.
+
+        The fits run outside :attr:`lock`, so intake and change detection go on meanwhile (a
+        refit takes seconds on a loaded machine); a selection overtaken by a suspected or
+        confirmed change publishes nothing, since its data may straddle the change. What the
+        selection cost is kept in ``stats`` (wall seconds and its thread's CPU seconds)."""
         now = self.clock()
         if now - self._last_selection < self.config.snapshot_period:
             return None
-        started = time.thread_time()
-        try:
-            return self._select(now)
-        finally:
-            self.stats.selection_cpu = time.thread_time() - started
-
-    def _select(self, now: float) -> Publication | None:
         config, sizes = self.config, self.sizes
         if len(self.buffer) < sizes.min_fit + sizes.holdout:
             needed = sizes.min_fit + sizes.holdout
@@ -563,10 +610,21 @@ class OnlineLearner:
         self._last_selection = now
         if not self._decide_rows():
             return None
-        sizes = self.sizes
-        holdout = self.buffer.newest(sizes.holdout)
-        fit = self.buffer.newest(sizes.fit, skip_newest=sizes.holdout)
-        candidates = self._candidates(fit, holdout)
+        started, cpu = time.monotonic(), time.thread_time()
+        try:
+            return self._select(now)
+        finally:
+            self.stats.selection_seconds = time.monotonic() - started
+            self.stats.selection_cpu = time.thread_time() - cpu
+
+    def _select(self, now: float) -> Publication | None:
+        with self.lock:
+            sizes = self.sizes
+            holdout = self.buffer.newest(sizes.holdout)
+            fit = self.buffer.newest(sizes.fit, skip_newest=sizes.holdout)
+            tracked = self.tracker.model() if self.tracker is not None else None
+            changes = self.stats.change_detections
+        candidates = self._candidates(fit, holdout, tracked)
         if not candidates:
             return None
         scored = sorted(((integral_rmse(model, holdout, self.rows), source, model) for source, model in candidates),
@@ -586,21 +644,31 @@ class OnlineLearner:
         if plausible is None:
             return None
         rmse, source, model = plausible
+        serving, fitted_on = self._served_fit(model, source, len(fit))
+        with self.lock:
+            if self.stats.change_detections != changes:
+                self.stats.selections_overtaken += 1
+                return None
+            return self._judge(serving, model, source, rmse, fitted_on, holdout)
+
+    def _judge(self, serving, model, source: str, rmse: float, fitted_on: float, holdout: Batch
+               ) -> Publication | None:
+        """Serve ``serving`` (the validated ``model``, perhaps refitted on more data) unless the
+        served model is at least as good on the holdout or a change is suspected (under lock)."""
         if source in ("library", "network_guided"):
             self.noise = torch.tensor(model.fit_report["noise"], dtype=torch.float64).clamp_min(
-                math.sqrt(config.change_floor))
+                math.sqrt(self.config.change_floor))
             self.stats.noise = self.noise.tolist()
         if self.served is not None and self._suspected_change is not None:
             # While a change is suspected, data after it are too few to validate anything.
             self.stats.guard_refusals += 1
             return None
-        serving, fitted_on = self._served_fit(model, source, len(fit))
         # The guard judges a new model against the served one on the holdout, which neither has
         # seen. The served model's own terms refitted on more samples than it was fitted on are
         # a coefficient update (what the tracker does continuously): the holdout cannot tell
         # two fits of one structure on nearly the same data apart, and refusing them would
         # freeze a post-change model at its first, shortest fit.
-        update = (isinstance(model, TermModel) and isinstance(self.served, TermModel)
+        update = (isinstance(model, LINEAR_MODELS) and type(model) is type(self.served)
                   and set(model.library.columns) == set(self.served.library.columns)
                   and fitted_on > self._served_samples)
         if self.served is not None and model is not self.served and not update:
@@ -626,7 +694,8 @@ class OnlineLearner:
         do not determine the structure: a Taylor stand-in for a stiffer potential agrees in
         range with the truth and with other stand-ins, and not beyond it."""
         rmse, _, model = chosen
-        equal = [m for r, _, m in scored if math.isfinite(r) and r <= EQUAL_FIT * max(rmse, torch.finfo(torch.float64).tiny)]
+        tiny = torch.finfo(torch.float64).tiny
+        equal = [m for r, _, m in scored if math.isfinite(r) and r <= EQUAL_FIT * max(rmse, tiny)]
         rivals = [m for m in equal if m is not model]
         rivals += [e for m in equal if isinstance(m, TermModel) for e in m.fit_report.get("equivalent", ())]
         if not rivals:
@@ -649,6 +718,10 @@ class OnlineLearner:
         enough that the record's gap-free runs hold the windows a selection needs (short
         segments, messages lost every few samples), and, with ``integral_rows`` auto, the row
         form whose rows a sparse library fit explains best (:func:`regression.choose_rows`)."""
+        with self.lock:
+            return self._decide_rows_locked()
+
+    def _decide_rows_locked(self) -> bool:
         if self._rows_decided:
             return True
         data = self.buffer.newest(self.sizes.fit + self.sizes.holdout)
@@ -687,15 +760,17 @@ class OnlineLearner:
     def _use_rows(self, form: str) -> None:
         """Form rows this way at the current window; the cut windows and the detector's
         baseline (in the old rows' units) start again."""
-        self.rows = integral.RowForm(form, self.sizes.window, self.sizes.stride)
-        self.windows = WindowCutter(self.rows.span)
-        self.detector.reset()
+        with self.lock:
+            self.rows = integral.RowForm(form, self.sizes.window, self.sizes.stride)
+            self.windows = WindowCutter(self.rows.span)
+            self.detector.reset()
 
     def _shorten(self, window: int, runs: list[int]) -> None:
         self.log(f"integral window shortened from {self.sizes.window} to {window} samples: the record's gap-free "
                  f"runs are short (median {sorted(runs)[len(runs) // 2]} samples)")
-        self.sizes = Sizes.derive(self.config, self.sizes.period, window)
-        self._use_rows(self.rows.form)
+        with self.lock:
+            self.sizes = Sizes.derive(self.config, self.sizes.period, window)
+            self._use_rows(self.rows.form)
 
     def _refit_window(self, fit: Batch) -> bool:
         """After a refit found too few windows: shorten the window to what the fit data's runs
@@ -727,7 +802,7 @@ class OnlineLearner:
         a refit's worth of non-overlapping rows is less precise than a refit of its terms on
         overlapping rows (measured 2.9 s after a swap at realistic noise: 0.013 vs 0.003 N·m).
         The candidate itself is served when the refit is impossible or implausible."""
-        if not isinstance(model, TermModel):
+        if not isinstance(model, LINEAR_MODELS):
             return model, fitted_on
         config = self.config
         recent = self.buffer.newest(self.sizes.fit)
@@ -763,15 +838,13 @@ class OnlineLearner:
                          f"{reason}")
         return reason is None
 
-    def _candidates(self, fit: Batch, holdout: Batch) -> list[tuple[str, object]]:
+    def _candidates(self, fit: Batch, holdout: Batch, tracked: TermModel | None) -> list[tuple[str, object]]:
         """Tracked coefficients, the raw network, and two exact refits on integral rows: on the
         whole term library, and on the terms the network proposes plus the library (the
         network can add terms the grammar lacks; cross-validation decides)."""
-        candidates: list[tuple[str, object]] = []
-        if self.tracker is not None:
-            candidates.append(("tracked", self.tracker.model()))
+        candidates: list[tuple[str, object]] = [("tracked", tracked)] if tracked is not None else []
 
-        def refit(terms=None) -> TermModel:
+        def refit(terms=None) -> TermModel | RigidBodyModel:
             return fit_integral(self.library, fit.stamp, fit.q, fit.qd, fit.qdd, fit.tau, candidates=terms,
                                 rows=self.rows)
 
@@ -788,7 +861,7 @@ class OnlineLearner:
                        f"integral_window or a longer fit_duration gives more)")
             return candidates
         candidates.append(("library", library_model))
-        if self.config.network_enabled and self.stats.training_steps > 0:
+        if self.network_on and self.stats.training_steps > 0:
             reference = fit.to(self.device)
             frozen = self.network.freeze(reference.q[-256:], reference.qd[-256:]).to(torch.device("cpu"))
             candidates.append(("network", frozen))
@@ -927,12 +1000,12 @@ class OnlineLearner:
 
     def coefficient_stderr(self) -> dict[str, str]:
         """The served term model's coefficients with their standard errors, for diagnostics."""
-        if not isinstance(self.served, TermModel):
+        if not isinstance(self.served, LINEAR_MODELS):
             return {}
         return {name: f"{c:.6g} ± {s:.2g}" for name, c, s in zip(
             self.served.library.names, self.served.coefficients.tolist(), self.served.stderr.tolist())}
 
-    def _track(self, model: TermModel) -> RecursiveLeastSquares:
+    def _track(self, model: TermModel | RigidBodyModel) -> RecursiveLeastSquares:
         """Start coefficient tracking on a refit's terms, from its coefficients."""
         return RecursiveLeastSquares(model.library, forgetting=self.config.rls_forgetting,
                                      covariance_scale=self.config.rls_covariance, initial=model.coefficients)
@@ -945,7 +1018,7 @@ class OnlineLearner:
         self.stats.served_source = source
         metrics = {"holdout_rmse": rmse if math.isfinite(rmse) else -1.0,
                    "training_steps": self.stats.training_steps}
-        if isinstance(model, TermModel):
+        if isinstance(model, LINEAR_MODELS):
             metrics.update({f"stderr[{name}]": float(s) for name, s in zip(model.library.names, model.stderr)})
         payload = encode_model(model, model_version=self.version, run_id=self.run_id,
                                joint_names=list(self.config.joint_names), metrics=metrics)
@@ -977,10 +1050,16 @@ class OnlineLearner:
                 self.log(f"skipped corrupt checkpoint {path}: {reason}")
         if decoded is None and self.config.initial_model:
             decoded, source = self._initial_model(), "initial_model"
+        robot = getattr(self.library, "robot", None)
+        if (decoded is not None and isinstance(decoded.model, RigidBodyModel)
+                and (robot is None or decoded.model.robot.digest != robot.digest)):
+            self.log(f"{source.replace('_', ' ')} v{decoded.model_version} not used: it was learned on another URDF "
+                     f"(SHA-256 {decoded.model.robot.digest[:12]}…) than this learner's robot_description")
+            return None
         if decoded is None or not self._plausible(math.nan, source, decoded.model):
             return None
         self.version = decoded.model_version
-        if isinstance(decoded.model, TermModel):
+        if isinstance(decoded.model, LINEAR_MODELS):
             self.tracker = self._track(decoded.model)
         self.log(f"starting from {source.replace('_', ' ')} v{decoded.model_version} ({decoded.model.kind})")
         return self._publish(decoded.model, source, math.nan)

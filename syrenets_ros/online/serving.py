@@ -53,8 +53,10 @@ INFORMATIVE_TORQUE = 2.0
 
 
 PREDICTOR_PARAMETERS = NodeSchema("syrenets_predictor", (
-    Param("joint_names", JOINT_NAMES, "joints served, in this order; snapshots for other joints are refused",
-          read_only=True),
+    Param("joint_names", JOINT_NAMES, "joints served, in this order; snapshots for other joints are refused "
+          "(with a robot_description: its movable joints, whatever this says)", read_only=True),
+    Param("robot_description", "", "URDF text of the robot served (the ROS convention): a rigid-body snapshot "
+          "learned on another URDF (its SHA-256 differs) is refused; '' = no such check", read_only=True),
     Param("max_payload_bytes", 8_000_000, "larger model payloads are refused", "bytes", 1024, 64_000_000,
           read_only=True),
     Param("forecast_rate", 1.0, "passive-motion forecasts per second at most (0 = off); a slow "
@@ -138,7 +140,9 @@ def implausibility(model: Any, probes: tuple[torch.Tensor, torch.Tensor, torch.T
     try:
         with torch.no_grad():
             tau = model.torque(q, qd, qdd)
-        mass = euler_lagrange.mass_matrix(model.lagrangian_fn(), q, qd).detach()
+        # A grey-box model has its own M(q); a Lagrangian one is differentiated.
+        mass = (model.mass_matrix(q) if hasattr(model, "mass_matrix")
+                else euler_lagrange.mass_matrix(model.lagrangian_fn(), q, qd)).detach()
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
         return f"implausible: evaluation on probe states failed: {exc}"
     if tau.shape != q.shape or not torch.isfinite(tau).all():
@@ -166,6 +170,15 @@ def gravity_disagreement(model: Any, reference: Any, q: torch.Tensor) -> str | N
     if cosine < 0:
         return (f"implausible: gravity points against the served model's (cosine {cosine:.2f} over "
                 f"{q.shape[0]} random positions)")
+    return None
+
+
+def robot_mismatch(model: Any, digest: str) -> str | None:
+    """Why a model that names its URDF (a rigid body) is not for the robot whose URDF has
+    SHA-256 ``digest``, or None ('' = no robot to match)."""
+    robot = getattr(model, "robot", None)
+    if digest and robot is not None and robot.digest != digest:
+        return f"learned on another URDF: SHA-256 {robot.digest[:12]}… is not the robot's {digest[:12]}…"
     return None
 
 
@@ -226,15 +239,17 @@ class ModelServer:
     history, and the newest window) that a new model may show without having to beat the
     served model there. With ``require_measurements`` (a server that drives motors) a model is
     served only after that check; without (a saved file offline, no robot) the probe checks
-    and the run order are all there is."""
+    and the run order are all there is. With ``robot_digest``, a model that names its URDF
+    (a rigid body) must name this one."""
 
     def __init__(self, joint_names: Sequence[str] = JOINT_NAMES,
                  max_payload_bytes: int = PREDICTOR_PARAMETERS.default("max_payload_bytes"), *,
                  max_torque: float = PREDICTOR_PARAMETERS.default("max_feedforward_torque"),
                  consistency_tolerance: float = PREDICTOR_PARAMETERS.default("consistency_tolerance"),
                  window: int = PREDICTOR_PARAMETERS.default("consistency_window"),
-                 require_measurements: bool = True) -> None:
+                 require_measurements: bool = True, robot_digest: str = "") -> None:
         self.joint_names = tuple(joint_names)
+        self.robot_digest = robot_digest  # SHA-256 of the served robot's URDF ('' = unchecked)
         self.max_payload_bytes = max_payload_bytes
         self.max_torque = max_torque
         self.consistency_tolerance = consistency_tolerance
@@ -267,6 +282,7 @@ class ModelServer:
         try:
             decoded = decode_model(payload, max_bytes=self.max_payload_bytes, kinds=SERVABLE_KINDS,
                                    joint_names=self.joint_names)
+            self._check_robot(decoded)
             self._check_newer(decoded, self._pending or self._current)
             self._check_plausible(decoded, self._current)
         except SnapshotError as exc:
@@ -316,6 +332,11 @@ class ModelServer:
         if decoded.run_id == newest.run_id and decoded.model_version <= newest.model_version:
             raise SnapshotError(f"replay: version {decoded.model_version} is not newer than the served "
                                 f"version {newest.model_version} of run {newest.run_id}")
+
+    def _check_robot(self, decoded: DecodedModel) -> None:
+        reason = robot_mismatch(decoded.model, self.robot_digest)
+        if reason:
+            raise SnapshotError(reason)
 
     def _check_plausible(self, decoded: DecodedModel, current: DecodedModel | None) -> None:
         """Random probes drawn now (see RANDOM_PROBE_STATES), gravity against the served model."""
@@ -372,13 +393,14 @@ class ModelServer:
     def forecast(self, q: Sequence[float], qd: Sequence[float], horizon: float, step: float,
                  cancel: threading.Event | None = None) -> Forecast | None:
         """Passive motion from (q, q̇) with the variational integrator; None without a
-        model, or when `cancel` is set meanwhile (shutdown). Only finite, converged points are
-        returned (every served model has a positive-definite mass matrix on the probes)."""
+        model, with a model that has no Lagrangian to integrate (a URDF's rigid body), or when
+        `cancel` is set meanwhile (shutdown). Only finite, converged points are returned (every
+        served model has a positive-definite mass matrix on the probes)."""
         from syrenets_ros.dynamics.integrator import VariationalIntegrator
 
         with self._lock:
             model, integrator = self._current, self._integrator
-        if model is None:
+        if model is None or not hasattr(model.model, "lagrangian_fn"):
             return None
         if integrator is None or integrator.h != step:
             # One traced integrator per (model, step), reused by every forecast.

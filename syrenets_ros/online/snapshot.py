@@ -25,6 +25,7 @@ import numpy as np
 
 from syrenets_ros.files import read_regular
 from syrenets_ros.learning.payload import SnapshotError
+from syrenets_ros.learning.rigid_body import RigidBodyModel
 from syrenets_ros.learning.syrenet import FrozenSyReNet, SyReNet
 from syrenets_ros.learning.terms import TermModel
 
@@ -45,6 +46,7 @@ MAX_JSON_CONTAINERS = 50_000
 MODEL_KINDS: dict[str, type] = {
     FrozenSyReNet.kind: FrozenSyReNet,
     TermModel.kind: TermModel,
+    RigidBodyModel.kind: RigidBodyModel,
     SyReNet.kind: SyReNet,
 }
 # Kinds that only a checkpoint may hold: a receiver that serves models refuses them unread.
@@ -205,6 +207,10 @@ def _decode_envelope(data: bytes, kinds: frozenset[str], joint_names: Sequence[s
         raise
     except (ValueError, TypeError, KeyError, IndexError) as exc:
         raise SnapshotError(f"{envelope['kind']} payload rejected: {exc}") from exc
+    # A model that names its robot's joints (a URDF's) must be the envelope's joints in order.
+    own = getattr(model, "joint_names", None)
+    if own is not None and list(own) != names:
+        raise SnapshotError(f"joint names {names} are not the model's robot's {list(own)}")
     return DecodedModel(model, version, names, metrics, run_id)
 
 

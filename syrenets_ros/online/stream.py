@@ -299,21 +299,27 @@ class Batch:
 class ReplayBuffer:
     """Bounded, thread-safe buffer of samples in arrival (= time) order.
 
-    Producers (subscription callbacks) only append to a pending queue under a lock; the
-    training worker moves pending samples into preallocated tensors when it draws.
+    Producers (subscription callbacks) only append to a pending queue; the learner's intake
+    moves pending samples into preallocated tensors, while selection reads them from another
+    thread: one lock guards both. When the intake falls more than ``max_lag`` seconds of
+    stream behind (a starved CPU), the oldest pending samples are dropped and counted
+    (``dropped_behind``), so what the learner sees stays current (issue 20).
     """
 
-    def __init__(self, capacity: int, n_joints: int, dtype: torch.dtype = torch.float64) -> None:
+    def __init__(self, capacity: int, n_joints: int, dtype: torch.dtype = torch.float64,
+                 max_lag: float = math.inf) -> None:
         if capacity < 2:
             raise ValueError("capacity must be at least 2")
         self.capacity = capacity
+        self.max_lag = max_lag
         self._data = torch.zeros(capacity, 1 + 4 * n_joints, dtype=dtype)
         self._n = n_joints
         self._start = 0  # logical index of the oldest kept sample
         self._end = 0  # logical index one past the newest
         self._pending: deque[JointStateSample] = deque()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self.total_added = 0
+        self.dropped_behind = 0  # pending samples dropped because the intake fell behind
         self.newest_pushed = math.nan  # stamp of the newest sample handed over
         self.newest_ingested = math.nan  # ... and of the newest moved into the buffer
 
@@ -335,14 +341,19 @@ class ReplayBuffer:
         with self._lock:
             pending = list(self._pending)
             self._pending.clear()
-        for s in pending:
-            self._data[self._end % self.capacity] = torch.tensor(
-                (s.stamp, *s.q, *s.qd, *s.qdd, *s.tau), dtype=self._data.dtype)
-            self._end += 1
-        self._start = max(self._start, self._end - self.capacity)
-        self.total_added += len(pending)
-        if pending:
-            self.newest_ingested = pending[-1].stamp
+            if pending and pending[-1].stamp - pending[0].stamp > self.max_lag:
+                oldest_kept = pending[-1].stamp - self.max_lag
+                behind = next(i for i, s in enumerate(pending) if s.stamp >= oldest_kept)
+                self.dropped_behind += behind
+                pending = pending[behind:]
+            if pending:
+                rows = torch.tensor([(s.stamp, *s.q, *s.qd, *s.qdd, *s.tau) for s in pending], dtype=self._data.dtype)
+                slots = torch.arange(self._end, self._end + len(pending)) % self.capacity
+                self._data[slots[-self.capacity:]] = rows[-self.capacity:]
+                self._end += len(pending)
+                self._start = max(self._start, self._end - self.capacity)
+                self.total_added += len(pending)
+                self.newest_ingested = pending[-1].stamp
         return pending
 
     def ingest(self) -> Batch | None:
@@ -351,25 +362,33 @@ class ReplayBuffer:
         return Batch.from_samples(new, self._data.dtype) if new else None
 
     def __len__(self) -> int:
-        return self._end - self._start
+        with self._lock:
+            return self._end - self._start
 
     def _rows(self, logical: torch.Tensor) -> Batch:
-        rows = self._data[logical % self.capacity]
+        with self._lock:
+            rows = self._data[logical % self.capacity]
         n = self._n
         return Batch(rows[:, 0], rows[:, 1:1 + n], rows[:, 1 + n:1 + 2 * n],
                      rows[:, 1 + 2 * n:1 + 3 * n], rows[:, 1 + 3 * n:1 + 4 * n])
 
     def newest(self, count: int, skip_newest: int = 0) -> Batch:
         """The `count` newest samples after leaving out the `skip_newest` newest."""
-        end = max(self._start, self._end - skip_newest)
-        start = max(self._start, end - count)
-        return self._rows(torch.arange(start, end))
+        with self._lock:
+            end = max(self._start, self._end - skip_newest)
+            start = max(self._start, end - count)
+            return self._rows(torch.arange(start, end))
 
     def sample(self, batch_size: int, generator: torch.Generator, recent_fraction: float = 0.5,
                recent_window: int = 2000, exclude_newest: int = 0) -> Batch:
         """Minibatch favouring recent data: `recent_fraction` of it from the newest
         `recent_window` samples, the rest uniform over the buffer; the `exclude_newest`
         samples are held out."""
+        with self._lock:
+            return self._sample(batch_size, generator, recent_fraction, recent_window, exclude_newest)
+
+    def _sample(self, batch_size: int, generator: torch.Generator, recent_fraction: float, recent_window: int,
+                exclude_newest: int) -> Batch:
         end = self._end - exclude_newest
         available = end - self._start
         if available <= 0:
@@ -387,6 +406,12 @@ class ReplayBuffer:
         with probability ``recent_fraction``, else anywhere; the ``exclude_newest`` samples are
         held out. A run across a gap (dropped messages, a change) is drawn again, ``attempts``
         times at most; None when no gap-free run was found."""
+        with self._lock:
+            return self._sample_windows(count, window, generator, recent_fraction, recent_window, exclude_newest,
+                                        attempts)
+
+    def _sample_windows(self, count: int, window: int, generator: torch.Generator, recent_fraction: float,
+                        recent_window: int, exclude_newest: int, attempts: int) -> Batch | None:
         end = self._end - exclude_newest
         possible = end - self._start - window + 1  # start positions
         if possible <= 0:
@@ -412,9 +437,10 @@ class ReplayBuffer:
     def drop_before(self, stamp: float) -> int:
         """Forget samples older than `stamp` (data from before a detected change)."""
         dropped = 0
-        while self._start < self._end and float(self._data[self._start % self.capacity, 0]) < stamp:
-            self._start += 1
-            dropped += 1
+        with self._lock:
+            while self._start < self._end and float(self._data[self._start % self.capacity, 0]) < stamp:
+                self._start += 1
+                dropped += 1
         return dropped
 
 

@@ -1,4 +1,5 @@
-"""Recursive least squares: online tracking of a term model's coefficients (SPEC §3)."""
+"""Recursive least squares: online tracking of a linear model's coefficients (SPEC §3): a term
+model's, or a URDF rigid body's base parameters and friction."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import math
 
 import torch
 
+from syrenets_ros.learning.rigid_body import RigidBodyLibrary, RigidBodyModel
 from syrenets_ros.learning.terms import TermLibrary, TermModel
 
 
@@ -17,7 +19,7 @@ class RecursiveLeastSquares:
     keeping the current estimate, so the fit re-converges quickly.
     """
 
-    def __init__(self, library: TermLibrary, *, forgetting: float = 0.999,
+    def __init__(self, library: TermLibrary | RigidBodyLibrary, *, forgetting: float = 0.999,
                  covariance_scale: float = 1e6, initial: torch.Tensor | None = None,
                  residual_smoothing: float = 0.05) -> None:
         if not 0.0 < forgetting <= 1.0:
@@ -74,8 +76,9 @@ class RecursiveLeastSquares:
         self.samples += batch
         return batch_mse
 
-    def model(self) -> TermModel:
+    def model(self) -> TermModel | RigidBodyModel:
         """The tracked coefficients; standard errors from the RLS covariance when rows were
         weighted by their noise scale (the covariance is then in coefficient units²)."""
         stderr = self.covariance.diagonal().clamp_min(0.0).sqrt() if self.weighted else None
-        return TermModel(self.library, self.theta.clone(), stderr=stderr)
+        kind = RigidBodyModel if isinstance(self.library, RigidBodyLibrary) else TermModel
+        return kind(self.library, self.theta.clone(), stderr=stderr)

@@ -20,9 +20,11 @@ BLOCK_STEPS = 1024
 
 
 class SensorNoise:
-    """Noise on (q, q̇, τ) per joint with standard deviations ``sigma`` = [σ_q, σ_q̇, σ_τ]."""
+    """Noise on (q, q̇, τ) of each of ``joints`` joints with standard deviations ``sigma`` =
+    [σ_q, σ_q̇, σ_τ]."""
 
-    def __init__(self, sigma: Sequence[float], seed: int) -> None:
+    def __init__(self, sigma: Sequence[float], seed: int, joints: int = len(JOINT_NAMES)) -> None:
+        self._joints = joints
         self.sigma = sigma
         self.reseed(seed)
 
@@ -38,12 +40,12 @@ class SensorNoise:
         self._sigma = values
         self._scale = np.array(values)[:, None]
         self._on = any(values)
-        self._noise: list[list[float]] = [[0.0] * len(JOINT_NAMES)] * 3
+        self._noise: list[list[float]] = [[0.0] * self._joints] * 3
 
     def reseed(self, seed: int) -> None:
         """Restart the noise sequence from ``seed``."""
         self._rng = np.random.default_rng(seed)
-        self._block = np.empty((0, 3, len(JOINT_NAMES)))
+        self._block = np.empty((0, 3, self._joints))
         self._next = 0
 
     def next_step(self) -> None:
@@ -51,7 +53,7 @@ class SensorNoise:
         if not self._on:
             return
         if self._next == len(self._block):
-            self._block = self._rng.standard_normal((BLOCK_STEPS, 3, len(JOINT_NAMES)))
+            self._block = self._rng.standard_normal((BLOCK_STEPS, 3, self._joints))
             self._next = 0
         self._noise = (self._block[self._next] * self._scale).tolist()
         self._next += 1

@@ -51,8 +51,13 @@ FRESHEST_QOS = QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST, reliability=
 
 # A stream taken in batches (TopicReader): deep enough to hold the messages that arrive while
 # a low-priority reader waits for the CPU (5 s at 1 kHz), so a busy reader loses none.
-BATCHED_STREAM_QOS = QoSProfile(depth=5000, history=HistoryPolicy.KEEP_LAST,
-                                reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+def batched_stream_qos(depth: int = 5000) -> QoSProfile:
+    """A stream read in batches: reliable, and ``depth`` messages wait until taken."""
+    return QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.VOLATILE)
+
+
+BATCHED_STREAM_QOS = batched_stream_qos()
 
 
 NANOSECONDS = 1_000_000_000

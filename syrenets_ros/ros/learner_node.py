@@ -1,5 +1,9 @@
-"""ROS node `syrenets_learner`: turns /joint_states into samples, trains online in a worker
-thread, and publishes model snapshots and the readable Lagrangian."""
+"""ROS node `syrenets_learner`: turns /joint_states into samples, trains online in worker
+threads, and publishes model snapshots and the readable Lagrangian.
+
+It subscribes before it imports the learning core: torch takes seconds to import (13 s wall
+measured on a loaded 2-core machine, when the simulator streamed after 7 s), and states sent
+meanwhile wait in the subscription's queue instead of being lost (issue 20)."""
 
 from __future__ import annotations
 
@@ -7,8 +11,8 @@ import os
 import threading
 import time
 import traceback
+from typing import TYPE_CHECKING
 
-import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
@@ -16,19 +20,33 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 
-from syrenets_ros.online.learner import LEARNER_PARAMETERS, LearnerConfig, OnlineLearner, Publication
-from syrenets_ros.online.stream import REJECT_REASONS, SampleAssembler, StreamChecks
 from syrenets_ros.ros import common as rc
 from syrenets_ros.ros.parameters import check_set, declare_schema
+from syrenets_ros.tools.graph import node_spec
+
+if TYPE_CHECKING:
+    from syrenets_ros.online.learner import Publication
 
 STATE_BATCH_PERIOD_S = 0.02  # joint states are taken from the queue this often (wall s)
 # The learner is this far behind the stream (sim seconds) before /diagnostics warns (issue 20).
 LAG_WARNING = 1.0
 
 
+# The queue that holds /joint_states while the learning core loads: 20 s at 1 kHz.
+STARTUP_QUEUE = 20_000
+
+
 class LearnerNode(Node):
     def __init__(self, **kwargs) -> None:
-        super().__init__(LEARNER_PARAMETERS.node, **kwargs)
+        super().__init__(node_spec("learner").name, **kwargs)
+        # 1 kHz of states: taken in batches on a timer instead of a callback per message.
+        self._states = rc.TopicReader(self, JointState, rc.JOINT_STATES, rc.batched_stream_qos(STARTUP_QUEUE))
+        import torch
+
+        from syrenets_ros.online.learner import LEARNER_PARAMETERS, LearnerConfig, OnlineLearner
+        from syrenets_ros.online.stream import REJECT_REASONS, SampleAssembler, StreamChecks
+
+        self._schema, self._reject_reasons = LEARNER_PARAMETERS, REJECT_REASONS
         values = declare_schema(self, LEARNER_PARAMETERS)
         config = LearnerConfig.from_parameters(values)
         torch.set_num_threads(values["torch_threads"])
@@ -39,6 +57,7 @@ class LearnerNode(Node):
                               velocity_noise=velocity_noise)
         self.assembler = SampleAssembler(config.joint_names, values["joint_state_period"], checks=checks)
         self.learner = OnlineLearner(config, log=self.get_logger().info, warn=self.get_logger().warning)
+        self.learner.buffer.max_lag = values["max_lag"]
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.worker_errors = 0
         self.last_publication: Publication | None = None
@@ -48,20 +67,23 @@ class LearnerNode(Node):
         self.model_pub = self.create_publisher(String, rc.MODEL, rc.LATCHED_QOS)
         self.equation_pub = self.create_publisher(String, rc.EQUATION, rc.LATCHED_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, rc.DIAGNOSTICS, 10)
-        # 1 kHz of states: taken in batches on a timer instead of a callback per message.
-        self._states = rc.TopicReader(self, JointState, rc.JOINT_STATES)
         self.create_timer(STATE_BATCH_PERIOD_S, self.take_joint_states, clock=rc.steady_clock())
         self.create_timer(1.0, self.publish_diagnostics, clock=rc.steady_clock())
         self.get_logger().info(f"learning on {self.learner.device}; joints {list(config.joint_names)}")
         self._running = True
-        self._worker = threading.Thread(target=self._work, name="syrenets_training", daemon=True)
+        # Intake (ingest, change detection, coefficient tracking) has a thread of its own: a
+        # refit in the training thread takes seconds on a loaded machine, and a learner that
+        # stops reading meanwhile falls behind the robot (issue 20).
+        self._workers = [threading.Thread(target=self._loop, args=(step,), name=name, daemon=True)
+                         for name, step in (("syrenets_intake", self._take_in), ("syrenets_training", self._train))]
         publication = self.learner.resume()
         if publication:
             self._publish(publication)
-        self._worker.start()
+        for worker in self._workers:
+            worker.start()
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        changes, result = check_set(LEARNER_PARAMETERS, params)
+        changes, result = check_set(self._schema, params)
         for name, value in changes.items():
             setattr(self.learner.config, name, value)
         return result
@@ -73,17 +95,22 @@ class LearnerNode(Node):
             if sample is not None:
                 self.learner.buffer.push(sample)
 
-    def _work(self) -> None:
-        """Training worker: never dies on an error in one iteration, reports it instead."""
+    def _take_in(self) -> bool:
+        return self.learner.observe() > 0
+
+    def _train(self) -> bool:
+        trained = self.learner.train_step()
+        publication = self.learner.maybe_select()
+        if publication:
+            self._publish(publication)
+            self.learner.maybe_checkpoint(publication)
+        return bool(trained or publication)
+
+    def _loop(self, step) -> None:
+        """A worker: never dies on an error in one iteration, reports it instead."""
         while self._running:
             try:
-                ingested = self.learner.observe()
-                trained = self.learner.train_step()
-                publication = self.learner.maybe_select()
-                if publication:
-                    self._publish(publication)
-                    self.learner.maybe_checkpoint(publication)
-                if not (ingested or trained or publication):
+                if not step():
                     time.sleep(0.002)
             except Exception:  # noqa: BLE001 - one bad iteration must not stop learning
                 self.worker_errors += 1
@@ -106,7 +133,7 @@ class LearnerNode(Node):
             "samples_received": assembler.received,
             "samples_accepted": assembler.accepted,
             "samples_rejected": sum(assembler.rejected.values()),
-            **{f"rejected[{reason}]": assembler.rejected[reason] for reason in REJECT_REASONS},
+            **{f"rejected[{reason}]": assembler.rejected[reason] for reason in self._reject_reasons},
             "states_missing": assembler.missing,
             "buffer_size": len(self.learner.buffer),
             "training_steps": stats.training_steps,
@@ -135,6 +162,9 @@ class LearnerNode(Node):
             "extrapolation_uncertain": f"{stats.extrapolation_uncertain:.3g}",
             "selection_cpu_s": f"{stats.selection_cpu:.3g}",
             "lag_s": f"{self.learner.buffer.lag:.3f}",
+            "samples_dropped_behind": self.learner.buffer.dropped_behind,
+            "selection_seconds": f"{stats.selection_seconds:.3f}",
+            "selections_overtaken_by_change": stats.selections_overtaken,
             "integral_rows": stats.rows or f"{self.learner.rows.form} (not decided yet)",
             "integral_window_samples": self.learner.sizes.window,
             "waiting_for": self.learner.waiting if self.last_publication is None else "",
@@ -152,15 +182,17 @@ class LearnerNode(Node):
                         f"{stats.extrapolation_uncertain:.3g} N·m outside the visited states")
         if lag > LAG_WARNING:
             message += f"; behind the stream by {lag:.2f} s (CPU-starved?)"
-        rc.publish_diagnostics(self, self.diag_pub, LEARNER_PARAMETERS.node, level, message, values)
+        rc.publish_diagnostics(self, self.diag_pub, self.get_name(), level, message, values)
 
     def destroy_node(self) -> None:
         self._running = False
-        if self._worker.is_alive():
-            # An iteration in progress (a refit, at nice 10 on a busy machine) ends first: a
-            # worker still in torch when the interpreter exits aborts the process.
-            self._worker.join(timeout=15.0)
-        self.get_logger().info(f"training worker stopped ({'cleanly' if not self._worker.is_alive() else 'timed out'})")
+        # An iteration in progress (a refit, at nice 10 on a busy machine) ends first: a worker
+        # still in torch when the interpreter exits aborts the process.
+        deadline = time.monotonic() + 15.0
+        for worker in self._workers:
+            worker.join(timeout=max(0.0, deadline - time.monotonic()))
+        alive = [worker.name for worker in self._workers if worker.is_alive()]
+        self.get_logger().info(f"learner workers stopped ({'timed out: ' + ', '.join(alive) if alive else 'cleanly'})")
         self._states.destroy()
         super().destroy_node()
 

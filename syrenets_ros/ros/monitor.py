@@ -1,13 +1,13 @@
 """The experiment's observer node: pairs each reference point with the joint state at the time
 it applies to (tracking error) and with the feed-forward torque served for it (torque error
-against the true inverse dynamics of the parameters in force at that moment)."""
+against the true inverse dynamics of the system in force at that moment: the double pendulum's
+closed form or a URDF robot's Pinocchio, payload, springs and friction included)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
@@ -16,7 +16,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from syrenets_ros.dynamics import pendulum
 from syrenets_ros.online.learner import LEARNER_PARAMETERS
-from syrenets_ros.plant.settings import NODE_NAME as SIM_NODE
+from syrenets_ros.plant.settings import NODE_NAME as SIM_NODE, SimSettings
 from syrenets_ros.ros import common as rc
 
 
@@ -42,10 +42,12 @@ class ForecastRecord:
 class Monitor(Node):
     """Observes the running graph; all bookkeeping is O(1) per message."""
 
-    def __init__(self, params_before: pendulum.PendulumParams) -> None:
+    def __init__(self, before: SimSettings) -> None:
         super().__init__("syrenets_monitor")
-        self.params = params_before
-        self.joints = pendulum.RIGID  # springs, damping, friction in force (the truth includes them)
+        self.params = before.params
+        self.robot = before.robot  # the truth; swapped by the experiment with the system
+        self.joints = before.joint_elements  # springs, damping, friction in force (the truth includes them)
+        self.joint_names = list(before.robot.joint_names)
         self.sim_time = 0.0
         self.desired: dict[int, tuple[list[float], list[float], list[float]]] = {}
         self.tracking: list[tuple[float, float]] = []  # (t, |q - q_d|)
@@ -54,8 +56,8 @@ class Monitor(Node):
         self.equations: list[tuple[float, str]] = []
         self.forecasts: list[ForecastRecord] = []
         self.diagnostics: dict[str, dict[str, str]] = {}
-        # The learner's largest reported lag behind the stream [s] (issue 20).
-        self.learner_lag_max = 0.0
+        # The learner's reported lag behind the stream [s] (issue 20), with the sim time it came.
+        self.learner_lag: list[tuple[float, float]] = []
         self.sim_reports: list[dict[str, str]] = []  # every report of the simulator, in order
         # The 1 kHz streams are taken in batches on a timer: a callback per message made this
         # observer cost more CPU than a node of the graph it measures.
@@ -76,7 +78,7 @@ class Monitor(Node):
             self.on_state(msg)
 
     def on_reference(self, msg: JointTrajectory) -> None:
-        if list(msg.joint_names) != list(pendulum.JOINT_NAMES):
+        if list(msg.joint_names) != self.joint_names:
             return
         base = rc.stamp_to_seconds(msg.header.stamp)
         for point in msg.points:
@@ -84,7 +86,7 @@ class Monitor(Node):
             self.desired[key] = (list(point.positions), list(point.velocities), list(point.accelerations))
 
     def on_state(self, msg: JointState) -> None:
-        if list(msg.name) != list(pendulum.JOINT_NAMES) or len(msg.position) != 2:
+        if list(msg.name) != self.joint_names or len(msg.position) != len(self.joint_names):
             return
         t = rc.stamp_to_seconds(msg.header.stamp)
         if not all(math.isfinite(v) for v in msg.position):
@@ -97,21 +99,14 @@ class Monitor(Node):
             self.states.append((t, list(msg.position)))
 
     def on_torques(self, messages: list[JointState]) -> None:
-        """Errors of served torques against the true inverse dynamics, in one batched call."""
-        stamps, desired, served = [], [], []
+        """Errors of served torques against the true inverse dynamics (per point, in floats)."""
+        robot, joints = self.robot, self.joints
         for msg in messages:
             key = _key(rc.stamp_to_seconds(msg.header.stamp))
             point = self.desired.get(key)
-            if point is None or len(msg.effort) != 2 or list(msg.name) != list(pendulum.JOINT_NAMES):
+            if point is None or len(msg.effort) != len(self.joint_names) or list(msg.name) != self.joint_names:
                 continue
-            stamps.append(key * 1e-6)
-            desired.append(point)
-            served.append(list(msg.effort))
-        if not stamps:
-            return
-        q, qd, qdd = (torch.tensor(values, dtype=torch.float64) for values in zip(*desired))
-        truth = pendulum.inverse_dynamics(q, qd, qdd, self.params, self.joints).tolist()
-        self.torque_error += [(t, math.dist(e, tau)) for t, e, tau in zip(stamps, served, truth)]
+            self.torque_error.append((key * 1e-6, math.dist(msg.effort, robot.inverse_dynamics_at(*point, joints))))
 
     def on_equation(self, msg: String) -> None:
         self.equations.append((self.sim_time, msg.data))
@@ -132,9 +127,13 @@ class Monitor(Node):
                 self.sim_reports.append(values)
             elif status.name == LEARNER_PARAMETERS.node:
                 try:
-                    self.learner_lag_max = max(self.learner_lag_max, float(values.get("lag_s", "nan")))
+                    self.learner_lag.append((self.sim_time, float(values.get("lag_s", "nan"))))
                 except ValueError:
-                    pass  # a forged or garbled report: the lag stays as it was
+                    pass  # a forged or garbled report: no lag from it
+
+    def learner_lag_max(self, after: float = -math.inf) -> float:
+        """The learner's largest reported lag [s] from sim time ``after`` on (0 when none)."""
+        return max((lag for t, lag in self.learner_lag if t >= after and math.isfinite(lag)), default=0.0)
 
     def trim(self, before: float) -> None:
         """Drop desired points no joint state was paired with, so the table stays bounded."""

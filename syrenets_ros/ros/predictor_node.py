@@ -22,6 +22,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from syrenets_ros.dynamics.urdf import RigidBodyRobot
 from syrenets_ros.online.serving import PREDICTOR_PARAMETERS, ModelServer, warm_up
 from syrenets_ros.online.stream import REJECT_REASONS, Batch, SampleAssembler, StreamChecks
 from syrenets_ros.ros import common as rc
@@ -41,10 +42,14 @@ class PredictorNode(Node):
         super().__init__(PREDICTOR_PARAMETERS.node, **kwargs)
         values = declare_schema(self, PREDICTOR_PARAMETERS)
         warm_up()
-        self.server = ModelServer(values["joint_names"], values["max_payload_bytes"],
+        joints, digest = values["joint_names"], ""
+        if values["robot_description"]:  # a URDF that cannot be modelled is a bad start value (ValueError)
+            robot = RigidBodyRobot.from_urdf(values["robot_description"])
+            joints, digest = robot.joint_names, robot.digest
+        self.server = ModelServer(joints, values["max_payload_bytes"],
                                   max_torque=values["max_feedforward_torque"],
                                   consistency_tolerance=values["consistency_tolerance"],
-                                  window=values["consistency_window"])
+                                  window=values["consistency_window"], robot_digest=digest)
         position_noise, velocity_noise = values["sensor_noise"]
         checks = StreamChecks(clock=lambda: self.get_clock().now().nanoseconds * 1e-9,
                               stamp_tolerance=values["stamp_tolerance"], position_noise=position_noise,

@@ -1,4 +1,6 @@
-"""ROS 2 node ``pendulum_sim``: the PyBullet double pendulum as a torque-controlled robot.
+"""ROS 2 node ``pendulum_sim``: the PyBullet double pendulum — or the robot of its
+``robot_description`` URDF (issue 21) — as a torque-controlled robot. Joint names, and the
+length of every per-joint array, come from the robot.
 
 A dedicated thread runs the step loop on the monotonic clock (paced by ``real_time_factor``;
 0 = as fast as possible) while the executor thread serves subscriptions and the parameter
@@ -39,13 +41,12 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from syrenets_ros.dynamics.pendulum import JOINT_NAMES, inverse_dynamics_at
 from syrenets_ros.plant.control import pd_torque
 from syrenets_ros.plant.delivery import DeliveryAudit
 from syrenets_ros.plant.excitation import MultiSine
 from syrenets_ros.plant.feedforward import Answer, FeedForwardBuffer, Torque, Use
 from syrenets_ros.plant.sensor import SensorNoise
-from syrenets_ros.plant.settings import NODE_NAME, SIM_PARAMETERS, SimSettings, settings_with
+from syrenets_ros.plant.settings import NODE_NAME, SIM_PARAMETERS, SimSettings, initial_settings, settings_with
 from syrenets_ros.plant.simulator import Simulator
 from syrenets_ros.plant.stats import SimStats
 from syrenets_ros.ros import common as rc
@@ -69,18 +70,24 @@ class PendulumSimNode(Node):
                  cli_args: list[str] | None = None, start: bool = True) -> None:
         super().__init__(NODE_NAME, context=context, cli_args=cli_args,
                          parameter_overrides=parameter_overrides)
-        declared = declare_schema(self, SIM_PARAMETERS)
-        self._settings = settings_with(SimSettings(), declared, running=False)
+        try:
+            self._settings = initial_settings(declare_schema(self, SIM_PARAMETERS))
+        except ValueError as error:  # a bad start value (a URDF it cannot hold): one line, exit 2
+            self.get_logger().fatal(f"cannot start: {error}")
+            super().destroy_node()
+            raise SystemExit(2) from None
+        self._joint_names = self._settings.robot.joint_names  # fixed: robot_description is read-only
         self._requested = self._settings
         self._lock = threading.Lock()
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
-        self._step_ns = round(declared["time_step"] * NANOSECONDS)
+        self._step_ns = round(self._settings.time_step * NANOSECONDS)
         self._excitation = self._make_excitation(self._settings)
         q0, qd0, _ = self._excitation.sample(0.0)
-        self._sim = Simulator(self._settings.params, self._step_ns / NANOSECONDS, q0, qd0,
+        self._sim = Simulator(self._settings.robot, self._step_ns / NANOSECONDS, q0, qd0,
                               joints=self._settings.joint_elements)
-        self._noise = SensorNoise(self._settings.measurement_noise, self._settings.noise_seed)
+        self._noise = SensorNoise(self._settings.measurement_noise, self._settings.noise_seed,
+                                  len(self._joint_names))
         self.stats = SimStats()
         self.delivery = DeliveryAudit()
         self.lateness_s: deque[float] = deque(maxlen=LATENESS_HISTORY)  # recent paced steps
@@ -149,7 +156,7 @@ class PendulumSimNode(Node):
         with self._lock:
             current = self._sim.step_count
             if not reason:
-                order = [list(msg.name).index(name) for name in JOINT_NAMES]
+                order = [list(msg.name).index(name) for name in self._joint_names]
                 torque = tuple(float(msg.effort[i]) for i in order)
                 reason = self._answers.add(to_nanoseconds(msg.header.stamp), torque, current)
             if reason:
@@ -160,11 +167,10 @@ class PendulumSimNode(Node):
             if self._answers.step_of(to_nanoseconds(msg.header.stamp)) < current:
                 self.stats.predictions_too_late += 1
 
-    @staticmethod
-    def _check_prediction(msg: JointState) -> str:
+    def _check_prediction(self, msg: JointState) -> str:
         names = list(msg.name)
-        if sorted(names) != sorted(JOINT_NAMES):
-            return f"joint names must be {list(JOINT_NAMES)} in any order, got {names}"
+        if sorted(names) != sorted(self._joint_names):
+            return f"joint names must be {list(self._joint_names)} in any order, got {names}"
         if len(msg.effort) != len(names):
             return f"{len(names)} names but {len(msg.effort)} efforts"
         if not all(math.isfinite(v) for v in msg.effort):
@@ -180,7 +186,7 @@ class PendulumSimNode(Node):
             answer = self._answers.select(step, timeout_steps)
         if not settings.feedforward_enabled:
             return None
-        truth = inverse_dynamics_at(*desired, settings.params, settings.joint_elements)
+        truth = settings.robot.inverse_dynamics_at(*desired, settings.joint_elements)
         if settings.feedforward_source == "true_model":
             answer = Answer(truth, Use.EXACT)
         self.delivery.record(answer, truth)
@@ -189,10 +195,10 @@ class PendulumSimNode(Node):
     # --- step loop (own thread) ---------------------------------------------------------
     def _run(self) -> None:
         joint_msg = JointState()
-        joint_msg.name = list(JOINT_NAMES)
+        joint_msg.name = list(self._joint_names)
         clock_msg = Clock()
         reference_msg = JointTrajectory()
-        reference_msg.joint_names = list(JOINT_NAMES)
+        reference_msg.joint_names = list(self._joint_names)
         period = 0.0
         deadline = time.monotonic()
         self.stats.window_wall_start = deadline
@@ -271,14 +277,15 @@ class PendulumSimNode(Node):
         current = self._settings
         if requested is current:
             return current
-        if requested.params != current.params:
+        if requested.robot != current.robot:
             try:
-                self._sim.set_params(requested.params)
+                self._sim.set_robot(requested.robot)
                 self.stats.parameter_version += 1
             except Exception as error:  # noqa: BLE001 — keep simulating the old body
                 self.stats.rebuild_failures += 1
-                self.get_logger().error(f"rebuild with {requested.params} failed: {error!r}")
-                requested = replace(requested, params=current.params)
+                self.get_logger().error(f"rebuild with {requested.params}, payload {requested.payload_mass} kg "
+                                        f"failed: {error!r}")
+                requested = replace(requested, params=current.params, payload_mass=current.payload_mass)
         if requested.joint_elements != current.joint_elements:
             self._sim.set_joint_elements(requested.joint_elements)
         if requested.measurement_noise != current.measurement_noise:
@@ -295,8 +302,8 @@ class PendulumSimNode(Node):
 
     @staticmethod
     def _make_excitation(settings: SimSettings) -> MultiSine:
-        return MultiSine.from_seed(settings.excitation_seed, settings.excitation_amplitude,
-                                   settings.excitation_base_frequency)
+        return settings.robot.excitation(settings.excitation_seed, settings.excitation_amplitude,
+                                         settings.excitation_base_frequency)
 
     def _publish_reference(self, msg: JointTrajectory, settings: SimSettings, step: int) -> None:
         """Every N-th step, the desired points for the N steps one lead ahead: each step is
@@ -353,8 +360,11 @@ class PendulumSimNode(Node):
             "last_rejection_reason": s.last_rejection,
             "rebuild_failures": str(s.rebuild_failures),
             "sim_time_s": f"{self._sim.step_count * self._step_ns / NANOSECONDS:.3f}",
-            "link1_mass": repr(p.m1), "link1_length": repr(p.l1),
-            "link2_mass": repr(p.m2), "link2_length": repr(p.l2), "gravity": repr(p.g),
+            "robot": settings.robot.name,
+            **({"payload_mass": repr(settings.payload_mass)} if settings.robot_description else {
+                "link1_mass": repr(p.m1), "link1_length": repr(p.l1),
+                "link2_mass": repr(p.m2), "link2_length": repr(p.l2)}),
+            "gravity": repr(p.g),
             "joint_stiffness": repr(list(settings.joint_stiffness)),
             "joint_rest_angle": repr(list(settings.joint_rest_angle)),
             "joint_damping": repr(list(settings.joint_damping)),
@@ -368,7 +378,7 @@ class PendulumSimNode(Node):
         if late_fraction > 0.05:
             level, message = DiagnosticStatus.WARN, f"{late_fraction:.1%} late steps; " + message
         publish_diagnostics(self, self._diagnostics_pub, NODE_NAME, level, message, values, stamp=stamp,
-                            hardware_id="pybullet_double_pendulum")
+                            hardware_id=f"pybullet_{settings.robot.name}")
         s.window_squared_error = 0.0
         s.window_steps = s.window_feedforward = s.window_late = s.window_paced = 0
         s.window_wall_start = now

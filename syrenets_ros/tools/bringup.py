@@ -16,12 +16,13 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import IO, Callable, Iterable
 
-from syrenets_ros.tools.graph import NODES, NodeSpec, ros_arguments
+from syrenets_ros.tools.graph import NODES, NodeSpec, ros_arguments, text_parameters
 from syrenets_ros.resources import params_file as default_params_file
 
 
@@ -58,14 +59,21 @@ class Graph:
         self.processes: dict[str, subprocess.Popen] = {}
         self.reported_exits: dict[str, int] = {}
         self._pumps: list[threading.Thread] = []
+        self._text_file: str | None = None  # the overrides -p cannot carry (a URDF), while running
 
     def command(self, node: NodeSpec) -> list[str]:
         return [sys.executable, "-m", node.module,
-                *ros_arguments(node, str(self.params_file), self.use_sim_time, self.overrides.get(node.name))]
+                *ros_arguments(node, str(self.params_file), self.use_sim_time, self.overrides.get(node.name),
+                               self._text_file)]
 
     def start(self) -> "Graph":
         if self.log_dir:
             self.log_dir.mkdir(parents=True, exist_ok=True)
+        text = text_parameters(self.overrides)
+        if text:
+            handle, self._text_file = tempfile.mkstemp(prefix="syrenets_params_", suffix=".yaml")
+            with os.fdopen(handle, "w") as file:
+                file.write(text)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         for node in self.nodes:
             process = subprocess.Popen(self.command(node), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -129,6 +137,9 @@ class Graph:
                     pass
         for pump in self._pumps:
             pump.join(timeout=2.0)
+        if self._text_file:
+            os.unlink(self._text_file)
+            self._text_file = None
         return {name: process.returncode for name, process in self.processes.items()}
 
     def __enter__(self) -> "Graph":
@@ -138,9 +149,25 @@ class Graph:
         self.stop()
 
 
+def robot_overrides(robot_description: str) -> dict[str, dict[str, object]]:
+    """The same URDF for every node of the table, and its joints (movable joints, root first) to
+    the learner and the predictor; nothing for "" (the simulator's own double pendulum)."""
+    if not robot_description:
+        return {}
+    from syrenets_ros.plant.robot import urdf_robot
+    from syrenets_ros.plant.settings import NODE_NAME as SIM
+
+    joints = list(urdf_robot(robot_description).joint_names)
+    return {node.name: {"robot_description": robot_description, **({"joint_names": joints} if node.name != SIM else {})}
+            for node in NODES}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params-file", type=Path, default=None,
                         help="parameters YAML (default: the package's config/params.yaml)")
+    parser.add_argument("--robot", choices=("double_pendulum", "panda"), default="double_pendulum",
+                        help="the simulated robot: the double pendulum (default) or the Franka Panda's URDF, "
+                             "given to every node as robot_description")
     parser.add_argument("--use-sim-time", choices=("true", "false"), default="true",
                         help="learner and predictor follow the simulator's /clock")
     parser.add_argument("--only", nargs="+", metavar="NODE", choices=[n.name for n in NODES],
@@ -149,8 +176,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from syrenets_ros.plant.robot import named_robot_description
+
     nodes = [n for n in NODES if not args.only or n.name in args.only]
-    graph = Graph(args.params_file, args.use_sim_time == "true", nodes=nodes, log_dir=args.log_dir)
+    graph = Graph(args.params_file, args.use_sim_time == "true", nodes=nodes, log_dir=args.log_dir,
+                  overrides=robot_overrides(named_robot_description(args.robot)))
     print(f"starting {', '.join(n.name for n in nodes)} with {graph.params_file} (Ctrl-C stops all)")
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill`/systemd stop like Ctrl-C
     graph.start()

@@ -7,6 +7,7 @@ ROS is imported only when an experiment runs.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import shutil
@@ -19,9 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from syrenets_ros.dynamics import pendulum
-from syrenets_ros.plant.settings import SimSettings, settings_with
-from syrenets_ros.tools.bringup import Graph
+from syrenets_ros.plant.settings import SimSettings, initial_settings, settings_with
+from syrenets_ros.tools.bringup import Graph, robot_overrides
 from syrenets_ros.tools.graph import NODES, NodeSpec
 from syrenets_ros.tools.report import (SIM, ExperimentResult, adaptation_time, delivered_feedforward, plot, rms,
                                        summary_table, true_equation)
@@ -68,21 +68,23 @@ def run_experiment(timeline: Timeline, run_dir: Path, *, real_time_factor: float
                    progress: Callable[[str], None] = print,
                    hooks: dict[str, Callable[[Monitor], None]] | None = None,
                    nodes: Sequence[NodeSpec] = NODES, startup_timeout: float = 90.0,
-                   bag_dir: Path | None = None) -> ExperimentResult:
+                   bag_dir: Path | None = None, robot_description: str = "") -> ExperimentResult:
     """Run the timeline against freshly started node processes; logs go to run_dir/logs.
     `hooks` are called with the monitor once the simulation runs ("started") and when the
     feed-forward is switched on ("feedforward_on"). With `bag_dir`, `syrenets-ros record`
-    records the run there (replacing an earlier recording)."""
+    records the run there (replacing an earlier recording). With `robot_description` (URDF
+    text) the simulator holds that robot, and every node is given the same text and its joints."""
     run_dir.mkdir(parents=True, exist_ok=True)
     hooks = hooks or {}
     domain = private_domain()
-    params_before = pendulum.PendulumParams()
+    before = initial_settings({"robot_description": robot_description})
     # The system after the swap as the simulator will hold it: any of its parameters (masses,
-    # lengths, gravity, joint springs, damping, friction), checked like a run-time set.
-    after = settings_with(SimSettings(params=params_before), timeline.swap)
-    params_after = after.params
+    # lengths, payload, gravity, joint springs, damping, friction), checked like a run-time set.
+    after = settings_with(before, timeline.swap)
     node_overrides = {name: dict(values) for name, values in (overrides or {}).items()}
     node_overrides.setdefault(SIM, {}).update(feedforward_enabled=False, real_time_factor=real_time_factor)
+    for name, values in robot_overrides(robot_description).items():
+        node_overrides.setdefault(name, {}).update(values)
 
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -92,7 +94,7 @@ def run_experiment(timeline: Timeline, run_dir: Path, *, real_time_factor: float
     context_owner = not rclpy.ok()
     if context_owner:
         rclpy.init()
-    monitor = Monitor(params_before)
+    monitor = Monitor(before)
     executor = SingleThreadedExecutor()
     executor.add_node(monitor)
     spinner = threading.Thread(target=executor.spin, daemon=True)
@@ -140,7 +142,7 @@ def run_experiment(timeline: Timeline, run_dir: Path, *, real_time_factor: float
         t_swap = monitor.sim_time
         if timeline.swap:
             _set(SIM, timeline.swap)
-            monitor.params, monitor.joints = params_after, after.joint_elements
+            monitor.params, monitor.robot, monitor.joints = after.params, after.robot, after.joint_elements
             t_swap = monitor.sim_time
             progress(f"t={t_swap:.1f}s  SWAP {timeline.swap} via the parameter service (accepted)")
         wait_until(t_swap + timeline.after_swap, "after swap")
@@ -169,18 +171,29 @@ def run_experiment(timeline: Timeline, run_dir: Path, *, real_time_factor: float
     tracking = {k: rms(monitor.tracking, *v) for k, v in phases.items()}
     torque = {k: rms(monitor.torque_error, *v) for k, v in phases.items() if k != "pd_only"}
     result = ExperimentResult(
-        timeline=asdict(timeline), params_before=asdict(params_before), params_after=asdict(params_after),
+        timeline=asdict(timeline), params_before=_system(before), params_after=_system(after),
         t_feedforward_on=t_ff, t_swap=t_swap, tracking_rms=tracking, torque_rmse=torque,
         adaptation_time=adaptation_time(monitor.torque_error, t_swap, torque["learned_before_swap"]),
         learner_change_stamps=[monitor.diagnostics.get("syrenets_learner", {}).get("last_change_stamp", "none")],
         equation=monitor.equations[-1][1] if monitor.equations else "",
-        true_equation=true_equation(params_after, after.joint_elements), node_exit_codes=exit_codes, nodes_died=died,
+        true_equation=true_equation(after), node_exit_codes=exit_codes, nodes_died=died, robot=before.robot.name,
         diagnostics=monitor.diagnostics, real_time_factor=real_time_factor, real_time_factor_achieved=achieved,
-        cpu_per_sim_second=cpu_per_sim_s, learner_lag_max_s=monitor.learner_lag_max,
+        cpu_per_sim_second=cpu_per_sim_s, learner_lag_max_s=monitor.learner_lag_max(),
+        first_model_s=monitor.equations[0][0] if monitor.equations else math.nan,
+        learner_lag_max_after_first_model_s=monitor.learner_lag_max(monitor.equations[0][0]) if monitor.equations
+        else math.nan,
         delivered_ff={k: delivered_feedforward(monitor.sim_reports, *v) for k, v in phases.items() if k != "pd_only"})
     result.plot = str(plot(monitor, result, run_dir / "online.png"))
     (run_dir / "result.json").write_text(result.to_json())
     return result
+
+
+def _system(settings: SimSettings) -> dict[str, object]:
+    """What the result records of the simulated system: the pendulum's parameters, or the
+    URDF robot's name, payload and gravity."""
+    if not settings.robot_description:
+        return asdict(settings.params)
+    return {"robot": settings.robot.name, "payload_mass": settings.payload_mass, "g": settings.params.g}
 
 
 OBSERVER = "experiment (monitor)"

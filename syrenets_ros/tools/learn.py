@@ -1,6 +1,8 @@
 """``syrenets-ros learn RECORDING``: learn the Lagrangian from a rosbag2 recording of
 sensor_msgs/JointState (MCAP or sqlite3) or from a table (CSV, NPZ: SPEC §5), with the learner
-node's own core, and write the snapshot (the format of /syrenets/model) and a PNG report. A
+node's own core, and write the snapshot (the format of /syrenets/model) and a PNG report. With
+``--urdf FILE`` the model is the robot's rigid body (base inertial parameters + friction, the
+learner's robot_description), printed beside the URDF's own values. A
 recording that cannot be used ends with a one-line error naming the unmet condition, its
 numbers and the option that changes it, and exit code 2."""
 
@@ -30,6 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "row, or .npz): columns t, optional segment, q1..qn, qd1..qdn, optional qdd1..qddn, "
                              "tau1..taun")
     parser.add_argument("--topic", default="/joint_states", help="sensor_msgs/JointState topic (bags)")
+    parser.add_argument("--urdf", type=Path, default=None,
+                        help="the robot's URDF (the learner's robot_description): learn its base inertial "
+                             "parameters and joint friction instead of a Lagrangian from the term library; the "
+                             "joints default to its movable joints in order")
     parser.add_argument("--joints", default=None,
                         help="joints to learn, comma-separated, matched by name in a bag (others are ignored); a "
                              f"table's joints are its columns in order (default: {','.join(defaults.joint_names)} "
@@ -118,6 +124,7 @@ def _open(args: argparse.Namespace, stack: ExitStack):
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from syrenets_ros.dynamics.urdf import read_urdf
     from syrenets_ros.offline.bag import BagError
     from syrenets_ros.offline.learning import learn_from_recording, plot_report, report_residuals
     from syrenets_ros.offline.table import TableError
@@ -140,11 +147,13 @@ def run(args: argparse.Namespace) -> int:
     started = time.process_time()
     bar = ProgressBar()
     try:
+        robot = read_urdf(args.urdf) if args.urdf else None
         with ExitStack() as stack:
             recording, n_joints, description = _open(args, stack)
-            joints = _joints(args.joints, n_joints)
+            joints = _joints(args.joints, n_joints) if robot is None else _urdf_joints(args.joints, n_joints, robot)
             LEARNER_PARAMETERS.check({"joint_names": joints}, running=False)
             config = LearnerConfig(joint_names=joints, network_enabled=args.network, device=args.device,
+                                   robot_description=robot.urdf if robot else "",
                                    max_train_rate=args.train_rate, integral_rows=args.rows,
                                    snapshot_period=snapshot_period or LearnerConfig().snapshot_period,
                                    **{name: getattr(args, name) for name in DURATIONS})
@@ -170,7 +179,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"learner: {note}")
     wins = ", ".join(f"{source} {count}" for source, count in sorted(stats.wins.items()))
     print(f"served: {publication.source} (selections won: {wins}; network steps {stats.training_steps})")
-    print(publication.equation)
+    if robot is None:
+        print(publication.equation)
+    else:
+        print(rigid_body_report(result.model))
     _, residual = report_residuals(result)
     print(f"held-out torque RMSE {publication.holdout_rmse:.3g} N·m (integral rows of the newest samples, not used "
           f"in the fit); per sample over the recording {float(residual.square().mean().sqrt()):.3g} N·m")
@@ -186,6 +198,34 @@ def run(args: argparse.Namespace) -> int:
     print(f"snapshot: {output}\nreport: {report}\nlearning took {cpu:.1f} s CPU"
           f" ({cpu / max(result.messages, 1) * 1e6:.1f} s per million messages)")
     return 0
+
+
+def rigid_body_report(model) -> str:
+    """The learned base parameters (± standard error) beside the URDF's, then friction and springs."""
+    library = model.library
+    urdf = library.base.of(library.robot.inertial_parameters())
+    count = len(library.base)
+    lines = [f"rigid body of URDF {library.robot.digest[:12]}…: {count} base parameters (SI units; '+' = other "
+             f"parameters folded in)", f"  {'base parameter':<22} {'learned':>14} {'± stderr':>10} {'URDF':>14}"]
+    for name, value, error, claimed in zip(library.names, model.coefficients.tolist(), model.stderr.tolist(),
+                                           urdf.tolist()):
+        lines.append(f"  {name:<22} {value:>14.6g} {error:>10.2g} {claimed:>14.6g}")
+    passive = [f"{name} {value:.4g}(±{error:.1g})" for name, value, error in zip(
+        library.names[count:], model.coefficients[count:].tolist(), model.stderr[count:].tolist())]
+    lines.append("friction (dissipation terms: qd**2/2 viscous N·m·s/rad, Abs(qd) Coulomb N·m) and springs "
+                 "(stiffness N·m/rad, spring_offset = −stiffness·rest angle N·m): " + (", ".join(passive) or "none"))
+    return "\n".join(lines)
+
+
+def _urdf_joints(option: str | None, n_joints: int | None, robot) -> tuple[str, ...]:
+    """The URDF's movable joints; given joints must be exactly those, in order (the model's
+    torques follow the URDF's order), and a table must have that many."""
+    joints = robot.joint_names if option is None else tuple(n.strip() for n in option.split(",") if n.strip())
+    if joints != robot.joint_names:
+        raise ValueError(f"--joints must be the URDF's movable joints in order: {','.join(robot.joint_names)}")
+    if n_joints is not None and n_joints != len(joints):
+        raise ValueError(f"the URDF has {len(joints)} movable joints, the table {n_joints} (q1..q{n_joints})")
+    return joints
 
 
 def _joints(option: str | None, n_joints: int | None) -> tuple[str, ...]:

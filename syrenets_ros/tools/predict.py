@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", type=Path, help="snapshot written by `syrenets-ros learn` or a checkpoint")
     parser.add_argument("states", type=Path, help="CSV with columns q1..qn, qd1..qdn, qdd1..qddn")
     parser.add_argument("-o", "--output", type=Path, default=None, help="CSV to write (default: stdout)")
+    parser.add_argument("--urdf", type=Path, default=None,
+                        help="the robot's URDF: a rigid-body model learned on another URDF is refused")
 
 
 def state_columns(n_joints: int) -> list[str]:
@@ -82,9 +84,14 @@ def _fail(message: str) -> int:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from syrenets_ros.online.serving import load_model_file
+    from syrenets_ros.dynamics.urdf import UrdfError, read_urdf
+    from syrenets_ros.online.serving import load_model_file, robot_mismatch
     from syrenets_ros.online.snapshot import SnapshotError
 
+    try:
+        digest = read_urdf(args.urdf).digest if args.urdf else ""
+    except UrdfError as error:
+        return _fail(f"--urdf: {error}")
     try:
         check_regular(args.model)  # load_model_file opens it: a FIFO would block forever
         decoded = load_model_file(args.model)
@@ -92,6 +99,9 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"model refused: {error}")
     except SnapshotError as error:
         return _fail(f"model refused: {error}")
+    mismatch = robot_mismatch(decoded.model, digest)
+    if mismatch:
+        return _fail(f"model refused: {args.model}: {mismatch}")
     n = len(decoded.joint_names)
     rows = 0
     try:

@@ -16,6 +16,7 @@ from syrenets_ros.learning.terms import true_pendulum_terms
 from syrenets_ros.plotting import saved_figure
 
 if TYPE_CHECKING:
+    from syrenets_ros.plant.settings import SimSettings
     from syrenets_ros.ros.monitor import ForecastRecord, Monitor
 
 SIM = "pendulum_sim"
@@ -57,18 +58,27 @@ class ExperimentResult:
     cpu_per_sim_second: dict[str, float] = field(default_factory=dict)
     # Per phase, the feed-forward the simulator actually applied (see delivered_feedforward).
     delivered_ff: dict[str, dict[str, float]] = field(default_factory=dict)
-    # The learner's largest reported lag behind the stream [s] (its /diagnostics lag_s).
+    # The learner's largest reported lag behind the stream [s] (its /diagnostics lag_s), over
+    # the run and from its first model on (start-up over).
     learner_lag_max_s: float = math.nan
+    learner_lag_max_after_first_model_s: float = math.nan
+    first_model_s: float = math.nan  # sim time of the first published equation
+    robot: str = "double_pendulum"  # the simulated robot (a URDF robot's name)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, default=str)
 
 
-def true_equation(p: pendulum.PendulumParams, joints: pendulum.JointElements = pendulum.RIGID,
-                  digits: int = 4) -> str:
+def true_equation(settings: SimSettings, digits: int = 4) -> str:
     """The true Lagrangian (SPEC §2, with the joints' springs) and dissipation (§2b), written by
-    the same formatter as the learned ones."""
-    return true_pendulum_terms(p, joints).equation(digits)
+    the same formatter as the learned ones; for a URDF robot, where its truth comes from."""
+    if settings.robot_description:
+        elements = settings.joint_elements
+        return (f"rigid-body dynamics of the {settings.robot.name} URDF (Pinocchio) with {settings.payload_mass:g} kg "
+                f"at the flange" + ("" if elements.is_rigid else f"; springs k = {list(elements.stiffness)}, rest "
+                                    f"{list(elements.rest_angle)}, viscous b = {list(elements.damping)}, Coulomb c = "
+                                    f"{list(elements.friction)}"))
+    return true_pendulum_terms(settings.params, settings.joint_elements).equation(digits)
 
 
 def adaptation_time(torque_error: list[tuple[float, float]], t_swap: float, pre_swap: float,
@@ -102,7 +112,7 @@ def plot(monitor: Monitor, result: ExperimentResult, path: Path) -> Path:
             ax.grid(True, which="both", alpha=0.3)
         axes[1].set_xlabel("sim time [s]")
         ax = axes[2]
-        if monitor.forecasts:
+        if monitor.forecasts and result.robot == "double_pendulum":
             record = monitor.forecasts[-1]
             times = [record.start + o for o in record.offsets]
             truth = true_passive_motion(record)
@@ -112,7 +122,9 @@ def plot(monitor: Monitor, result: ExperimentResult, path: Path) -> Path:
             ax.set_title("passive-motion forecast from /syrenets/forecast vs the true Lagrangian from the same state")
             ax.legend(loc="upper right", fontsize=8)
         else:
-            ax.text(0.5, 0.5, "no forecast received", ha="center", va="center", transform=ax.transAxes)
+            ax.text(0.5, 0.5, "no forecast received" if result.robot == "double_pendulum" else
+                    "forecasts are checked against the double pendulum's Lagrangian only", ha="center",
+                    va="center", transform=ax.transAxes)
         ax.set_xlabel("sim time [s]")
         ax.set_ylabel("q [rad]")
     return path
@@ -194,8 +206,9 @@ def summary_table(result: ExperimentResult) -> str:
         "simulator applied (stale or missing answers included) vs the truth",
         f"adaptation time after swap: {result.adaptation_time:.2f} s sim "
         f"(FF torque RMSE back within 1.5x its pre-swap level)",
-        f"learner lag: at most {result.learner_lag_max_s:.3g} s (newest stamp received − newest processed, as the "
-        f"learner reported it on /diagnostics)",
+        f"first model at t={result.first_model_s:.2f} s sim; learner lag: at most {result.learner_lag_max_s:.3g} s, "
+        f"{result.learner_lag_max_after_first_model_s:.3g} s from the first model on (newest stamp received − newest "
+        f"processed, as the learner reported it on /diagnostics)",
         f"feed-forward as applied by the simulator (whole run): {_feedforward_use(result.diagnostics)}",
         f"learned: {result.equation}",
         f"true:    {result.true_equation}",

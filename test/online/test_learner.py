@@ -163,3 +163,28 @@ def test_checkpoints_keep_the_newest_and_a_restarted_learner_is_a_newer_run(tmp_
     assert restarted.run_id > learner.run_id
     accepted, reason = server.offer(publication.payload)
     assert accepted, reason
+
+
+def test_intake_goes_on_while_a_selection_fits(excitation):
+    """A selection's fits run outside the learner's lock: samples handed over meanwhile are
+    ingested and watched for changes before it ends (the node runs the two in two threads;
+    before issue 20 a refit of seconds on a loaded machine left the stream unread)."""
+    import threading
+
+    learner = OnlineLearner(LearnerConfig(snapshot_period=0.0, network_enabled=False), log=lambda _: None)
+    samples = _stream(excitation, 0.0, 12.0, BEFORE)
+    for sample in samples[:9000]:
+        learner.buffer.push(sample)
+    learner.observe()
+    selection = threading.Thread(target=learner.maybe_select)
+    selection.start()
+    ingested_during = 0
+    for start in range(9000, len(samples), 20):
+        if not selection.is_alive():
+            break
+        for sample in samples[start:start + 20]:
+            learner.buffer.push(sample)
+        ingested_during += learner.observe()
+    selection.join()
+    assert ingested_during > 0, "observe() waited for the whole selection"
+    assert learner.served is not None and learner.stats.selection_seconds > 0

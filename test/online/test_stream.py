@@ -213,3 +213,19 @@ def test_the_buffer_says_how_far_behind_the_stream_it_is():
     assert buffer.lag == 0.0
     buffer.push(JointStateSample(3.0, (0.0, 0.0), (0.0, 0.0), (0.0, 0.0), (0.0, 0.0)))
     assert buffer.lag == 1.0
+
+
+def test_a_starved_intake_drops_the_oldest_unprocessed_samples_and_counts_them():
+    """Past max_lag of stream waiting, the oldest pending samples are dropped (counted), so what
+    the learner reads next is the newest second, not a backlog (issue 20)."""
+    buffer = ReplayBuffer(10_000, 2, max_lag=0.05)
+    samples = _samples(200)  # 0.2 s at DT
+    for s in samples:
+        buffer.push(s)
+    new = buffer.ingest()
+    kept = [s for s in samples if s.stamp >= samples[-1].stamp - 0.05]
+    assert len(new) == len(kept) and buffer.dropped_behind == len(samples) - len(kept) > 100
+    assert float(new.stamp[0]) == pytest.approx(kept[0].stamp)
+    for s in _samples(20, start=1.0):  # keeping up: nothing dropped
+        buffer.push(s)
+    assert len(buffer.ingest()) == 20 and buffer.dropped_behind == len(samples) - len(kept)

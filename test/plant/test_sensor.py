@@ -56,3 +56,15 @@ def test_steps_without_noise_draw_nothing():
     noise.sigma = SIGMA
     assert np.allclose(np.concatenate([first, _run(noise, 5)]), _run(SensorNoise(SIGMA, seed=6), 10),
                        rtol=1e-8, atol=0)
+
+
+def test_noise_covers_every_joint_of_a_seven_joint_robot():
+    noise = SensorNoise(SIGMA, seed=5, joints=7)
+    draws = []
+    for _ in range(20000):
+        noise.next_step()
+        q, qd = noise.state((0.0,) * 7, (0.0,) * 7)
+        draws.append([q, qd, noise.effort((0.0,) * 7)])
+    measured = np.array(draws).std(axis=0)  # (3, 7)
+    assert measured.shape == (3, 7)
+    assert np.allclose(measured, np.array(SIGMA)[:, None], rtol=0.03)

@@ -97,3 +97,36 @@ def test_forged_stamps_are_refused_and_the_published_model_stays_exact(learner, 
     q, qd, qdd = probe_states(2, seed=4)
     newest = snapshots[-1].model
     assert torch.allclose(newest.torque(q, qd, qdd), TRUE.torque(q, qd, qdd), rtol=0, atol=1e-8)
+
+
+def test_states_sent_while_the_learning_core_loads_are_not_lost(learner, ros_context):
+    """The learner subscribes before it imports torch and the learning core (seconds on a
+    loaded machine, issue 20): states streamed meanwhile wait in its queue and all arrive."""
+    graph, log = learner
+    node = Node("early_streamer", context=ros_context)
+    diagnostics = Collector(node, DiagnosticArray, rc.DIAGNOSTICS)
+    states = node.create_publisher(JointState, rc.JOINT_STATES, rc.JOINT_STATE_QOS)
+    clock = node.create_publisher(Clock, rc.CLOCK, 10)
+    rows = smooth_motion(3000, start=1.0)
+    with spinning(ros_context, node):
+        assert wait_until(lambda: states.get_subscription_count() >= 1, 90.0)
+        for i, (stamp, q, qd, tau) in enumerate(rows):
+            message = JointState(name=JOINTS, position=q, velocity=qd, effort=tau)
+            message.header.stamp = rc.seconds_to_stamp(stamp)
+            if i % 10 == 0:
+                clock.publish(Clock(clock=message.header.stamp))
+            states.publish(message)
+        assert wait_until(lambda: diagnostics.newest_status("syrenets_learner").get("samples_received") == "3000",
+                          90.0), diagnostics.newest_status("syrenets_learner")
+    values = diagnostics.newest_status("syrenets_learner")
+    assert values["samples_accepted"] == "2999" and values["samples_dropped_behind"] == "0", values
+
+
+def test_the_learner_node_subscribes_before_torch_is_imported():
+    """What makes the test above hold on a loaded machine: the node's module needs no torch, so
+    its subscription exists before the seconds the learning core takes to load."""
+    import subprocess
+    import sys
+
+    script = "import sys, syrenets_ros.ros.learner_node; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", script], timeout=120).returncode == 0

@@ -28,3 +28,16 @@ def test_background_load_ends_its_processes_when_the_benchmark_fails():
     with pytest.raises(RuntimeError), background_load(1, 19, new_session=False) as processes:
         raise RuntimeError("a failed run")
     assert processes[0].poll() is not None
+
+
+def test_a_combined_change_is_parsed_into_simulator_parameters_and_bad_ones_are_refused():
+    from syrenets_ros.plant.settings import SimSettings, settings_with
+    from syrenets_ros.tools.bench.online import parse_swap
+
+    swap = parse_swap(["link2_mass=2.0", "joint_stiffness=0,20", "joint_damping=0.3,0.3"])
+    assert swap == {"link2_mass": 2.0, "joint_stiffness": [0.0, 20.0], "joint_damping": [0.3, 0.3]}
+    after = settings_with(SimSettings(), swap)  # what the experiment checks before the run
+    assert after.params.m2 == 2.0
+    for bad in (["link2_mass"], ["link2_mass=heavy"], ["=2"]):
+        with pytest.raises(SystemExit, match="--swap"):
+            parse_swap(bad)

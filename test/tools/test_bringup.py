@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from syrenets_ros.tools.bringup import Graph
+from syrenets_ros.tools.bringup import Graph, robot_overrides
 from syrenets_ros.tools.graph import NODES, ros_arguments
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,3 +101,38 @@ def test_nodes_die_with_a_hard_killed_bring_up(tmp_path):
         for pid in locals().get("children", []):
             if _running(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_a_urdf_travels_to_the_node_in_a_params_file_not_on_the_command_line(ros_context, tmp_path):
+    """rcl parses `-p name:=value` as YAML: a URDF goes into a params file of the bring-up's own,
+    and the simulator started from the node table holds that robot (7 Panda joints on /joint_states)."""
+    from rclpy.node import Node
+    from ros_helpers import Collector, spinning, wait_until
+    from sensor_msgs.msg import JointState
+
+    from syrenets_ros.dynamics.urdf import panda_urdf
+    from syrenets_ros.tools.graph import text_parameters
+
+    sim = next(n for n in NODES if n.executable == "pendulum_sim")
+    urdf = panda_urdf()
+    overrides = {sim.name: {"robot_description": urdf, "real_time_factor": 1.0}}
+    args = ros_arguments(sim, "/p.yaml", True, overrides[sim.name], text_file="/t.yaml")
+    assert args[5:7] == ["--params-file", "/t.yaml"] and "real_time_factor:=1.0" in args
+    assert not any("robot_description" in a for a in args)
+    assert "robot_description" not in text_parameters({sim.name: {"real_time_factor": 1.0}})
+    given = robot_overrides(urdf)
+    assert set(given) == {n.name for n in NODES} and all(v["robot_description"] == urdf for v in given.values())
+    assert "joint_names" not in given[sim.name]
+    assert given[PREDICTOR.name]["joint_names"] == [f"panda_joint{i}" for i in range(1, 8)]
+    assert robot_overrides("") == {}
+
+    probe = Node("test_probe", context=ros_context)
+    states = Collector(probe, JointState, "/joint_states")
+    graph = Graph(nodes=[sim], overrides=overrides, log_dir=tmp_path, echo=False).start()
+    try:
+        with spinning(ros_context, probe):
+            assert wait_until(lambda: len(states) > 100, 60.0), (tmp_path / f"{sim.name}.log").read_text()
+    finally:
+        assert graph.stop() == {sim.name: 0}
+        probe.destroy_node()
+    assert list(states.messages()[-1].name) == [f"panda_joint{i}" for i in range(1, 8)]

@@ -143,6 +143,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--before-swap", type=float, default=15.0)
     parser.add_argument("--after-swap", type=float, default=15.0)
     parser.add_argument("--real-time-factor", type=float, default=DEFAULT_REAL_TIME_FACTOR)
+    parser.add_argument("--swap", action="append", default=[], metavar="NAME=VALUE[,VALUE]",
+                        help="the mid-run change, one simulator parameter per option (default: link2_mass=2.0 "
+                             "and link2_length=1.2); e.g. --swap link2_mass=2.0 --swap joint_stiffness=0,20 "
+                             "--swap joint_damping=0.3,0.3 changes mass, a spring and damping in one request")
+    parser.add_argument("--learned-only", action="store_true",
+                        help="only run 1 (learned feed-forward): no true-model runs, no latency probe")
     parser.add_argument("--background", type=int, default=0, metavar="N",
                         help="busy processes (a pure Python spin each) running beside the whole benchmark")
     parser.add_argument("--background-nice", type=int, default=0, metavar="K",
@@ -170,6 +176,21 @@ def background_load(count: int, niceness: int, new_session: bool) -> Iterator[li
             process.wait()
 
 
+def parse_swap(items: list[str]) -> dict[str, object]:
+    """``NAME=VALUE[,VALUE]`` options as simulator parameters (the simulator checks them)."""
+    swap: dict[str, object] = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        try:
+            numbers = [float(v) for v in value.split(",")]
+        except ValueError:
+            raise SystemExit(f"syrenets-ros bench online: --swap {item!r}: values must be numbers") from None
+        if not name or not value:
+            raise SystemExit(f"syrenets-ros bench online: --swap {item!r}: write NAME=VALUE[,VALUE]")
+        swap[name] = numbers[0] if len(numbers) == 1 and "," not in value else numbers
+    return swap
+
+
 def run(args: argparse.Namespace) -> int:
     with background_load(args.background, args.background_nice, args.background_new_session):
         return _run(args)
@@ -178,9 +199,13 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     load_before = os.getloadavg()
     timeline = Timeline(learned_before_swap=args.before_swap, after_swap=args.after_swap)
+    if args.swap:
+        timeline.swap = parse_swap(args.swap)
     print("== run 1/3: learned feed-forward, swap mid-run")
     learned = run_experiment(timeline, args.run_dir / "learned", real_time_factor=args.real_time_factor)
     print(summary_table(learned))
+    if args.learned_only:
+        return _report(args, learned, None, None, None, load_before)
 
     print("\n== run 2/3: true-model feed-forward through the same predictor (no learner)")
     payload = true_model_payload(pendulum.PendulumParams())
@@ -206,11 +231,18 @@ def _run(args: argparse.Namespace) -> int:
                                 nodes=[n for n in NODES if n.executable == "pendulum_sim"],
                                 overrides={"pendulum_sim": {"feedforward_source": "true_model"}})
     print("\n== predictor latency at 1 kHz (predictor process alone, true model)")
-    latency = predictor_latency()
-    learned_tracking = learned.tracking_rms["learned_before_swap"]
-    in_process_tracking = in_process.tracking_rms["learned_before_swap"]
+    return _report(args, learned, reference, in_process, predictor_latency(), load_before)
+
+
+def _report(args: argparse.Namespace, learned, reference, in_process, latency: dict[str, float] | None,
+            load_before: tuple[float, float, float]) -> int:
+    """Print and write the measured numbers (those of the runs not made are nan)."""
+    def before_swap(run) -> float:
+        return run.tracking_rms["learned_before_swap"] if run else math.nan
+
+    latency = latency or {"p50": math.nan, "p99": math.nan, "answered": math.nan}
+    learned_tracking, true_tracking, in_process_tracking = (before_swap(r) for r in (learned, reference, in_process))
     delivered = learned.delivered_ff.get("learned_before_swap", {})
-    true_tracking = reference.tracking_rms["learned_before_swap"]
     measured = {
         "adaptation_time_s": learned.adaptation_time,
         "learned_ff_tracking_rms_rad": learned_tracking,
@@ -227,12 +259,16 @@ def _run(args: argparse.Namespace) -> int:
         "pd_only_tracking_rms_rad": learned.tracking_rms["pd_only"],
         "real_time_factor_asked": args.real_time_factor,
         "real_time_factor_learned_run": learned.real_time_factor_achieved,
-        "real_time_factor_true_model_run": reference.real_time_factor_achieved,
-        "real_time_factor_in_sim_run": in_process.real_time_factor_achieved,
+        "real_time_factor_true_model_run": reference.real_time_factor_achieved if reference else math.nan,
+        "real_time_factor_in_sim_run": in_process.real_time_factor_achieved if in_process else math.nan,
         "latency_p50_ms": latency["p50"],
         "latency_p99_ms": latency["p99"],
         "latency_answered_fraction": latency["answered"],
+        "first_model_s": learned.first_model_s,
         "learner_lag_max_s": learned.learner_lag_max_s,
+        "learner_lag_max_after_first_model_s": learned.learner_lag_max_after_first_model_s,
+        "learner_samples_dropped_behind": float(learned.diagnostics.get("syrenets_learner", {}).get(
+            "samples_dropped_behind", math.nan)),
         "background_processes": args.background,
         "background_nice": args.background_nice,
         "background_new_session": int(args.background_new_session),
@@ -252,7 +288,7 @@ def _run(args: argparse.Namespace) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"measured": measured, "targets": TARGETS, "targets_at_least": TARGETS_AT_LEAST,
                                      "learned_run": json.loads(learned.to_json()),
-                                     "true_model_run": json.loads(reference.to_json()),
-                                     "true_model_in_sim_run": json.loads(in_process.to_json())}, indent=2, default=str))
+                                     "true_model_run": json.loads(reference.to_json()) if reference else None,
+                                     "true_model_in_sim_run": json.loads(in_process.to_json()) if in_process else None}, indent=2, default=str))
     print(f"\nwrote {args.json}")
     return 0
