@@ -130,7 +130,12 @@ LEARNER_PARAMETERS = NodeSchema("syrenets_learner", (
           read_only=True),
     Param("snapshot_period", 1.0, "wall seconds between model selections and publications", "s",
           0.05, 3600.0),
-    Param("network_enabled", True, "train the SyReNet (structure search beside the library refit)"),
+    # Off by default since issue 22: in every scenario measured (the demo's swap, springs,
+    # friction, noise, the hardening spring, 3-link chains) models with and without it were
+    # identical, its proposals were never admitted (raw network 0.5-2.8 N·m held-out against
+    # ~1e-13 for the library), and it cost 3x the CPU of `learn` and the learner's lag under load.
+    Param("network_enabled", False, "train the SyReNet beside the library refit and let it propose terms the "
+          "grammar lacks (measured: never needed so far; costs CPU, see README)"),
     # 10 steps/s keeps the 1 kHz simulator and predictor on time on a 2-core machine.
     Param("max_train_rate", 10.0, "network training steps per wall second at most", "1/s", 0.1, 10_000.0),
     Param("change_window", 2, "integral rows per change-detection window", "rows", 1, 1_000,

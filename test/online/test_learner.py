@@ -71,7 +71,7 @@ def test_learns_exact_model_then_adapts_after_a_swap_without_false_alarms(excita
 
 
 def test_network_path_trains_and_competes(excitation):
-    learner = OnlineLearner(LearnerConfig(snapshot_period=0.0, max_train_rate=1e6, batch_size=32,
+    learner = OnlineLearner(LearnerConfig(snapshot_period=0.0, network_enabled=True, max_train_rate=1e6, batch_size=32,
                                           min_fit_duration=1.0, holdout=0.2), log=lambda _: None)
     samples = _stream(excitation, 0.0, 3.0, BEFORE)
     for sample in samples:
