@@ -24,7 +24,7 @@ from syrenets_ros.plant.settings import SimSettings, initial_settings, settings_
 from syrenets_ros.tools.bringup import Graph, robot_overrides
 from syrenets_ros.tools.graph import NODES, NodeSpec
 from syrenets_ros.tools.report import (SIM, ExperimentResult, adaptation_time, delivered_feedforward, plot, rms,
-                                       summary_table, true_equation)
+                                       served_after_change, summary_table, true_equation)
 
 if TYPE_CHECKING:
     from syrenets_ros.ros.monitor import Monitor
@@ -180,6 +180,8 @@ def run_experiment(timeline: Timeline, run_dir: Path, *, real_time_factor: float
         diagnostics=monitor.diagnostics, real_time_factor=real_time_factor, real_time_factor_achieved=achieved,
         cpu_per_sim_second=cpu_per_sim_s, learner_lag_max_s=monitor.learner_lag_max(),
         first_model_s=monitor.equations[0][0] if monitor.equations else math.nan,
+        served_after_change=served_after_change(monitor.torque_error, monitor.equations, t_swap, end)
+        if timeline.swap else [],
         learner_lag_max_after_first_model_s=monitor.learner_lag_max(monitor.equations[0][0]) if monitor.equations
         else math.nan,
         delivered_ff={k: delivered_feedforward(monitor.sim_reports, *v) for k, v in phases.items() if k != "pd_only"})

@@ -63,6 +63,9 @@ class ExperimentResult:
     learner_lag_max_s: float = math.nan
     learner_lag_max_after_first_model_s: float = math.nan
     first_model_s: float = math.nan  # sim time of the first published equation
+    # After the swap, per served model (the one from before it first): (sim time it came, FF
+    # torque RMSE vs the truth while it served). Issue 20/22: none should be worse than the first.
+    served_after_change: list[tuple[float, float]] = field(default_factory=list)
     robot: str = "double_pendulum"  # the simulated robot (a URDF robot's name)
 
     def to_json(self) -> str:
@@ -97,6 +100,20 @@ def adaptation_time(torque_error: list[tuple[float, float]], t_swap: float, pre_
         else:
             recovered = math.nan
     return recovered
+
+
+def served_after_change(torque_error: list[tuple[float, float]], equations: list[tuple[float, str]],
+                        t_swap: float, end: float) -> list[tuple[float, float]]:
+    """The FF torque RMSE of each stretch between model arrivals after the swap: (start, RMSE),
+    the first stretch served by the model from before it (stretches without answers left out)."""
+    bounds = [t_swap] + [t for t, _ in equations if t_swap < t < end] + [end]
+    stretches = ((a, rms(torque_error, a, b)) for a, b in zip(bounds, bounds[1:]))
+    return [(a, value) for a, value in stretches if math.isfinite(value)]
+
+
+def worse_after_change(stretches: list[tuple[float, float]]) -> int:
+    """How many models served after the change did worse than the one from before it."""
+    return sum(value > stretches[0][1] for _, value in stretches[1:]) if stretches else 0
 
 
 def plot(monitor: Monitor, result: ExperimentResult, path: Path) -> Path:
@@ -206,6 +223,9 @@ def summary_table(result: ExperimentResult) -> str:
         "simulator applied (stale or missing answers included) vs the truth",
         f"adaptation time after swap: {result.adaptation_time:.2f} s sim "
         f"(FF torque RMSE back within 1.5x its pre-swap level)",
+        "FF torque RMSE per model served after the swap (the first is the model from before it): "
+        + ", ".join(f"t={t:.1f}s {value:.3g}" for t, value in result.served_after_change)
+        + f"; worse than the model from before the swap: {worse_after_change(result.served_after_change)}",
         f"first model at t={result.first_model_s:.2f} s sim; learner lag: at most {result.learner_lag_max_s:.3g} s, "
         f"{result.learner_lag_max_after_first_model_s:.3g} s from the first model on (newest stamp received − newest "
         f"processed, as the learner reported it on /diagnostics)",

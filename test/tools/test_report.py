@@ -51,3 +51,15 @@ def test_summary_table_prints_delivered_error_and_split():
     assert "2.000e-03" in table and "99.0/0.5/0.5" in table
     assert "97.0 % exact, 2.0 % stale (mean age 2.5, max 7 steps), 1.0 % missing" in table
     assert "since the first answer 99.60 % exact, 0.30 % stale, 0.10 % missing" in table
+
+
+def test_each_model_served_after_a_change_is_scored_against_the_one_from_before_it():
+    from syrenets_ros.tools.report import served_after_change, worse_after_change
+
+    errors = [(t / 10, 4.0 if t < 30 else 6.0 if t < 40 else 1e-9) for t in range(20, 60)]
+    equations = [(1.0, "old"), (3.0, "stand-in"), (4.0, "exact")]
+    stretches = served_after_change(errors, equations, t_swap=2.0, end=6.0)
+    assert [t for t, _ in stretches] == [2.0, 3.0, 4.0]
+    assert [v for _, v in stretches] == pytest.approx([4.0, 6.0, 1e-9])
+    assert worse_after_change(stretches) == 1
+    assert worse_after_change([]) == 0

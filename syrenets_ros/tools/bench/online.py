@@ -24,7 +24,7 @@ from syrenets_ros.dynamics import pendulum
 from syrenets_ros.learning.terms import true_pendulum_terms
 from syrenets_ros.online.snapshot import encode_model
 from syrenets_ros.tools.experiment import DEFAULT_REAL_TIME_FACTOR, Timeline, run_experiment, summary_table
-from syrenets_ros.tools.report import SIM
+from syrenets_ros.tools.report import SIM, worse_after_change
 from syrenets_ros.tools.graph import NODES
 
 if TYPE_CHECKING:
@@ -265,6 +265,7 @@ def _report(args: argparse.Namespace, learned, reference, in_process, latency: d
         "latency_p99_ms": latency["p99"],
         "latency_answered_fraction": latency["answered"],
         "first_model_s": learned.first_model_s,
+        "models_after_change_worse_than_before": float(worse_after_change(learned.served_after_change)),
         "learner_lag_max_s": learned.learner_lag_max_s,
         "learner_lag_max_after_first_model_s": learned.learner_lag_max_after_first_model_s,
         "learner_samples_dropped_behind": float(learned.diagnostics.get("syrenets_learner", {}).get(
