@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "structure": ("syrenets_ros.tools.bench.structure", "springs, friction, swaps mid-run, network off/on"),
     "hostile": ("syrenets_ros.tools.bench.hostile", "cost and verdict of issue 12's hostile payloads and streams"),
     "chains": ("syrenets_ros.tools.bench.chains", "learning planar n-link chains exactly: errors and CPU per n"),
+    "soak": ("syrenets_ros.tools.bench.soak", "each node's resident-memory growth (MB/min) over a long run"),
 }
 
 
