@@ -3,6 +3,9 @@ node, the params file), let it run, and sample each node process's resident memo
 /proc/<pid>/status) every ``--interval`` s. The growth per node is the least-squares slope of
 RSS over wall time after the ``--warm-up`` (imports, first models, buffers filling), in MB
 (10^6 bytes) per minute; issue 23 asks ≤ 0.5 MB/min for every node over 10 min at rtf 0.5.
+A process whose RSS swings (the learner's torch buffers come and go by ~100 MB) makes that
+slope noisy, so RSS is also read every second and the slope of each interval's lowest value
+(the floor: what stays allocated) is printed beside it; a leak raises both.
 Linux only (it reads /proc). RSS does not depend much on what else runs on the machine (a
 loaded machine runs fewer sim seconds per wall second; the load average is printed)."""
 
@@ -74,48 +77,62 @@ def run(args: argparse.Namespace) -> int:
     print(f"soak: {', '.join(n.name for n in graph.nodes)} for {args.minutes:g} min at "
           f"rtf {args.real_time_factor:g}, RSS every {args.interval:g} s, fit after {args.warm_up:g} min "
           f"(ROS_DOMAIN_ID={domain}, logs in {args.log_dir})")
-    samples: dict[str, list[tuple[float, float]]] = {}
+    samples: dict[str, list[tuple[float, float]]] = {}  # RSS at each interval's end
+    floors: dict[str, list[tuple[float, float]]] = {}  # the lowest RSS read within each interval
     load_before = os.getloadavg()[0]
     graph.start()
     started = time.monotonic()
     died: dict[str, int] = {}
     try:
-        k = 0
+        k, lowest = 0, {}
         while True:
             elapsed = time.monotonic() - started
             for name, process in graph.processes.items():
                 size = rss_bytes(process.pid)
                 if size is not None and process.poll() is None:
-                    samples.setdefault(name, []).append((elapsed, size))
+                    lowest[name] = min(size, lowest.get(name, size))
             died.update(graph.newly_exited())
-            line = "  ".join(f"{name} {series[-1][1] / MB:.1f}" for name, series in samples.items() if series)
-            print(f"t={elapsed / 60:5.2f} min  RSS MB: {line}", flush=True)
+            if died or elapsed >= k * args.interval:
+                for name, process in graph.processes.items():
+                    size = rss_bytes(process.pid)
+                    if size is not None and name in lowest:
+                        samples.setdefault(name, []).append((elapsed, size))
+                        floors.setdefault(name, []).append((elapsed, lowest.pop(name)))
+                line = "  ".join(f"{name} {series[-1][1] / MB:.1f}" for name, series in samples.items())
+                print(f"t={elapsed / 60:5.2f} min  RSS MB: {line}", flush=True)
+                k += 1
             if died or elapsed >= args.minutes * 60:
                 break
-            k += 1
-            time.sleep(max(0.0, started + k * args.interval - time.monotonic()))
+            time.sleep(max(0.0, min(started + k * args.interval, time.monotonic() + 1.0) - time.monotonic()))
         cpu = graph.cpu_seconds()
     finally:
         graph.stop()
     wall = time.monotonic() - started
+
+    def after_warm_up(series: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        return [(t, y) for t, y in series if t >= args.warm_up * 60]
+
     rows = {}
     for name, series in samples.items():
-        fitted = [(t, y) for t, y in series if t >= args.warm_up * 60]
+        fitted = after_warm_up(series)
         rows[name] = {"rss_start_mb": series[0][1] / MB,
                       "rss_after_warm_up_mb": fitted[0][1] / MB if fitted else math.nan,
                       "rss_end_mb": series[-1][1] / MB, "slope_mb_per_min": slope_per_minute(fitted),
+                      "floor_slope_mb_per_min": slope_per_minute(after_warm_up(floors[name])),
                       "samples_fitted": len(fitted), "cpu_s": cpu.get(name, math.nan)}
-    print(f"\n{'node':<20} {'RSS start':>10} {'after warm-up':>14} {'end':>8} {'MB/min':>8} {'target':>8} {'CPU s':>8}")
+    print(f"\n{'node':<20} {'RSS start':>10} {'after warm-up':>14} {'end':>8} {'MB/min':>8} {'floor MB/min':>13} "
+          f"{'target':>8} {'CPU s':>8}")
     for name, row in rows.items():
         print(f"{name:<20} {row['rss_start_mb']:>10.1f} {row['rss_after_warm_up_mb']:>14.1f} {row['rss_end_mb']:>8.1f} "
-              f"{row['slope_mb_per_min']:>8.3f} {'<= ' + format(TARGET_MB_PER_MIN, 'g'):>8} {row['cpu_s']:>8.1f}")
+              f"{row['slope_mb_per_min']:>8.3f} {row['floor_slope_mb_per_min']:>13.3f} "
+              f"{'<= ' + format(TARGET_MB_PER_MIN, 'g'):>8} {row['cpu_s']:>8.1f}")
     load = {"load_average_1min_start": load_before, "load_average_1min_end": os.getloadavg()[0],
             "cpu_count": os.cpu_count(), "wall_s": wall}
     print("machine load: " + ", ".join(f"{k} {v:g}" for k, v in load.items()))
     if died:
         print("nodes died: " + ", ".join(f"{name} (exit {code})" for name, code in died.items()))
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"nodes": rows, "samples": samples, "died": died, "load": load,
+    args.json.write_text(json.dumps({"nodes": rows, "samples": samples, "floors": floors, "died": died, "load": load,
                                      "minutes": args.minutes, "real_time_factor": args.real_time_factor,
                                      "target_mb_per_min": TARGET_MB_PER_MIN}, indent=2))
     print(f"wrote {args.json}")
