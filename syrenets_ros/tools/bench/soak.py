@@ -109,8 +109,8 @@ def run(args: argparse.Namespace) -> int:
         graph.stop()
     wall = time.monotonic() - started
 
-    def after_warm_up(series: list[tuple[float, float]]) -> list[tuple[float, float]]:
-        return [(t, y) for t, y in series if t >= args.warm_up * 60]
+    def after_warm_up(series: list[tuple[float, float]], lead: float = 0.0) -> list[tuple[float, float]]:
+        return [(t, y) for t, y in series if t >= args.warm_up * 60 + lead]
 
     rows = {}
     for name, series in samples.items():
@@ -118,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
         rows[name] = {"rss_start_mb": series[0][1] / MB,
                       "rss_after_warm_up_mb": fitted[0][1] / MB if fitted else math.nan,
                       "rss_end_mb": series[-1][1] / MB, "slope_mb_per_min": slope_per_minute(fitted),
-                      "floor_slope_mb_per_min": slope_per_minute(after_warm_up(floors[name])),
+                      # a floor is the lowest of the interval before it: those that began after the warm-up
+                      "floor_slope_mb_per_min": slope_per_minute(after_warm_up(floors[name], args.interval)),
                       "samples_fitted": len(fitted), "cpu_s": cpu.get(name, math.nan)}
     print(f"\n{'node':<20} {'RSS start':>10} {'after warm-up':>14} {'end':>8} {'MB/min':>8} {'floor MB/min':>13} "
           f"{'target':>8} {'CPU s':>8}")
