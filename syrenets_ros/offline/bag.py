@@ -9,18 +9,22 @@ is one line a user can act on.
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
 import stat
+import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
+import lz4.frame
 import numpy as np
 from rosbags.interfaces import Qos
 from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterError
+from rosbags.rosbag2 import storage_mcap
 from rosbags.typesys import Stores, get_typestore
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
@@ -47,6 +51,7 @@ MAX_EXPANSION = 1000
 MIN_EXPANDED_BYTES = 16 << 20
 MAX_CHUNK_BYTES = 256 << 20  # one MCAP chunk held in memory (rosbag2 writes 768 KiB chunks)
 MAX_MESSAGE_BYTES = 16 << 20  # one JointState of 100 000 joints is 2.4 MB
+MCAP_MAGIC = b"\x89MCAP0\r\n"
 LOG = logging.getLogger(__name__)
 
 
@@ -108,8 +113,9 @@ class JointStateBag:
 
     def _check_files(self) -> None:
         """Refuse before the reader opens anything: what is not a regular file or a folder (a
-        FIFO blocks an open forever), a metadata.yaml whose counts are not counts, and a
-        file-compressed bag that would expand to more temporary disk than the bound."""
+        FIFO blocks an open forever), a metadata.yaml whose counts are not counts, a
+        file-compressed bag that would expand to more temporary disk than the bound, and an
+        MCAP file whose records or chunks declare sizes beyond the file or the bounds."""
         try:
             mode = os.stat(self.path).st_mode
         except FileNotFoundError:
@@ -119,6 +125,7 @@ class JointStateBag:
         if not stat.S_ISDIR(mode):
             if (kind := not_regular(mode)) is not None:
                 raise BagError(f"{self.path} is {kind}, not a bag folder or a .mcap / .db3 file")
+            _check_mcap(self.path)
             return
         unreadable = f"{self.path} is not a readable rosbag2 recording"
         try:
@@ -143,10 +150,12 @@ class JointStateBag:
                 raise BagError(f"{unreadable}: its storage file {file.name} is {kind}, not a regular file")
             if compression == "file" and file.exists():
                 _check_expansion(file)
+            elif file.exists():
+                _check_mcap(file)
 
     def _check_storage(self) -> None:
-        """Counts of metadata.yaml against the storage files' own, compressed chunks against
-        the bounds, and the window against the recording."""
+        """Counts of metadata.yaml against the storage files' own, and the window against the
+        recording."""
         reader = self._reader
         storages = getattr(reader.storage, "storages", [reader.storage])
         declared = sum(c.msgcount for c in self._connections)
@@ -155,13 +164,6 @@ class JointStateBag:
             raise BagError(f"metadata.yaml of {self.path} declares {declared} messages on {self.topic}, its storage "
                            f"files hold {stored}: the metadata does not match the data (`ros2 bag reindex` "
                            "rebuilds it)")
-        for storage in storages:
-            for chunk in getattr(storage, "chunks", ()):  # MCAP: each chunk is expanded in memory
-                limit = min(MAX_CHUNK_BYTES, max(MIN_EXPANDED_BYTES, MAX_EXPANSION * chunk.compressed_size))
-                if chunk.uncompressed_size > limit:
-                    raise BagError(f"{self.path}: an MCAP chunk of {chunk.compressed_size} bytes declares "
-                                   f"{chunk.uncompressed_size} bytes expanded, above the bound of {limit}; refused "
-                                   "before expanding it")
         if reader.compression_mode == "message":
             # The reader would expand each message without a bound; it hands over the
             # compressed bytes instead and timed_messages expands them within MAX_MESSAGE_BYTES.
@@ -298,6 +300,90 @@ def _check_expansion(path: Path) -> None:
         raise BagError(f"{path} is damaged or truncated: {_one_line(error)}") from None
 
 
+def _chunk_bound(compressed: int) -> int:
+    """The most bytes an MCAP chunk of ``compressed`` bytes may expand to in memory."""
+    return min(MAX_CHUNK_BYTES, max(MIN_EXPANDED_BYTES, MAX_EXPANSION * compressed))
+
+
+def _check_mcap(path: Path) -> None:
+    """BagError unless every record of the MCAP file at ``path`` lies within the file and every
+    chunk (its record and its summary index entry) declares a compressed size within its
+    record and an expanded size within the bound. The reader allocates what a length field
+    declares before it reads (a lying 2^62 ended in MemoryError), so this walk reads record
+    headers only, from the data section and from where the footer says the summary starts.
+    A file that is not MCAP, or whose footer is missing, is left to the reader's own refusal."""
+    size = path.stat().st_size
+    footer = size - 37  # footer record (opcode, length, 20 bytes) and the closing magic
+    with path.open("rb") as file:
+        if file.read(8) != MCAP_MAGIC or footer < 8:
+            return
+        file.seek(footer)
+        tail = file.read(37)
+        if tail[:9] != b"\x02\x14" + bytes(7) or tail[-8:] != MCAP_MAGIC:
+            return
+        (summary_start,) = struct.unpack_from("<Q", tail, 9)
+        for start in (8, summary_start) if 8 < summary_start < footer else (8,):
+            _walk_mcap(path, file, start, footer)
+
+
+def _walk_mcap(path: Path, file: io.BufferedReader, position: int, end: int) -> None:
+    """The records from ``position`` to ``end`` (see _check_mcap)."""
+    def refuse(what: str) -> BagError:
+        return BagError(f"{path}: {what}; refused before reading it (a damaged or forged MCAP file)")
+
+    while position < end:
+        file.seek(position)
+        head = file.read(9)
+        if len(head) < 9:
+            raise refuse(f"a record at byte {position} is cut off")
+        opcode, length = head[0], struct.unpack_from("<Q", head, 1)[0]
+        if length > end - position - 9:
+            raise refuse(f"a record (opcode 0x{opcode:02x}) at byte {position} declares {length} bytes, beyond the "
+                         f"file's {end + 37} bytes")
+        if opcode in (0x06, 0x08):  # chunk, chunk index
+            record = file.read(min(length, 4096 if opcode == 0x06 else 1 << 20))  # the fields, not the data
+            try:
+                if opcode == 0x06:
+                    expanded = struct.unpack_from("<Q", record, 16)[0]
+                    (name,) = struct.unpack_from("<I", record, 28)
+                    (compressed,) = struct.unpack_from("<Q", record, 32 + name)
+                    room = length - 40 - name
+                else:
+                    chunk_start, chunk_length = struct.unpack_from("<QQ", record, 16)
+                    (offsets,) = struct.unpack_from("<I", record, 32)
+                    (name,) = struct.unpack_from("<I", record, 44 + offsets)
+                    compressed, expanded = struct.unpack_from("<QQ", record, 48 + offsets + name)
+                    room = chunk_length - 49 - name
+                    if chunk_start + chunk_length > end:
+                        raise refuse(f"the summary places a chunk at bytes {chunk_start}+{chunk_length}, beyond "
+                                     f"the file's {end + 37} bytes")
+            except struct.error:
+                raise refuse(f"the chunk record at byte {position} does not parse") from None
+            if compressed > room:
+                raise refuse(f"an MCAP chunk declares {compressed} compressed bytes, beyond its record's {room}")
+            if expanded > (limit := _chunk_bound(compressed)):
+                raise BagError(f"{path}: an MCAP chunk of {compressed} bytes declares {expanded} bytes expanded, "
+                               f"above the bound of {limit}; refused before expanding it")
+        position += 9 + length
+
+
+def _expand_within(stream: type) -> Callable[[bytes, int], bytes]:
+    """A chunk decompressor for the reader that expands at most the chunk's declared size
+    (bounded by _check_mcap): the reader's own expands everything before it compares."""
+    def expand(data: bytes, size: int) -> bytes:
+        with stream(io.BytesIO(data)) as expanded:
+            raw = expanded.read(size + 1)
+        if len(raw) > size:
+            raise ReaderError(f"a chunk expands beyond the {size} bytes it declares (a decompression bomb or a "
+                              "damaged chunk); refused at that bound")
+        return raw
+
+    return expand
+
+
+storage_mcap.DECOMPRESSORS.update(zstd=_expand_within(zstd.ZstdFile), lz4=_expand_within(lz4.frame.LZ4FrameFile))
+
+
 def estimate_period(stamps: Sequence[float]) -> float:
     """The sampling period of a stream: the median positive stamp step (robust to a few
     gaps and duplicates). NaN when there are fewer than two distinct stamps."""
@@ -333,20 +419,24 @@ def write_joint_states(path: str | Path, messages: Iterable[tuple[int, Sequence[
     """Write (stamp [ns], names, position, velocity, effort) tuples as JointState messages,
     received at their stamp; returns how many were written. For tests, benchmarks and
     converting other logs into a bag the learner reads."""
-    joint_state = TYPESTORE.types[JOINT_STATE]
-    header, time = TYPESTORE.types["std_msgs/msg/Header"], TYPESTORE.types["builtin_interfaces/msg/Time"]
     writer = open_writer(path, storage)
     count = 0
     try:
         connection = add_topic(writer, topic, JOINT_STATE)
         for stamp, names, position, velocity, effort in messages:
-            msg = joint_state(header=header(stamp=time(sec=stamp // NANOSECONDS, nanosec=stamp % NANOSECONDS),
-                                            frame_id=""),
-                              name=list(names), position=np.asarray(position, dtype=np.float64),
-                              velocity=np.asarray(velocity, dtype=np.float64),
-                              effort=np.asarray(effort, dtype=np.float64))
-            writer.write(connection, stamp, TYPESTORE.serialize_cdr(msg, JOINT_STATE))
+            writer.write(connection, stamp, joint_state_cdr(stamp, names, position, velocity, effort))
             count += 1
     finally:
         writer.close()
     return count
+
+
+def joint_state_cdr(stamp: int, names: Sequence[str], position: Sequence[float], velocity: Sequence[float],
+                    effort: Sequence[float]) -> bytes:
+    """One JointState stamped ``stamp`` [ns], as the CDR bytes a bag stores."""
+    header, time = TYPESTORE.types["std_msgs/msg/Header"], TYPESTORE.types["builtin_interfaces/msg/Time"]
+    msg = TYPESTORE.types[JOINT_STATE](
+        header=header(stamp=time(sec=stamp // NANOSECONDS, nanosec=stamp % NANOSECONDS), frame_id=""),
+        name=list(names), position=np.asarray(position, dtype=np.float64),
+        velocity=np.asarray(velocity, dtype=np.float64), effort=np.asarray(effort, dtype=np.float64))
+    return TYPESTORE.serialize_cdr(msg, JOINT_STATE)

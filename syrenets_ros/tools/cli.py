@@ -33,6 +33,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "hostile": ("syrenets_ros.tools.bench.hostile", "cost and verdict of issue 12's hostile payloads and streams"),
     "chains": ("syrenets_ros.tools.bench.chains", "learning planar n-link chains exactly: errors and CPU per n"),
     "urdf": ("syrenets_ros.tools.bench.urdf", "a 7-joint arm from its URDF: grey-box errors, noise, payload"),
+    "soak": ("syrenets_ros.tools.bench.soak", "each node's resident-memory growth (MB/min) over a long run"),
 }
 
 

@@ -234,3 +234,76 @@ def test_compressed_bags_read_back_and_bombs_are_refused_before_expanding(tmp_pa
     assert data.count(sizes) == 1, "the chunk index record"
     mcap.write_bytes(data.replace(sizes, struct.pack("<QQ", chunk.compressed_size, 2**40)))
     assert "declares 1099511627776 bytes expanded, above the bound" in _error(mcap)
+
+
+def _peak_bytes_while_reading(path) -> tuple[str, int]:
+    """The refusal reading ``path`` ends in, and the most bytes Python held meanwhile (a bytes
+    object allocated at a declared size counts in full, touched or not)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        message = _error(path)
+        return message, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("length, reason", [
+    (2**62, "declares 4611686018427387904 bytes, beyond the file's"),  # was MemoryError, a traceback
+    (2**64 - 1, "declares 18446744073709551615 bytes, beyond the file's"),  # was OverflowError
+    (2**33, "declares 8589934592 bytes, beyond the file's"),  # was 8 GiB allocated, then refused
+])
+def test_an_mcap_record_longer_than_the_file_is_refused_before_it_is_allocated(tmp_path, length, reason):
+    from syrenets_ros.tools.bench.hostile import mcap_record_beyond_file
+
+    write_joint_states(tmp_path / "bag", _states(3000))
+    mcap_record_beyond_file(tmp_path / "bag", length)
+    message, peak = _peak_bytes_while_reading(tmp_path / "bag")
+    assert "a record (opcode 0x08) at byte" in message and reason in message, message
+    assert peak < 32 << 20, peak  # metadata.yaml is read into a buffer of its bound, 16 MiB
+
+
+def test_mcap_chunk_sizes_beyond_their_record_or_the_bound_are_refused_unread(tmp_path):
+    """A chunk's own record (what an unindexed reader trusts) and its summary entry (what an
+    indexed one trusts) each declare sizes: beyond the record, the file or the bound, refused."""
+    import struct
+
+    from rosbags.rosbag2.storage_mcap import McapReader
+
+    write_joint_states(tmp_path / "bag", _states(3000))
+    [mcap] = (tmp_path / "bag").glob("*.mcap")
+    reader = McapReader(mcap)
+    reader.open()
+    [chunk] = reader.chunks
+    reader.close()
+    data = mcap.read_bytes()
+    sizes = struct.pack("<QQ", chunk.compressed_size, chunk.uncompressed_size)  # the summary's entry
+    head = struct.pack("<QQQ", chunk.message_start_time, chunk.message_end_time, chunk.uncompressed_size)
+    assert data.count(sizes) == 1 and data.count(head) == 1, "the chunk index and the chunk record"
+
+    def lie(old: bytes, new: bytes) -> str:
+        mcap.write_bytes(data.replace(old, new))
+        message, peak = _peak_bytes_while_reading(mcap)
+        assert peak < 32 << 20, peak  # metadata.yaml is read into a buffer of its bound, 16 MiB
+        return message
+
+    assert f"an MCAP chunk declares 8589934592 compressed bytes, beyond its record's {chunk.compressed_size}" in lie(
+        sizes, struct.pack("<QQ", 2**33, chunk.uncompressed_size))
+    assert "declares 1099511627776 bytes expanded, above the bound" in lie(
+        head, struct.pack("<QQQ", chunk.message_start_time, chunk.message_end_time, 2**40))
+    placed = struct.pack("<QQ", chunk.chunk_start_offset, chunk.chunk_length)
+    assert "the summary places a chunk at bytes 1099511627776+" in lie(
+        placed, struct.pack("<QQ", 2**40, chunk.chunk_length))
+
+
+def test_an_mcap_chunk_that_expands_past_its_declared_size_is_cut_at_that_size(tmp_path):
+    """A zstd chunk declaring the size of its 100 JointStates (within every bound) that expands
+    to 512 MiB more: the reader's own decompressor expanded all of it before comparing."""
+    from syrenets_ros.tools.bench.hostile import mcap_chunk_bomb
+
+    mcap_chunk_bomb(tmp_path / "bomb", 512 << 20)
+    assert sum(f.stat().st_size for f in (tmp_path / "bomb").iterdir()) < 200_000
+    message, peak = _peak_bytes_while_reading(tmp_path / "bomb")
+    assert "is damaged or truncated: a chunk expands beyond the" in message and "bytes it declares" in message
+    assert peak < 64 << 20, peak

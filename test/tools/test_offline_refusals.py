@@ -122,3 +122,18 @@ def test_learning_from_a_damaged_bag_says_how_much_was_read(tmp_path):
                                           "read are used"], result.stderr
     assert "samples: " in result.stdout and " from 3000 messages" in result.stdout
     assert (tmp_path / "m.json").exists()
+
+
+def test_learning_from_an_mcap_whose_lengths_lie_is_one_line(tmp_path):
+    """A summary record declaring 2^62 bytes ended in a MemoryError traceback (exit 1); a zstd
+    chunk expanding 256 MiB past its declared size was expanded in full first."""
+    from syrenets_ros.tools.bench.hostile import mcap_chunk_bomb, mcap_record_beyond_file
+
+    _learnable_bag(tmp_path / "liar")
+    mcap_record_beyond_file(tmp_path / "liar")
+    assert "declares 4611686018427387904 bytes, beyond the file's" in _refused(
+        _cli("learn", tmp_path / "liar", "--no-network", "-o", tmp_path / "m.json"), "learn")
+    mcap_chunk_bomb(tmp_path / "bomb", 256 << 20)
+    assert "a chunk expands beyond the" in _refused(
+        _cli("learn", tmp_path / "bomb", "--no-network", "-o", tmp_path / "m.json"), "learn")
+    assert not (tmp_path / "m.json").exists()

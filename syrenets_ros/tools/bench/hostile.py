@@ -25,6 +25,7 @@ import math
 import os
 import resource
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -252,6 +253,47 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
+def mcap_record_beyond_file(folder: Path, length: int = 2**62) -> None:
+    """Issue 23's lying MCAP: in the bag in ``folder``, the summary's chunk index record
+    declares ``length`` bytes (the reader allocated what it declared: MemoryError)."""
+    from rosbags.rosbag2.storage_mcap import McapReader
+
+    [mcap] = folder.glob("*.mcap")
+    reader = McapReader(mcap)
+    reader.open()
+    chunk = reader.chunks[0]
+    reader.close()
+    data = bytearray(mcap.read_bytes())
+    record = data.index(struct.pack("<QQQQ", chunk.message_start_time, chunk.message_end_time,
+                                    chunk.chunk_start_offset, chunk.chunk_length)) - 9
+    assert data[record] == 0x08, "the chunk index record"
+    data[record + 1:record + 9] = struct.pack("<Q", length)
+    mcap.write_bytes(bytes(data))
+
+
+def mcap_chunk_bomb(path: Path, expands_to: int, messages: int = 100) -> None:
+    """A bag at ``path`` whose zstd chunk declares the size of its ``messages`` JointStates but
+    expands to ``expands_to`` more bytes of zeros (a few kB compressed)."""
+    from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
+
+    from syrenets_ros.offline.bag import JOINT_STATE, add_topic, joint_state_cdr, zstd
+    from syrenets_ros.tools.bench.bags import exact_states
+
+    def bomb(chunk: bytes) -> bytes:
+        compressor, zeros = zstd.ZstdCompressor(), bytes(1 << 20)
+        parts = [compressor.compress(chunk)] + [compressor.compress(zeros) for _ in range(expands_to >> 20)]
+        return b"".join(parts) + compressor.flush()
+
+    writer = Writer(path, version=Writer.VERSION_LATEST, storage_plugin=StoragePlugin.MCAP)
+    writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
+    writer.open()
+    connection = add_topic(writer, "/joint_states", JOINT_STATE)
+    for stamp, *state in exact_states(messages):
+        writer.write(connection, stamp, joint_state_cdr(stamp, *state))
+    writer.storage.compressor = bomb  # the chunk is compressed when the bag closes
+    writer.close()
+
+
 OFFLINE_TIMEOUT = 120.0  # s a refusal may take before it counts as a hang
 
 
@@ -278,6 +320,9 @@ def _offline_inputs(folder: Path) -> list[tuple[str, list[str]]]:
     (folder / "three.csv").write_text(header + "\n" + ",".join(["0.1"] * 9) + "\n")
     (folder / "huge.csv").write_text("q1,q2,qd1,qd2,qdd1,qdd2\n" + "1" * (1 << 18) + ",0,0,0,0,0\n")
     (folder / "partial.csv").write_text("t,q1,q2,qd1,qd2,qdd1,tau1,tau2\n0,0,0,0,0,0,0,0\n0.1,0,0,0,0,0,0,0\n")
+    write_joint_states(folder / "liar", states)
+    mcap_record_beyond_file(folder / "liar")
+    mcap_chunk_bomb(folder / "bomb", 1 << 30)
     bag, out = str(folder / "bag"), str(folder / "out.csv")
     return [
         ("FIFO as BAG", ["learn", str(folder / "fifo")]),
@@ -285,6 +330,8 @@ def _offline_inputs(folder: Path) -> list[tuple[str, list[str]]]:
         ("FIFO as MODEL", ["predict", str(folder / "fifo"), str(folder / "three.csv"), "-o", out]),
         ("truncated MCAP", ["learn", str(folder / "cut")]),
         ("metadata.yaml count -5", ["learn", str(folder / "counts")]),
+        ("MCAP record declaring 2^62 bytes", ["learn", str(folder / "liar")]),
+        ("MCAP chunk expanding 1 GiB past its size", ["learn", str(folder / "bomb")]),
         ("--start nan", ["learn", bag, "--start", "nan"]),
         ("--end inf", ["learn", bag, "--end", "inf"]),
         ("--start 1e300", ["learn", bag, "--start", "1e300"]),
