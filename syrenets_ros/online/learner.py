@@ -464,8 +464,6 @@ class OnlineLearner:
                 change = self.detector.update(window.stamp[:1], level)
                 if change is not None and self._suspected_change is None:
                     self._suspected_change = change
-        if self._suspected_change is not None:
-            self._maybe_confirm()
         self._update_tracker(window, target)
 
     def _single_start(self, window: Batch) -> torch.Tensor:
@@ -482,16 +480,23 @@ class OnlineLearner:
         self.tracker.update_rows(rows, target, self.noise)
 
     def _maybe_confirm(self) -> None:
-        """Decide on a suspected change once enough data followed it to fit the library."""
+        """Decide on a suspected change once enough data followed it to fit the library. Called
+        first in :meth:`maybe_select`, not by the intake: its fits take a second on a loaded
+        machine, and the intake holding the lock meanwhile put the learner 2 s behind the stream
+        right after a change (measured). The suspicion stays set while the fits run, so the
+        intake raises no second one on the same jump."""
         stamp = self._suspected_change
+        if stamp is None:
+            return
         guard = self.config.change_window * self.rows.span
         newest = self.buffer.newest(self.sizes.holdout + guard)
         if len(newest) < self.sizes.holdout + guard or float(newest.stamp[0]) < stamp:
             return
-        self._suspected_change = None
         trusted_from = self._confirm_change(stamp)
-        if trusted_from is not None:
-            self._on_change(stamp, trusted_from)
+        with self.lock:
+            self._suspected_change = None
+            if trusted_from is not None:
+                self._on_change(stamp, trusted_from)
 
     def _confirm_change(self, stamp: float) -> float | None:
         """A residual jump means the system changed *or* the served model extrapolates badly.
@@ -526,7 +531,8 @@ class OnlineLearner:
         if (terms is not None and changed(self._library_fit_rmse(post, columns=terms)[0])
                 or changed(self._library_fit_rmse(post)[0])):
             return trusted_from
-        self.detector.reset()
+        with self.lock:
+            self.detector.reset()
         self._last_selection = -math.inf
         self.log(f"residual jump at t={stamp:.3f} s is not a system change (one model fits before and "
                  f"after: RMSE {joint:.3g} N·m): reselecting the model")
@@ -600,6 +606,7 @@ class OnlineLearner:
         refit takes seconds on a loaded machine); a selection overtaken by a suspected or
         confirmed change publishes nothing, since its data may straddle the change. What the
         selection cost is kept in ``stats`` (wall seconds and its thread's CPU seconds)."""
+        self._maybe_confirm()
         now = self.clock()
         if now - self._last_selection < self.config.snapshot_period:
             return None

@@ -341,7 +341,9 @@ class ReplayBuffer:
         with self._lock:
             pending = list(self._pending)
             self._pending.clear()
-            if pending and pending[-1].stamp - pending[0].stamp > self.max_lag:
+            # The first batch is the start-up backlog (states queued while the learner loaded):
+            # caught up, not dropped.
+            if self.total_added and pending and pending[-1].stamp - pending[0].stamp > self.max_lag:
                 oldest_kept = pending[-1].stamp - self.max_lag
                 behind = next(i for i, s in enumerate(pending) if s.stamp >= oldest_kept)
                 self.dropped_behind += behind
