@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -301,9 +302,10 @@ class ReplayBuffer:
 
     Producers (subscription callbacks) only append to a pending queue; the learner's intake
     moves pending samples into preallocated tensors, while selection reads them from another
-    thread: one lock guards both. When the intake falls more than ``max_lag`` seconds of
-    stream behind (a starved CPU), the oldest pending samples are dropped and counted
-    (``dropped_behind``), so what the learner sees stays current (issue 20).
+    thread: one lock guards both. When the intake did not run for ``max_lag`` seconds while
+    more than ``max_lag`` seconds of stream waited (a starved CPU), the oldest pending samples
+    are dropped and counted (``dropped_behind``), so what the learner sees stays current
+    (issue 20).
     """
 
     def __init__(self, capacity: int, n_joints: int, dtype: torch.dtype = torch.float64,
@@ -317,6 +319,7 @@ class ReplayBuffer:
         self._start = 0  # logical index of the oldest kept sample
         self._end = 0  # logical index one past the newest
         self._pending: deque[JointStateSample] = deque()
+        self._pending_since = math.inf  # monotonic time the oldest waiting sample was handed over
         self._lock = threading.RLock()
         self.total_added = 0
         self.dropped_behind = 0  # pending samples dropped because the intake fell behind
@@ -325,6 +328,8 @@ class ReplayBuffer:
 
     def push(self, sample: JointStateSample) -> None:
         with self._lock:
+            if not self._pending:
+                self._pending_since = time.monotonic()
             self._pending.append(sample)
             self.newest_pushed = sample.stamp
 
@@ -341,9 +346,11 @@ class ReplayBuffer:
         with self._lock:
             pending = list(self._pending)
             self._pending.clear()
-            # The first batch is the start-up backlog (states queued while the learner loaded):
-            # caught up, not dropped.
-            if self.total_added and pending and pending[-1].stamp - pending[0].stamp > self.max_lag:
+            # Behind = the oldest waiting sample waited longer than max_lag (wall) for an intake
+            # that did not run, not merely a long span of stamps: a burst faster than real time
+            # (the start-up backlog, a replay) is caught up, not dropped.
+            waited = time.monotonic() - self._pending_since
+            if pending and waited > self.max_lag and pending[-1].stamp - pending[0].stamp > self.max_lag:
                 oldest_kept = pending[-1].stamp - self.max_lag
                 behind = next(i for i, s in enumerate(pending) if s.stamp >= oldest_kept)
                 self.dropped_behind += behind
