@@ -46,3 +46,12 @@ def test_bench_soak_runs_the_graph_and_reports_every_node(capsys, tmp_path):
         assert row["rss_end_mb"] > 100, (name, row)  # each node holds torch and rclpy
         assert row["samples_fitted"] >= 3 and math.isfinite(row["slope_mb_per_min"]), (name, row)
     assert "floor MB/min" in capsys.readouterr().out
+
+
+def test_the_lower_envelope_ignores_an_interval_that_never_fell_back_but_keeps_a_leak():
+    from syrenets_ros.tools.bench.soak import lower_envelope
+
+    swing = [(t, 400 * MB + (30 * MB if t == 120 else 0.0)) for t in range(0, 600, 30)]
+    assert slope_per_minute(lower_envelope(swing)) == 0.0
+    leak = [(t, 400 * MB + 0.5 * MB * t / 60 + (30 * MB if t == 120 else 0.0)) for t in range(0, 600, 30)]
+    assert math.isclose(slope_per_minute(lower_envelope(leak)), 0.5, rel_tol=1e-9)

@@ -5,7 +5,10 @@ RSS over wall time after the ``--warm-up`` (imports, first models, buffers filli
 (10^6 bytes) per minute; issue 23 asks ≤ 0.5 MB/min for every node over 10 min at rtf 0.5.
 A process whose RSS swings (the learner's torch buffers come and go by ~100 MB) makes that
 slope noisy, so RSS is also read every second and the slope of each interval's lowest value
-(the floor: what stays allocated) is printed beside it; a leak raises both.
+(the floor: what stays allocated) is printed beside it; a leak raises both. An interval in
+which the RSS never fell back lifts that floor fit too, so the slope of the lower envelope (each
+floor replaced by the lowest RSS from then on) is printed as well: a leak raises it, a swing
+does not.
 Linux only (it reads /proc). RSS does not depend much on what else runs on the machine (a
 loaded machine runs fewer sim seconds per wall second; the load average is printed)."""
 
@@ -64,6 +67,16 @@ def slope_per_minute(samples: list[tuple[float, float]]) -> float:
     return sum((t - mean_t) * (y - mean_y) for t, y in samples) / var_t * 60.0 / MB
 
 
+def lower_envelope(floors: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Each floor replaced by the lowest RSS from then on: an interval in which the RSS never fell
+    back no longer counts, while a leak (what stays allocated for good) still rises."""
+    envelope, lowest = [], math.inf
+    for t, y in reversed(floors):
+        lowest = min(lowest, y)
+        envelope.append((t, lowest))
+    return envelope[::-1]
+
+
 def run(args: argparse.Namespace) -> int:
     if not (args.minutes > 0 and args.interval > 0 and 0 <= args.warm_up < args.minutes
             and 0 <= args.real_time_factor <= 10):
@@ -120,12 +133,14 @@ def run(args: argparse.Namespace) -> int:
                       "rss_end_mb": series[-1][1] / MB, "slope_mb_per_min": slope_per_minute(fitted),
                       # a floor is the lowest of the interval before it: those that began after the warm-up
                       "floor_slope_mb_per_min": slope_per_minute(after_warm_up(floors[name], args.interval)),
+                      "envelope_slope_mb_per_min": slope_per_minute(lower_envelope(after_warm_up(floors[name], args.interval))),
                       "samples_fitted": len(fitted), "cpu_s": cpu.get(name, math.nan)}
     print(f"\n{'node':<20} {'RSS start':>10} {'after warm-up':>14} {'end':>8} {'MB/min':>8} {'floor MB/min':>13} "
-          f"{'target':>8} {'CPU s':>8}")
+          f"{'envelope MB/min':>16} {'target':>8} {'CPU s':>8}")
     for name, row in rows.items():
         print(f"{name:<20} {row['rss_start_mb']:>10.1f} {row['rss_after_warm_up_mb']:>14.1f} {row['rss_end_mb']:>8.1f} "
               f"{row['slope_mb_per_min']:>8.3f} {row['floor_slope_mb_per_min']:>13.3f} "
+              f"{row['envelope_slope_mb_per_min']:>16.3f} "
               f"{'<= ' + format(TARGET_MB_PER_MIN, 'g'):>8} {row['cpu_s']:>8.1f}")
     load = {"load_average_1min_start": load_before, "load_average_1min_end": os.getloadavg()[0],
             "cpu_count": os.cpu_count(), "wall_s": wall}
