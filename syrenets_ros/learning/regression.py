@@ -102,19 +102,12 @@ def fit_integral(library: TermLibrary | RigidBodyLibrary, stamps: torch.Tensor, 
         return fit_rigid_body(library, stamps, q, qd, qdd, tau, rows=rows)
     stamps, q, qd, qdd, tau = (t.detach().to(torch.float64).cpu() for t in (stamps, q, qd, qdd, tau))
     lib = _candidate_library(library, candidates)
-    window = rows.window
-    # Short records get denser windows: cross-validation needs enough of them (measured: 1.8 s
-    # of data at stride 25 selected wrong terms, at stride 5 the exact ones).
-    stride = max(1, min(rows.stride, (len(stamps) - window) // integral.MIN_WINDOWS))
-    starts = rows.starts(stamps, stride)
-    needed = 2 * integral.FOLDS * max(1, window // stride)
-    if len(starts) < needed:
-        raise integral.TooFewWindows(len(starts), needed, window, integral.sample_period(stamps), len(stamps))
+    starts, stride_ratio = rows.fit_starts(stamps)
     matrix = rows.columns(lib, stamps, q, qd, qdd, starts)
     target = rows.target(stamps, tau, starts)
     base, dropped = lib._independent_columns(matrix.reshape(-1, len(lib)), rank_tol)
     keep = [lib.index(c) for c in base.columns]
-    fit = integral.select(matrix[..., keep], target, stride_ratio=max(1, window // stride), fixed=not select_terms,
+    fit = integral.select(matrix[..., keep], target, stride_ratio=stride_ratio, fixed=not select_terms,
                           complexity=[c.complexity for c in base.columns] if simplify else None,
                           relative_floor=rows.floor)
     report = {"cv_rmse": fit.cv_rmse, "noise": fit.noise.tolist(), "candidates": len(lib),

@@ -28,7 +28,7 @@ import torch
 from syrenets_ros.dynamics.urdf import INERTIAL_PARAMETERS, MAX_URDF_BYTES, RigidBodyRobot, UrdfError
 from syrenets_ros.learning import integral
 from syrenets_ros.learning.payload import SnapshotError, tensor_from_json, tensor_to_json
-from syrenets_ros.learning.terms import FORCE_LAWS, Force, MAX_JOINTS
+from syrenets_ros.learning.terms import FORCE_LAWS, MAX_JOINTS, Force, LinearModel
 
 # Pinocchio's order of a body's dynamic parameters (Inertia.toDynamicParameters).
 PARAMETER_NAMES = ("m", "mcx", "mcy", "mcz", "Ixx", "Ixy", "Iyy", "Ixz", "Iyz", "Izz")
@@ -175,28 +175,12 @@ class RigidBodyLibrary:
         return torch.stack(columns, 2)
 
 
-class RigidBodyModel:
+class RigidBodyModel(LinearModel):
     """A robot's URDF kinematics with fitted base parameters, friction and springs (Model
     protocol, kind "rigid_body"): τ = Y_b(q, q̇, q̈) β + Σ c_f F_f(q̇) + k ⊙ q + o. ``stderr``: the coefficients'
     standard errors from the fit (zeros when unknown)."""
 
     kind: ClassVar[str] = "rigid_body"
-
-    def __init__(self, library: RigidBodyLibrary, coefficients: torch.Tensor,
-                 fit_report: dict[str, Any] | None = None, stderr: torch.Tensor | None = None) -> None:
-        coefficients = torch.as_tensor(coefficients, dtype=torch.float64).detach().cpu()
-        if coefficients.shape != (len(library),):
-            raise ValueError(f"{len(library)} columns need {len(library)} coefficients, got {tuple(coefficients.shape)}")
-        if not torch.isfinite(coefficients).all():
-            raise ValueError("coefficients must be finite")
-        stderr = (torch.zeros_like(coefficients) if stderr is None
-                  else torch.as_tensor(stderr, dtype=torch.float64).detach().cpu())
-        if stderr.shape != coefficients.shape or not (torch.isfinite(stderr).all() and (stderr >= 0).all()):
-            raise ValueError("stderr must be finite, non-negative, one per coefficient")
-        self.library = library
-        self.coefficients = coefficients
-        self.stderr = stderr
-        self.fit_report: dict[str, Any] = dict(fit_report or {})
 
     @classmethod
     def from_urdf(cls, robot: RigidBodyRobot, library: RigidBodyLibrary | None = None) -> "RigidBodyModel":
@@ -314,15 +298,10 @@ def fit_rigid_body(library: RigidBodyLibrary, stamps: torch.Tensor, q: torch.Ten
     the rigid body, so dropping one biases the rest. Raises :class:`integral.TooFewWindows` when
     the record holds too few gap-free windows."""
     stamps, q, qd, qdd, tau = (t.detach().to(torch.float64).cpu() for t in (stamps, q, qd, qdd, tau))
-    window = rows.window
-    stride = max(1, min(rows.stride, (len(stamps) - window) // integral.MIN_WINDOWS))
-    starts = rows.starts(stamps, stride)
-    needed = 2 * integral.FOLDS * max(1, window // stride)
-    if len(starts) < needed:
-        raise integral.TooFewWindows(len(starts), needed, window, integral.sample_period(stamps), len(stamps))
+    starts, stride_ratio = rows.fit_starts(stamps)
     matrix = rows.columns(library, stamps, q, qd, qdd, starts)
     target = rows.target(stamps, tau, starts)
-    fit = integral.select(matrix, target, stride_ratio=max(1, window // stride), fixed=True,
+    fit = integral.select(matrix, target, stride_ratio=stride_ratio, fixed=True,
                           relative_floor=rows.floor)
     report = {"cv_rmse": fit.cv_rmse, "noise": fit.noise.tolist(), "candidates": len(library),
               "identifiable": len(library), "unidentifiable": [], "selected": len(library),

@@ -416,18 +416,16 @@ class TermLibrary:
         return self.subset([i for i, k in enumerate(keep) if k]), dropped
 
 
-class TermModel:
-    """L = Σ c_m φ_m plus dissipative forces Σ c_f F_f: the distilled, servable model
-    (Model protocol, kind "terms"). ``stderr`` holds the coefficients' standard errors from
-    the fit's covariance (zeros when unknown, e.g. for an exact construction)."""
+class LinearModel:
+    """A model linear in its coefficients over a library's columns (term or rigid-body): the
+    coefficients, their standard errors from the fit (zeros when unknown, e.g. an exact
+    construction) and the fit's report, checked once here for every such kind."""
 
-    kind: ClassVar[str] = "terms"
-
-    def __init__(self, library: TermLibrary, coefficients: torch.Tensor,
+    def __init__(self, library: Any, coefficients: torch.Tensor,
                  fit_report: dict[str, Any] | None = None, stderr: torch.Tensor | None = None) -> None:
         coefficients = torch.as_tensor(coefficients, dtype=torch.float64).detach().cpu()
         if coefficients.shape != (len(library),):
-            raise ValueError(f"{len(library)} terms need {len(library)} coefficients, got {tuple(coefficients.shape)}")
+            raise ValueError(f"{len(library)} columns need {len(library)} coefficients, got {tuple(coefficients.shape)}")
         if not torch.isfinite(coefficients).all():
             raise ValueError("coefficients must be finite")
         stderr = (torch.zeros_like(coefficients) if stderr is None
@@ -438,6 +436,14 @@ class TermModel:
         self.coefficients = coefficients
         self.stderr = stderr
         self.fit_report: dict[str, Any] = dict(fit_report or {})
+
+
+class TermModel(LinearModel):
+    """L = Σ c_m φ_m plus dissipative forces Σ c_f F_f: the distilled, servable model
+    (Model protocol, kind "terms"). ``stderr`` holds the coefficients' standard errors from
+    the fit's covariance (zeros when unknown, e.g. for an exact construction)."""
+
+    kind: ClassVar[str] = "terms"
 
     @property
     def terms(self) -> tuple[Term, ...]:
