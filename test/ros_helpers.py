@@ -72,3 +72,20 @@ class Collector:
                 if status.name == name:
                     return {kv.key: kv.value for kv in status.values}
         return {}
+
+
+def publish_in_real_time(publisher: Any, joint_names: list[str], record: Any) -> None:
+    """Publish a record's samples (stamp, q, q̇, τ) as JointStates paced at real time and stamped
+    on this host's clock from now on."""
+    from sensor_msgs.msg import JointState
+
+    from syrenets_ros.ros import common as rc
+
+    start = time.time()
+    for k in range(len(record.stamp)):
+        if k % 20 == 0:
+            time.sleep(max(0.0, start + float(record.stamp[k]) - time.time()))
+        message = JointState(name=list(joint_names), position=record.q[k].tolist(), velocity=record.qd[k].tolist(),
+                             effort=record.tau[k].tolist())
+        message.header.stamp = rc.seconds_to_stamp(start + float(record.stamp[k]))
+        publisher.publish(message)

@@ -5,12 +5,11 @@ snapshot with its base parameters on /syrenets/equation."""
 
 from __future__ import annotations
 
-import time
 
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from ros_helpers import spinning, wait_until
+from ros_helpers import publish_in_real_time, spinning, wait_until
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 
@@ -39,14 +38,7 @@ def test_the_learner_publishes_the_arms_exact_rigid_body(ros_context):
     try:
         with spinning(ros_context, learner, probe):
             assert wait_until(lambda: states.get_subscription_count() >= 1, 30.0)
-            start = time.time()
-            for k in range(len(record.stamp)):  # in real time, stamped on this host's clock
-                if k % 20 == 0:
-                    time.sleep(max(0.0, start + float(record.stamp[k]) - time.time()))
-                message = JointState(name=list(panda.joint_names), position=record.q[k].tolist(),
-                                     velocity=record.qd[k].tolist(), effort=record.tau[k].tolist())
-                message.header.stamp = rc.seconds_to_stamp(start + float(record.stamp[k]))
-                states.publish(message)
+            publish_in_real_time(states, panda.joint_names, record)
             assert wait_until(lambda: received and equations, 30.0)
             assert learner.learner.stats.training_steps == 0  # the URDF fixes the structure: no network
     finally:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 from rclpy.node import Node
-from ros_helpers import spinning, wait_until
+from ros_helpers import publish_in_real_time, spinning, wait_until
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 
@@ -64,14 +64,7 @@ def test_serves_its_own_urdf_and_refuses_another(predictor, ros_context):
 
         # 1.5 s of the arm moving, published in real time on this host's clock.
         record = tracking_record(panda, 1.5, seed=2)
-        start = time.time()
-        for k in range(len(record.stamp)):
-            if k % 20 == 0:
-                time.sleep(max(0.0, start + float(record.stamp[k]) - time.time()))
-            message = JointState(name=list(panda.joint_names), position=record.q[k].tolist(),
-                                 velocity=record.qd[k].tolist(), effort=record.tau[k].tolist())
-            message.header.stamp = rc.seconds_to_stamp(start + float(record.stamp[k]))
-            states.publish(message)
+        publish_in_real_time(states, panda.joint_names, record)
         time.sleep(0.2)
         line = offer(RigidBodyModel.from_urdf(panda), 3, panda.joint_names)
         assert "serving model v3" in line, line
