@@ -31,13 +31,14 @@ import torch
 from syrenets_ros.dynamics.pendulum import JOINT_NAMES
 from syrenets_ros.dynamics.urdf import RigidBodyRobot
 from syrenets_ros.learning import integral
-from syrenets_ros.learning.regression import choose_rows, fit_integral, propose_terms
+from syrenets_ros.learning.regression import fit_integral, propose_terms
 from syrenets_ros.learning.rigid_body import WEAK_ROWS_UNSUPPORTED, RigidBodyLibrary, RigidBodyModel
 from syrenets_ros.learning.syrenet import SyReNet, SyReNetConfig
 from syrenets_ros.learning.terms import (FORCE_LAWS, MAX_POSITION_DEGREE, MAX_TERMS, Force, Term, TermLibrary,
                                          TermModel, polynomial_terms)
 from syrenets_ros.learning.training import Trainer, select_device
 from syrenets_ros.online.change import ChangeDetector
+from syrenets_ros.online.rows import FIT_MIN_SAMPLES, HOLDOUT_WINDOWS, MIN_WINDOW_SAMPLES, RowPlan, Sizes
 from syrenets_ros.online.serving import implausibility, load_model_file, probe_states
 from syrenets_ros.online.snapshot import (DecodedModel, RunId, SnapshotError, encode_model, load_newest_checkpoint,
                                           save_checkpoint)
@@ -47,13 +48,6 @@ from syrenets_ros.schema import NodeSchema, Param
 
 
 TRACKER_BLOCK = 32  # samples per recursive-least-squares block update
-# Samples an integral window holds at least, whatever the rate: the weak form's quadrature is
-# accurate to ~1e-7 from 16 samples on (integral.WEAK_ORDER), and fewer average little noise.
-MIN_WINDOW_SAMPLES = 16
-HOLDOUT_WINDOWS = 2  # non-overlapping windows the holdout holds at least, to score anything
-# Samples a refit uses at least: at 1 kHz fit_duration holds more; at 25 Hz 8 s would be 200
-# samples, too few to select among ~90 columns.
-FIT_MIN_SAMPLES = 4000
 # Candidates whose held-out RMSE is within this factor of the best fit it equally well.
 EQUAL_FIT = 2.0
 # Models agreeing to this share of their RMS torque outside the data agree (the exactness of a
@@ -167,43 +161,6 @@ LEARNER_PARAMETERS = NodeSchema("syrenets_learner", (
 
 def _default(name: str):
     return LEARNER_PARAMETERS.default(name)
-
-
-@dataclass(frozen=True)
-class Sizes:
-    """The learner's windows and data sizes in samples: its durations divided by the sample
-    period, with the floors that keep every fit and score possible at coarse rates (so the same
-    defaults work from 25 Hz to 2 kHz)."""
-
-    period: float
-    window: int
-    stride: int
-    holdout: int
-    fit: int
-    min_fit: int
-    recent: int
-    train_window: int
-
-    @classmethod
-    def derive(cls, config: "LearnerConfig", period: float, window: int | None = None) -> "Sizes":
-        """``window`` [samples] overrides the configured one (shortened for short runs)."""
-        def samples(seconds: float) -> int:
-            return max(1, round(seconds / period))
-
-        window = window or max(MIN_WINDOW_SAMPLES, samples(config.integral_window))
-        min_fit = max(samples(config.min_fit_duration), integral.MIN_FIT_WINDOWS * window)
-        return cls(period, window, min(window, samples(config.integral_stride)),
-                   max(samples(config.holdout), HOLDOUT_WINDOWS * window),
-                   min(config.buffer_capacity, max(samples(config.fit_duration), FIT_MIN_SAMPLES, min_fit)),
-                   min_fit, samples(config.recent_window), max(2, samples(config.train_window)))
-
-    def describe(self) -> str:
-        def seconds(count: int) -> str:
-            return f"{count} samples ({count * self.period:.3g} s)"
-
-        return (f"period {self.period:.6g} s; integral window {seconds(self.window)}, stride {self.stride}; "
-                f"holdout {seconds(self.holdout)}; refit on {seconds(self.fit)}; first model after "
-                f"{seconds(self.min_fit)} + the holdout")
 
 
 @dataclass
@@ -376,7 +333,6 @@ class OnlineLearner:
         """``measured_acceleration``: the samples carry a measured q̈ (a table's), not the
         forward difference of a stream; with ``integral_rows`` auto their own rows are used."""
         self.config = config
-        self.measured_acceleration = measured_acceleration
         self.log = log
         self.warn = warn or log
         self.clock = clock
@@ -389,11 +345,9 @@ class OnlineLearner:
         # Detection runs on integral rows normalised by the estimated noise: a level of 1 is
         # the noise floor, so one ratio works at every noise level.
         self.detector = ChangeDetector(window=config.change_window, ratio=config.change_ratio, floor=1.0)
-        self.sizes = Sizes.derive(config, config.joint_state_period)
-        # How rows are formed: configured, or decided on the first data (:meth:`_decide_rows`).
-        form = "acceleration" if config.integral_rows == "auto" else config.integral_rows
-        self.rows = integral.RowForm(form, self.sizes.window, self.sizes.stride)
-        self._rows_decided = config.integral_rows != "auto"
+        # How rows are formed and how long their windows are: configured, or decided on the
+        # first data (:meth:`_decide_rows`).
+        self.plan = RowPlan(config, measured_acceleration)
         self.windows = WindowCutter(self.rows.span)
         self.library = candidate_library(config)
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -418,6 +372,14 @@ class OnlineLearner:
         self._last_train = -math.inf
         self._served_samples = math.inf  # samples the served model is fitted on (unknown: inf)
         self.waiting = ""  # why no model is served yet, with the numbers and the knob (offline errors)
+
+    @property
+    def sizes(self) -> Sizes:
+        return self.plan.sizes
+
+    @property
+    def rows(self) -> integral.RowForm:
+        return self.plan.rows
 
     @functools.cached_property
     def network(self) -> SyReNet:
@@ -719,82 +681,31 @@ class OnlineLearner:
             self.waiting = reason
 
     def _decide_rows(self) -> bool:
-        """Once, on the first data that can tell (False until then): an integral window short
-        enough that the record's gap-free runs hold the windows a selection needs (short
-        segments, messages lost every few samples), and, with ``integral_rows`` auto, the row
-        form whose rows a sparse library fit explains best (:func:`regression.choose_rows`)."""
+        """Decide the rows once, on the first data that can tell (:meth:`RowPlan.decide`);
+        False until then, and until the data suffice for the decided sizes."""
         with self.lock:
-            return self._decide_rows_locked()
-
-    def _decide_rows_locked(self) -> bool:
-        if self._rows_decided:
-            return True
-        data = self.buffer.newest(self.sizes.fit + self.sizes.holdout)
-        runs = integral.run_lengths(data.stamp, self.sizes.period)
-        needed = integral.MIN_FIT_WINDOWS + HOLDOUT_WINDOWS
-        window = min(self.sizes.window, self._runs_window(runs, needed))
-        held = sum(r // (window + 2) for r in runs)
-        if held < needed:
-            self._wait(f"the {len(data)} samples lie in {len(runs)} gap-free runs (longest {max(runs, default=0)} "
-                       f"samples) holding {held} integral windows of {window} samples "
-                       f"({window * self.sizes.period:.3g} s); a model needs {needed}: record longer gap-free runs "
-                       f"or more of them")
-            return False
-        if window != self.sizes.window:
-            self._shorten(window, runs)
-        form, scores, basis = self.rows.form, {}, ""
-        if self.config.integral_rows == "auto" and self.measured_acceleration:
-            form, basis = "acceleration", "the record's own q̈"
-        elif self.config.integral_rows == "auto":
-            form, motion, scores = choose_rows(self.library, data.stamp, data.q, data.qd, data.qdd, data.tau, window)
-            basis = ("relative residual of the discretisations q and q̇ follow: "
-                     + ", ".join(f"{name} {score:.2g}" for name, score in motion.items())
-                     + ("; relative residual of a sparse library fit" if scores else ""))
-        if form == "weak" and self.sizes.window < integral.WEAK_MIN_WINDOW <= max(runs) - 2:
-            # Its quadrature needs the longer window; the first model then waits for its data (a
-            # refit that finds too few windows of it shortens it again: :meth:`_refit_window`).
-            self.sizes = Sizes.derive(self.config, self.sizes.period, integral.WEAK_MIN_WINDOW)
-        self._use_rows(form)
-        self._rows_decided = True
-        self.stats.rows = form
-        compared = ", ".join(f"{name} {score:.2g}" for name, score in scores.items())
-        self.log(f"integral rows: {form}" + (f" (by {basis}{': ' + compared if compared else ''})" if basis else "")
-                 + f"; {self.sizes.describe()}")
-        return len(self.buffer) >= self.sizes.min_fit + self.sizes.holdout
-
-    def _use_rows(self, form: str) -> None:
-        """Form rows this way at the current window; the cut windows and the detector's
-        baseline (in the old rows' units) start again."""
-        with self.lock:
-            self.rows = integral.RowForm(form, self.sizes.window, self.sizes.stride)
-            self.windows = WindowCutter(self.rows.span)
-            self.detector.reset()
-
-    def _shorten(self, window: int, runs: list[int]) -> None:
-        self.log(f"integral window shortened from {self.sizes.window} to {window} samples: the record's gap-free "
-                 f"runs are short (median {sorted(runs)[len(runs) // 2]} samples)")
-        with self.lock:
-            self.sizes = Sizes.derive(self.config, self.sizes.period, window)
-            self._use_rows(self.rows.form)
+            if self.plan.decided:
+                return True
+            reason = self.plan.decide(self.buffer.newest(self.sizes.fit + self.sizes.holdout), self.library, self.log)
+            if reason:
+                self._wait(reason)
+                return False
+            self._rows_changed()
+            self.stats.rows = self.rows.form
+            return len(self.buffer) >= self.sizes.min_fit + self.sizes.holdout
 
     def _refit_window(self, fit: Batch) -> bool:
-        """After a refit found too few windows: shorten the window to what the fit data's runs
-        hold, if that is shorter (True when it did)."""
-        runs = integral.run_lengths(fit.stamp, self.sizes.period)
-        window = self._runs_window(runs, integral.MIN_FIT_WINDOWS)
-        if window >= self.rows.window:
-            return False
-        self._shorten(window, runs)
-        return True
+        """After a refit found too few windows: shorten the window (:meth:`RowPlan.shorten_for`)."""
+        with self.lock:
+            shortened = self.plan.shorten_for(fit.stamp, self.log)
+            if shortened:
+                self._rows_changed()
+            return shortened
 
-    @staticmethod
-    def _runs_window(runs: list[int], needed: int) -> int:
-        """The longest window (MIN_WINDOW_SAMPLES at least) of which the gap-free runs hold
-        ``needed`` (each with room for central rows' two neighbours)."""
-        longest = max(runs, default=0)
-        while longest > MIN_WINDOW_SAMPLES and sum(r // (longest + 2) for r in runs) < needed:
-            longest -= max(1, longest // 8)
-        return max(MIN_WINDOW_SAMPLES, longest)
+    def _rows_changed(self) -> None:
+        """Windows are cut and the detector's baseline (in the old rows' units) is kept anew."""
+        self.windows = WindowCutter(self.rows.span)
+        self.detector.reset()
 
     def _served_fit(self, model, source: str, fitted_on: float) -> tuple[object, float]:
         """What to serve for a validated candidate, and how many samples it is fitted on: a term
