@@ -38,8 +38,10 @@ from syrenets_ros.learning.terms import (FORCE_LAWS, MAX_POSITION_DEGREE, MAX_TE
                                          TermModel, polynomial_terms)
 from syrenets_ros.learning.training import Trainer, select_device
 from syrenets_ros.online.change import ChangeDetector
+from syrenets_ros.online.guard import (LINEAR_MODELS, PublishGate, disagreement_outside, integral_rmse,
+                                       outside_states, replaces)
 from syrenets_ros.online.rows import FIT_MIN_SAMPLES, HOLDOUT_WINDOWS, MIN_WINDOW_SAMPLES, RowPlan, Sizes
-from syrenets_ros.online.serving import implausibility, load_model_file, probe_states
+from syrenets_ros.online.serving import load_model_file
 from syrenets_ros.online.snapshot import (DecodedModel, RunId, SnapshotError, encode_model, load_newest_checkpoint,
                                           save_checkpoint)
 from syrenets_ros.online.stream import Batch, ReplayBuffer, WindowCutter
@@ -47,21 +49,8 @@ from syrenets_ros.online.tracking import RecursiveLeastSquares
 from syrenets_ros.schema import NodeSchema, Param
 
 
-TRACKER_BLOCK = 32  # samples per recursive-least-squares block update
-# Candidates whose held-out RMSE is within this factor of the best fit it equally well.
-EQUAL_FIT = 2.0
-# Models agreeing to this share of their RMS torque outside the data agree (the exactness of a
-# model on clean data is ~1e-13; 1e-6 is what the benchmarks call exact).
-AGREEMENT = 1e-6
-# A coefficient whose standard error is this share of its value is ill-determined, and a model
-# holding one replaces the served model only when the served one's held-out RMSE is
-# CLEARLY_BETTER times its own or more.
-ILL_DETERMINED = 0.5
-CLEARLY_BETTER = 2.0
 MISSING_POTENTIAL = "missing potential (residual follows a polynomial in q)"
 MISSING_DISSIPATION = "dissipation the model lacks (residual follows q̇)"
-# Models linear in their coefficients: refitted on more data, tracked by recursive least squares.
-LINEAR_MODELS = (TermModel, RigidBodyModel)
 
 
 LEARNER_PARAMETERS = NodeSchema("syrenets_learner", (
@@ -254,7 +243,7 @@ class Stats:
     initial_model_refused: str = ""  # why the configured initial model was not used
     noise: list[float] = field(default_factory=list)  # per-joint noise scale of one integral row [N·m]
     # Better-scoring models not served: under-validated, worse than the served one, or
-    # ill-determined and not clearly better (:func:`ill_determined`).
+    # ill-determined and not clearly better (:func:`guard.ill_determined`).
     guard_refusals: int = 0
     insufficiency: str = ""  # why the model class does not fit ("" = it does)
     admitted_terms: list[str] = field(default_factory=list)  # network-proposed terms last admitted
@@ -269,30 +258,6 @@ class Stats:
     selection_cpu: float = 0.0  # CPU seconds of the last selection (its thread), growth and checks included
 
 
-def _integral_residual(model, batch: Batch, rows: integral.RowForm) -> torch.Tensor:
-    """Integral-row residuals (J, n) of a model on a batch: noise-robust (SPEC §2b), so a score
-    built on them is not biased towards wrong models by differentiated sensor noise."""
-    starts = rows.starts(batch.stamp)
-    if len(starts) == 0:
-        return torch.zeros(0, batch.q.shape[-1], dtype=torch.float64)
-    stamp, q, qd, qdd, tau = (x.to(torch.float64).cpu() for x in (batch.stamp, batch.q, batch.qd, batch.qdd, batch.tau))
-    return rows.predicted(model, stamp, q, qd, qdd, starts) - rows.target(stamp, tau, starts)
-
-
-def outside_states(fit: Batch, generator: torch.Generator, count: int = 512
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(q, q̇, q̈) drawn over the recently visited envelope widened by its width on both sides
-    (each joint's range three times as wide): where a series that merely fits the visited
-    range (e.g. a trig stand-in for a spring) and the true structure part ways."""
-    def widened(x: torch.Tensor) -> torch.Tensor:
-        low, high = x.min(0).values.to(torch.float64), x.max(0).values.to(torch.float64)
-        span = (high - low).clamp_min(1e-3)
-        u = torch.rand(count, x.shape[1], generator=generator, dtype=torch.float64)
-        return low - span + u * 3.0 * span
-
-    return widened(fit.q), widened(fit.qd), widened(fit.qdd)
-
-
 def _closer_outside(grown, base, network, fit: Batch, generator: torch.Generator) -> bool:
     """Admit network-proposed terms only if the refit carrying them agrees with the network
     better than the plain refit does on states outside the recently visited envelope
@@ -302,25 +267,6 @@ def _closer_outside(grown, base, network, fit: Batch, generator: torch.Generator
         reference = network.torque(q, qd, qdd).to(torch.float64)
     distance = [float((m.torque(q, qd, qdd) - reference).square().mean()) for m in (grown, base)]
     return distance[0] < distance[1]
-
-
-def ill_determined(model) -> bool:
-    """Whether a term model has a coefficient whose standard error is :data:`ILL_DETERMINED` of
-    its value or more: the data barely fix it (a stand-in trading off against its neighbours)."""
-    if not isinstance(model, TermModel):
-        return False
-    known = model.stderr > 0
-    return bool((known & (model.stderr >= ILL_DETERMINED * model.coefficients.abs())).any())
-
-
-def integral_rmse(model, batch: Batch, rows: integral.RowForm) -> float:
-    """RMSE of a model's integral-row residuals on a batch: the score that picks the served
-    model (inf when the batch holds no gap-free window or the model diverges)."""
-    residual = _integral_residual(model, batch, rows)
-    if residual.numel() == 0:
-        return math.inf
-    value = float(residual.square().mean().sqrt())
-    return value if math.isfinite(value) else math.inf
 
 
 class OnlineLearner:
@@ -355,7 +301,7 @@ class OnlineLearner:
         # A new identity per run: receivers order runs by start, versions within a run.
         self.run_id = RunId.new()
         self.version = 0
-        self._probes = probe_states(n)
+        self.gate = PublishGate(n, config.max_feedforward_torque, self.stats.implausible, log)
         self.served = None  # the model object last published
         self.tracker: RecursiveLeastSquares | None = None
         self.noise = torch.full((n,), math.sqrt(config.change_floor), dtype=torch.float64)
@@ -597,9 +543,9 @@ class OnlineLearner:
         scored = sorted(((integral_rmse(model, holdout, self.rows), source, model) for source, model in candidates),
                         key=lambda item: item[0])
         self.stats.candidate_rmse = {source: rmse for rmse, source, _ in scored}
-        plausible = next((item for item in scored if math.isfinite(item[0]) and self._plausible(*item)), None)
+        plausible = next((item for item in scored if math.isfinite(item[0]) and self.gate.plausible(*item)), None)
         if plausible is not None:
-            self.stats.extrapolation_uncertain = self._disagreement_outside(plausible, scored, fit)
+            self.stats.extrapolation_uncertain = disagreement_outside(plausible, scored, fit, self.config.seed)
         if self._suspected_change is not None:
             self._check_served(now)
         elif math.isfinite(scored[0][0]):
@@ -611,7 +557,9 @@ class OnlineLearner:
         if plausible is None:
             return None
         rmse, source, model = plausible
-        serving, fitted_on = self._served_fit(model, source, len(fit))
+        tracked_samples = self.tracker.samples * self.rows.span if self.tracker is not None else 0.0
+        serving, fitted_on = self.gate.served_fit(model, source, len(fit), self.buffer.newest(self.sizes.fit),
+                                                  self.rows, self.sizes.fit, tracked_samples)
         with self.lock:
             if self.stats.change_detections != changes:
                 self.stats.selections_overtaken += 1
@@ -626,54 +574,16 @@ class OnlineLearner:
             self.noise = torch.tensor(model.fit_report["noise"], dtype=torch.float64).clamp_min(
                 math.sqrt(self.config.change_floor))
             self.stats.noise = self.noise.tolist()
-        if self.served is not None and self._suspected_change is not None:
-            # While a change is suspected, data after it are too few to validate anything.
+        # While a change is suspected, data after it are too few to validate anything.
+        if (self.served is not None and self._suspected_change is not None
+                or not replaces(model, self.served, rmse, fitted_on, self._served_samples, holdout, self.rows)):
             self.stats.guard_refusals += 1
             return None
-        # The guard judges a new model against the served one on the holdout, which neither has
-        # seen. The served model's own terms refitted on more samples than it was fitted on are
-        # a coefficient update (what the tracker does continuously): the holdout cannot tell
-        # two fits of one structure on nearly the same data apart, and refusing them would
-        # freeze a post-change model at its first, shortest fit.
-        update = (isinstance(model, LINEAR_MODELS) and type(model) is type(self.served)
-                  and set(model.library.columns) == set(self.served.library.columns)
-                  and fitted_on > self._served_samples)
-        if self.served is not None and model is not self.served and not update:
-            # An ill-determined candidate (a stand-in whose coefficients the data barely fix) must
-            # be clearly better: measured after a combined change, such stand-ins (±10–90 on
-            # coefficients of that order) were served for ~12 s, 16–22 N·m off on probe states.
-            served_rmse = integral_rmse(self.served, holdout, self.rows)
-            if served_rmse <= (CLEARLY_BETTER if ill_determined(model) else 1.0) * rmse:
-                self.stats.guard_refusals += 1
-                return None
         self.stats.wins[source] = self.stats.wins.get(source, 0) + 1
         if serving is not model or source in ("library", "network_guided"):
             self.tracker = self._track(serving)
         self._served_samples = fitted_on
         return self._publish(serving, source, rmse)
-
-    def _disagreement_outside(self, chosen: tuple[float, str, object], scored: list, fit: Batch) -> float:
-        """RMS torque [N·m] by which the models that fit as well as ``chosen`` disagree with it
-        outside the visited envelope (:func:`outside_states`): the candidates within
-        :data:`EQUAL_FIT` of its held-out RMSE and, for each term refit among them, the other
-        supports its cross-validation could not tell apart. 0 when none disagrees beyond
-        :data:`AGREEMENT` of its torque there. Equal fits that part ways outside mean the data
-        do not determine the structure: a Taylor stand-in for a stiffer potential agrees in
-        range with the truth and with other stand-ins, and not beyond it."""
-        rmse, _, model = chosen
-        tiny = torch.finfo(torch.float64).tiny
-        equal = [m for r, _, m in scored if math.isfinite(r) and r <= EQUAL_FIT * max(rmse, tiny)]
-        rivals = [m for m in equal if m is not model]
-        rivals += [e for m in equal if isinstance(m, TermModel) for e in m.fit_report.get("equivalent", ())]
-        if not rivals:
-            return 0.0
-        states = outside_states(fit, torch.Generator().manual_seed(self.config.seed))
-        with torch.no_grad():
-            reference = model.torque(*states).to(torch.float64)
-            worst = max(float((rival.torque(*states).to(torch.float64) - reference).square().mean().sqrt())
-                        for rival in rivals)
-        scale = float(reference.square().mean().sqrt())
-        return worst if worst > AGREEMENT * scale else 0.0
 
     def _wait(self, reason: str) -> None:
         """Say why no model is served yet (read by `learn` when a recording ends without one)."""
@@ -707,52 +617,10 @@ class OnlineLearner:
         self.windows = WindowCutter(self.rows.span)
         self.detector.reset()
 
-    def _served_fit(self, model, source: str, fitted_on: float) -> tuple[object, float]:
-        """What to serve for a validated candidate, and how many samples it is fitted on: a term
-        model's terms refitted on the newest ``fit_samples`` samples, holdout included, when that
-        is more than it was fitted on.
-
-        The holdout has done its job once the terms were chosen and judged on it; withholding
-        it from the served fit as well would, after a change, serve a model fitted on a third
-        less post-change data (errors scale ~1/√samples). A tracker that has absorbed less than
-        a refit's worth of non-overlapping rows is less precise than a refit of its terms on
-        overlapping rows (measured 2.9 s after a swap at realistic noise: 0.013 vs 0.003 N·m).
-        The candidate itself is served when the refit is impossible or implausible."""
-        if not isinstance(model, LINEAR_MODELS):
-            return model, fitted_on
-        config = self.config
-        recent = self.buffer.newest(self.sizes.fit)
-        if source == "tracked":
-            fitted_on = self.tracker.samples * self.rows.span
-            if fitted_on >= self.sizes.fit:
-                return model, fitted_on
-        elif len(recent) <= fitted_on:
-            return model, fitted_on
-        try:
-            refit = fit_integral(model.library, recent.stamp, recent.q, recent.qd, recent.qdd, recent.tau,
-                                 rows=self.rows, select_terms=False)
-        except ValueError:
-            return model, fitted_on
-        if implausibility(refit, self._probes, config.max_feedforward_torque):
-            return model, fitted_on
-        return refit, len(recent)
-
     def select_now(self) -> Publication | None:
         """Select at once, whatever the snapshot period (e.g. when a recording ends)."""
         self._last_selection = -math.inf
         return self.maybe_select()
-
-    def _plausible(self, rmse: float, source: str, model) -> bool:
-        """The gate a predictor applies too (serving.implausibility): publish nothing it
-        would refuse, and nothing unsafe if it would not."""
-        reason = implausibility(model, self._probes, self.config.max_feedforward_torque)
-        if reason:
-            self.stats.implausible[source] = self.stats.implausible.get(source, 0) + 1
-            count = self.stats.implausible[source]
-            if count & (count - 1) == 0:  # the 1st, 2nd, 4th, 8th...: a bounded log, every one counted
-                self.log(f"not publishing the {source} candidate (refusal {count}, held-out RMSE {rmse:.3g} N·m): "
-                         f"{reason}")
-        return reason is None
 
     def _candidates(self, fit: Batch, holdout: Batch, tracked: TermModel | None) -> list[tuple[str, object]]:
         """Tracked coefficients, the raw network, and two exact refits on integral rows: on the
@@ -972,7 +840,7 @@ class OnlineLearner:
             self.log(f"{source.replace('_', ' ')} v{decoded.model_version} not used: it was learned on another URDF "
                      f"(SHA-256 {decoded.model.robot.digest[:12]}…) than this learner's robot_description")
             return None
-        if decoded is None or not self._plausible(math.nan, source, decoded.model):
+        if decoded is None or not self.gate.plausible(math.nan, source, decoded.model):
             return None
         self.version = decoded.model_version
         if isinstance(decoded.model, LINEAR_MODELS):

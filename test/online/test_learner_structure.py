@@ -136,7 +136,7 @@ def test_a_fit_the_data_barely_fix_is_ill_determined():
     a model without standard errors, are not."""
     from syrenets_ros.learning.regression import fit_integral
     from syrenets_ros.learning.terms import TermLibrary, polynomial_terms, true_pendulum_terms
-    from syrenets_ros.online.learner import ill_determined
+    from syrenets_ros.online.guard import ill_determined
 
     stream = simulate_structure(3.0, stiffness=(0.0, 10.0), hardening=(0.0, 8.0))
     tau = stream.tau + 0.1 * torch.randn(stream.tau.shape, generator=torch.Generator().manual_seed(0),

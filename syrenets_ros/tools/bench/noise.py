@@ -28,7 +28,8 @@ from syrenets_ros.dynamics import pendulum
 from syrenets_ros.learning.regression import fit_integral
 from syrenets_ros.learning.terms import TermLibrary, TermModel, true_pendulum_terms
 from syrenets_ros.learning.training import Trainer
-from syrenets_ros.online.learner import LearnerConfig, OnlineLearner, integral_rmse
+from syrenets_ros.online.guard import integral_rmse
+from syrenets_ros.online.learner import LearnerConfig, OnlineLearner
 from syrenets_ros.online.stream import Batch
 from syrenets_ros.plant.settings import SIM_PARAMETERS
 from syrenets_ros.plotting import saved_figure
