@@ -37,7 +37,7 @@ from syrenets_ros.learning.syrenet import SyReNet, SyReNetConfig
 from syrenets_ros.learning.terms import (FORCE_LAWS, MAX_POSITION_DEGREE, MAX_TERMS, Force, Term, TermLibrary,
                                          TermModel, polynomial_terms)
 from syrenets_ros.learning.training import Trainer, select_device
-from syrenets_ros.online.change import ChangeDetector
+from syrenets_ros.online.change import ChangeWatch
 from syrenets_ros.online.guard import (LINEAR_MODELS, PublishGate, disagreement_outside, integral_rmse,
                                        outside_states, replaces)
 from syrenets_ros.online.rows import FIT_MIN_SAMPLES, HOLDOUT_WINDOWS, MIN_WINDOW_SAMPLES, RowPlan, Sizes
@@ -288,9 +288,7 @@ class OnlineLearner:
         # Intake (:meth:`observe`) and selection (:meth:`maybe_select`) may run in two threads:
         # the lock guards the state both touch; a selection's fits run outside it.
         self.lock = threading.RLock()
-        # Detection runs on integral rows normalised by the estimated noise: a level of 1 is
-        # the noise floor, so one ratio works at every noise level.
-        self.detector = ChangeDetector(window=config.change_window, ratio=config.change_ratio, floor=1.0)
+        self.change = ChangeWatch(config.change_window, config.change_ratio)
         # How rows are formed and how long their windows are: configured, or decided on the
         # first data (:meth:`_decide_rows`).
         self.plan = RowPlan(config, measured_acceleration)
@@ -305,10 +303,6 @@ class OnlineLearner:
         self.served = None  # the model object last published
         self.tracker: RecursiveLeastSquares | None = None
         self.noise = torch.full((n,), math.sqrt(config.change_floor), dtype=torch.float64)
-        self._suspected_change: float | None = None
-        # After a confirmed change the served model is known to be wrong: watching it again
-        # would only raise the same suspicion; the next served model re-arms the detector.
-        self._detector_armed = True
         self._last_selection = -math.inf
         self._last_check = -math.inf
         # A structure finding (cause, newest stamp of its record) waiting to be found again on
@@ -367,12 +361,8 @@ class OnlineLearner:
         if self.served is not None:
             residual = self.rows.predicted(self.served, window.stamp, window.q, window.qd, window.qdd, starts) - target
             level = (residual.square() / self.noise.square()).mean(-1)
-            if self._detector_armed:
-                self.detector.ratio = self.config.change_ratio  # a live parameter
-                change = self.detector.update(window.stamp[:1], level)
-                if change is not None and self._suspected_change is None:
-                    self._suspected_change = change
-        if self._suspected_change is not None:
+            self.change.watch(window.stamp[:1], level, self.config.change_ratio)
+        if self.change.suspected is not None:
             self._maybe_confirm()
         self._update_tracker(window, target)
 
@@ -391,71 +381,17 @@ class OnlineLearner:
 
     def _maybe_confirm(self) -> None:
         """Decide on a suspected change once enough data followed it to fit the library."""
-        stamp = self._suspected_change
-        guard = self.config.change_window * self.rows.span
-        newest = self.buffer.newest(self.sizes.holdout + guard)
-        if len(newest) < self.sizes.holdout + guard or float(newest.stamp[0]) < stamp:
+        needed = self.sizes.holdout + self.change.guard(self.rows)
+        if not self.change.due(self.buffer.newest(needed), needed):
             return
-        self._suspected_change = None
-        trusted_from = self._confirm_change(stamp)
+        stamp, trusted_from, joint = self.change.confirm(self.buffer.newest(len(self.buffer)), self.library,
+                                                         self.rows, self.sizes.fit, self.noise)
         if trusted_from is not None:
             self._on_change(stamp, trusted_from)
-
-    def _confirm_change(self, stamp: float) -> float | None:
-        """A residual jump means the system changed *or* the served model extrapolates badly.
-        Tell them apart: if one sparse refit of the library explains the data before and after
-        the jump together about as well as each part alone is explained, nothing changed. The
-        flagged window may straddle the change, so one window on each side is left out. The
-        part after the jump is explained by the better of its own sparse refit and the terms
-        chosen before it, refitted: a second of post-change data on a slow reference selects
-        poorly alone (measured 4.3 N·m held-in against 0.85 for the joint fit), and a link-2
-        swap under noise then read as "one model fits before and after" (offline, at a
-        half-second cadence: confirmed 3.5 s late or never).
-
-        Returns the stamp from which data is trusted, or None if nothing changed."""
-        recent = self.buffer.newest(len(self.buffer))
-        guard = self.config.change_window * self.rows.span
-        split = int((recent.stamp < stamp).sum())
-        pre = recent.slice(max(0, split - guard - self.sizes.fit), max(0, split - guard))
-        post = recent.slice(split + guard, len(recent))
-        if len(post) == 0:
-            return stamp
-        trusted_from = float(post.stamp[0])
-        if len(pre) < guard:
-            return trusted_from
-        joint = self._library_fit_rmse(pre, post)[0]
-        before, terms = self._library_fit_rmse(pre)
-        noise_floor = float(self.noise.square().mean())
-
-        def changed(after: float) -> bool:
-            return joint > 3.0 * max(before, after) and joint ** 2 > noise_floor
-
-        # The refit of known terms first: it needs no selection (cheap), and explains a swap.
-        if (terms is not None and changed(self._library_fit_rmse(post, columns=terms)[0])
-                or changed(self._library_fit_rmse(post)[0])):
-            return trusted_from
-        self.detector.reset()
+            return
         self._last_selection = -math.inf
         self.log(f"residual jump at t={stamp:.3f} s is not a system change (one model fits before and "
                  f"after: RMSE {joint:.3g} N·m): reselecting the model")
-        return None
-
-    def _library_fit_rmse(self, *parts: Batch, columns: Sequence[Term | Force] | None = None
-                          ) -> tuple[float, Sequence[Term | Force] | None]:
-        """Held-in integral-row RMSE of one refit (:func:`fit_integral`) on the parts together
-        (no window spans two parts: their stamps have a gap) and its columns: a sparse one of
-        the library, or ``columns`` all kept; (0, None) when the parts are too short. Without
-        Occam's razor: the comparison needs the best fit, and on the ~1 s after a jump the
-        razor trades much held-in fit for simplicity (measured: with it a swap under noise read
-        as "one model fits before and after")."""
-        both = Batch(*(torch.cat(columns) for columns in zip(
-            *((p.stamp, p.q, p.qd, p.qdd, p.tau) for p in parts))))
-        try:
-            model = fit_integral(self.library, both.stamp, both.q, both.qd, both.qdd, both.tau, candidates=columns,
-                                 rows=self.rows, select_terms=columns is None, simplify=False)
-        except ValueError:
-            return 0.0, None
-        return integral_rmse(model, both, self.rows), model.library.columns
 
     def _on_change(self, stamp: float, trusted_from: float) -> None:
         dropped = self.buffer.drop_before(trusted_from)
@@ -463,8 +399,7 @@ class OnlineLearner:
         self.stats.change_stamps.append(stamp)
         self.stats.dropped_after_change += dropped
         self.windows.reset()
-        self.detector.reset()
-        self._detector_armed = False
+        self.change.disarm()
         if self.tracker is not None:
             # Re-learn from every post-change sample already buffered, not only from those to come.
             self.tracker.reset(self.config.rls_covariance)
@@ -546,7 +481,7 @@ class OnlineLearner:
         plausible = next((item for item in scored if math.isfinite(item[0]) and self.gate.plausible(*item)), None)
         if plausible is not None:
             self.stats.extrapolation_uncertain = disagreement_outside(plausible, scored, fit, self.config.seed)
-        if self._suspected_change is not None:
+        if self.change.suspected is not None:
             self._check_served(now)
         elif math.isfinite(scored[0][0]):
             # On the best fit even when it is not publishable: a spring approximated by a trig
@@ -575,7 +510,7 @@ class OnlineLearner:
                 math.sqrt(self.config.change_floor))
             self.stats.noise = self.noise.tolist()
         # While a change is suspected, data after it are too few to validate anything.
-        if (self.served is not None and self._suspected_change is not None
+        if (self.served is not None and self.change.suspected is not None
                 or not replaces(model, self.served, rmse, fitted_on, self._served_samples, holdout, self.rows)):
             self.stats.guard_refusals += 1
             return None
@@ -615,7 +550,7 @@ class OnlineLearner:
     def _rows_changed(self) -> None:
         """Windows are cut and the detector's baseline (in the old rows' units) is kept anew."""
         self.windows = WindowCutter(self.rows.span)
-        self.detector.reset()
+        self.change.detector.reset()
 
     def select_now(self) -> Publication | None:
         """Select at once, whatever the snapshot period (e.g. when a recording ends)."""
@@ -675,10 +610,9 @@ class OnlineLearner:
             return
         self._last_check = now
         recent = self.buffer.newest(self.sizes.fit + self.sizes.holdout)
-        if self._suspected_change is not None:
+        if self.change.suspected is not None:
             # The flagged window may straddle the change: one detection window is left out.
-            guard = self.config.change_window * self.rows.span
-            after = int((recent.stamp < self._suspected_change).sum()) + guard
+            after = int((recent.stamp < self.change.suspected).sum()) + self.change.guard(self.rows)
             recent = recent.slice(min(after, len(recent)), len(recent))
         self._check_sufficiency(self.served, recent, may_clear=False, whole_class=False)
 
@@ -797,7 +731,7 @@ class OnlineLearner:
     def _publish(self, model, source: str, rmse: float) -> Publication:
         self.version += 1
         self.served = model
-        self._detector_armed = True
+        self.change.arm()
         self.stats.holdout_rmse = rmse
         self.stats.served_source = source
         metrics = {"holdout_rmse": rmse if math.isfinite(rmse) else -1.0,
