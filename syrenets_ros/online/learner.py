@@ -34,8 +34,7 @@ from syrenets_ros.learning import integral
 from syrenets_ros.learning.regression import fit_integral, propose_terms
 from syrenets_ros.learning.rigid_body import WEAK_ROWS_UNSUPPORTED, RigidBodyLibrary, RigidBodyModel
 from syrenets_ros.learning.syrenet import SyReNet, SyReNetConfig
-from syrenets_ros.learning.terms import (FORCE_LAWS, MAX_POSITION_DEGREE, MAX_TERMS, Force, Term, TermLibrary,
-                                         TermModel, polynomial_terms)
+from syrenets_ros.learning.terms import TermLibrary, TermModel
 from syrenets_ros.learning.training import Trainer, select_device
 from syrenets_ros.online.change import ChangeWatch
 from syrenets_ros.online.guard import (LINEAR_MODELS, PublishGate, disagreement_outside, integral_rmse,
@@ -44,13 +43,12 @@ from syrenets_ros.online.rows import FIT_MIN_SAMPLES, HOLDOUT_WINDOWS, MIN_WINDO
 from syrenets_ros.online.serving import load_model_file
 from syrenets_ros.online.snapshot import (DecodedModel, RunId, SnapshotError, encode_model, load_newest_checkpoint,
                                           save_checkpoint)
+from syrenets_ros.online.structure import StructureCheck
 from syrenets_ros.online.stream import Batch, ReplayBuffer, WindowCutter
 from syrenets_ros.online.tracking import RecursiveLeastSquares
 from syrenets_ros.schema import NodeSchema, Param
 
 
-MISSING_POTENTIAL = "missing potential (residual follows a polynomial in q)"
-MISSING_DISSIPATION = "dissipation the model lacks (residual follows q̇)"
 
 
 LEARNER_PARAMETERS = NodeSchema("syrenets_learner", (
@@ -299,15 +297,13 @@ class OnlineLearner:
         # A new identity per run: receivers order runs by start, versions within a run.
         self.run_id = RunId.new()
         self.version = 0
+        self.structure = StructureCheck(self.stats, log, self.warn)
         self.gate = PublishGate(n, config.max_feedforward_torque, self.stats.implausible, log)
         self.served = None  # the model object last published
         self.tracker: RecursiveLeastSquares | None = None
         self.noise = torch.full((n,), math.sqrt(config.change_floor), dtype=torch.float64)
         self._last_selection = -math.inf
         self._last_check = -math.inf
-        # A structure finding (cause, newest stamp of its record) waiting to be found again on
-        # newer data before a selection says and acts on it.
-        self._unconfirmed: tuple[str, float] | None = None
         self._last_checkpoint = clock()
         self._last_train = -math.inf
         self._served_samples = math.inf  # samples the served model is fitted on (unknown: inf)
@@ -487,8 +483,8 @@ class OnlineLearner:
             # On the best fit even when it is not publishable: a spring approximated by a trig
             # series is often implausible outside the data, and that is the structure to report.
             # Only a publishable fit that passes clears a warning.
-            self._check_sufficiency(scored[0][2], self.buffer.newest(sizes.fit + sizes.holdout),
-                                    may_clear=plausible is scored[0])
+            self._grown(self.structure.check(scored[0][2], self.buffer.newest(sizes.fit + sizes.holdout),
+                                             self.library, self.rows, sizes.holdout, may_clear=plausible is scored[0]))
         if plausible is None:
             return None
         rmse, source, model = plausible
@@ -601,120 +597,20 @@ class OnlineLearner:
         return candidates
 
     def _check_served(self, now: float) -> None:
-        """Check the served model's structure on the data since the newest (suspected) change
-        only, once per snapshot period, while no selection can judge it: after a confirmed
-        change until enough data for a refit (so the cause is said until a new model adapts),
-        and while a change is suspected, when the fit data mix both sides of the jump (no
-        single model fits them, and the mismatch would pass for dissipation). Never clears."""
+        """Once per snapshot period, check the served model's structure on the data since the
+        newest (suspected) change (:meth:`StructureCheck.check_served`)."""
         if self.served is None or now - self._last_check < self.config.snapshot_period:
             return
         self._last_check = now
-        recent = self.buffer.newest(self.sizes.fit + self.sizes.holdout)
-        if self.change.suspected is not None:
-            # The flagged window may straddle the change: one detection window is left out.
-            after = int((recent.stamp < self.change.suspected).sum()) + self.change.guard(self.rows)
-            recent = recent.slice(min(after, len(recent)), len(recent))
-        self._check_sufficiency(self.served, recent, may_clear=False, whole_class=False)
+        self._grown(self.structure.check_served(
+            self.served, self.buffer.newest(self.sizes.fit + self.sizes.holdout), self.change.suspected,
+            self.change.guard(self.rows), self.library, self.rows, self.sizes.holdout))
 
-    def _check_sufficiency(self, model, recent: Batch, may_clear: bool = True, whole_class: bool = True) -> None:
-        """Say out loud when a model does not fit for want of structure (:meth:`_lacks`). At a
-        selection the verdict is on the whole model class (the best model may first take the
-        library terms that explain most of its residual): a model that merely missed library
-        terms on little, noisy data lacks nothing the class cannot give. For the served model
-        after a change it is on its own terms: what the new data ask of it, said until a new
-        model is adapted. A potential the whole class lacks grows the library by the
-        polynomial terms, so the next refits can carry it and cross-validation decides which
-        enter: the grammar grows by what the data ask for, besides what the network proposes.
-        A verdict at a selection counts once the cause is found again (by either check) on an
-        overlapping record with at least a holdout of newer data: the first fits, on two seconds
-        of noisy, weakly exciting data, can be wrong enough to pass the test (measured in the
-        demo under noise: a missing potential said and the library grown at the first
-        selection, with no spring)."""
-        cause = ""
-        if isinstance(model, TermModel):
-            own = model.library.columns
-            # At a selection: the cross-validated pick before Occam's razor, which explains more
-            # (measured: with the simplest equivalent the check missed a spring + friction).
-            columns = model.fit_report.get("unsimplified_columns", own) if whole_class else own
-            cause = self._lacks(columns, recent, whole_class)
-            found_again = bool(cause) and self._found_again(cause, recent)
-            if cause and whole_class and not found_again:
-                return
-            if cause == MISSING_POTENTIAL and (whole_class or self._lacks(own, recent, True) == cause):
-                self._grow(self._potential_terms())
-        if not cause and not may_clear:
-            return
-        if cause and cause != self.stats.insufficiency:
-            self.warn(f"model insufficient: {cause}; serving the least-bad model and searching on")
-        self.stats.insufficiency = cause
-
-    def _found_again(self, cause: str, recent: Batch) -> bool:
-        """Whether ``cause`` was found before on a record that ended inside ``recent``, at least
-        a holdout of samples before it ends; otherwise this finding is remembered as the first."""
-        first = self._unconfirmed
-        if first is not None and first[0] == cause and float(recent.stamp[0]) <= first[1]:
-            if int((recent.stamp > first[1]).sum()) < self.sizes.holdout:
-                return False
-            self._unconfirmed = None
-            return True
-        self._unconfirmed = (cause, float(recent.stamp[-1]))
-        return False
-
-    def _lacks(self, model_columns: Sequence[Term | Force], recent: Batch, whole_class: bool) -> str:
-        """Which structure a model of ``model_columns`` (with ``whole_class``: the model and the
-        library) lacks on ``recent`` ("" = none found): polynomial potential terms or
-        dissipative forces, by the likelihood-ratio test of :func:`integral.missing_structure`
-        on non-overlapping integral rows (full-width ones: shorter rows carry enough
-        differentiated velocity noise that a polynomial in q fits the inertia terms'
-        attenuation, measured)."""
-        n = len(self.config.joint_names)
-        known = set(model_columns) | (set(self.library.columns) if whole_class else set())
-        potential = [t for t in self._potential_terms() if t not in known]
-        dissipation = [Force(j, law) for law in FORCE_LAWS for j in range(n) if Force(j, law) not in known]
-        starts = self.rows.starts(recent.stamp, self.rows.span)
-        if len(starts) < 8 or not (potential or dissipation):
-            return ""
-
-        complement = [c for c in self.library.columns if c not in model_columns] if whole_class else []
-        # Every column's rows at once (one evaluation of the samples), then split.
-        every = list(dict.fromkeys([*model_columns, *potential, *dissipation, *complement]))
-        library = TermLibrary([c for c in every if isinstance(c, Term)] or [Term((0,) * n, "one", (0,) * n)],
-                              [c for c in every if isinstance(c, Force)])
-        images = self.rows.columns(library, recent.stamp, recent.q, recent.qd, recent.qdd, starts)
-
-        def rows(columns: Sequence[Term | Force]) -> torch.Tensor:
-            return images[..., [library.index(c) for c in columns]]
-
-        groups = {name: rows(columns) for name, columns in ((MISSING_POTENTIAL, potential),
-                                                            (MISSING_DISSIPATION, dissipation)) if columns}
-        target = self.rows.target(recent.stamp, recent.tau.to(torch.float64), starts)
-        return integral.missing_structure(rows(model_columns), target, groups,
-                                          complement=rows(complement) if complement else None) or ""
-
-    def _potential_terms(self) -> list[Term]:
-        """The polynomial potentials the structure test looks for and a verdict grows the library
-        by, in stages: degree ≤ 2 first (a linear spring), then, once those are in the library,
-        degree ≤ 4 (a hardening spring's quartic; cubic terms for an asymmetric one). Staged so
-        that a plain spring costs no more columns than before, and bounded by
-        :data:`terms.MAX_POSITION_DEGREE`; past it the residual test still speaks, and the
-        model is served as the least-bad one."""
-        grown = max((sum(t.position) for t in self.library.terms if not any(t.velocity)), default=0)
-        degree = min(MAX_POSITION_DEGREE, 2 if grown < 2 else grown + 2)
-        return polynomial_terms(len(self.config.joint_names), max_velocity_degree=0, position_degree=degree)
-
-    def _grow(self, terms: Sequence[Term]) -> None:
-        """Add terms to the library and refit at the next call."""
-        new = [t for t in terms if t not in self.library.columns]
-        if not new:
-            return
-        if len(self.library) + len(new) > MAX_TERMS:
-            self.log(f"term library not grown by {len(new)} polynomial terms: it would exceed {MAX_TERMS} columns")
-            return
-        self.library = self.library.extended(new)
-        self.stats.grown_terms += [t.name for t in new]
-        self._last_selection = -math.inf
-        self.log(f"term library grown by {', '.join(t.name for t in new)}: the residual follows a polynomial "
-                 f"in q; cross-validation decides which enter")
+    def _grown(self, library: TermLibrary | None) -> None:
+        """Refit on a grown library at the next call."""
+        if library is not None:
+            self.library = library
+            self._last_selection = -math.inf
 
     def coefficient_stderr(self) -> dict[str, str]:
         """The served term model's coefficients with their standard errors, for diagnostics."""

@@ -10,7 +10,8 @@ import torch
 
 from syrenets_ros.dynamics import pendulum
 from syrenets_ros.learning.terms import Force, Term, TermModel
-from syrenets_ros.online.learner import MISSING_DISSIPATION, MISSING_POTENTIAL, LearnerConfig, OnlineLearner
+from syrenets_ros.online.learner import LearnerConfig, OnlineLearner
+from syrenets_ros.online.structure import MISSING_DISSIPATION, MISSING_POTENTIAL
 from syrenets_ros.online.serving import implausibility, probe_states
 from syrenets_ros.online.snapshot import decode_model
 from syrenets_ros.tools.streams import Plant, Stream, deliver, simulate, simulate_structure
