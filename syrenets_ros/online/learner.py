@@ -23,7 +23,6 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
@@ -37,12 +36,11 @@ from syrenets_ros.learning.syrenet import SyReNet, SyReNetConfig
 from syrenets_ros.learning.terms import TermLibrary, TermModel
 from syrenets_ros.learning.training import Trainer, select_device
 from syrenets_ros.online.change import ChangeWatch
+from syrenets_ros.online.checkpoints import Checkpoints
 from syrenets_ros.online.guard import (LINEAR_MODELS, PublishGate, disagreement_outside, integral_rmse,
                                        outside_states, replaces)
 from syrenets_ros.online.rows import FIT_MIN_SAMPLES, HOLDOUT_WINDOWS, MIN_WINDOW_SAMPLES, RowPlan, Sizes
-from syrenets_ros.online.serving import load_model_file
-from syrenets_ros.online.snapshot import (DecodedModel, RunId, SnapshotError, encode_model, load_newest_checkpoint,
-                                          save_checkpoint)
+from syrenets_ros.online.snapshot import RunId, encode_model
 from syrenets_ros.online.structure import StructureCheck
 from syrenets_ros.online.stream import Batch, ReplayBuffer, WindowCutter
 from syrenets_ros.online.tracking import RecursiveLeastSquares
@@ -297,6 +295,8 @@ class OnlineLearner:
         # A new identity per run: receivers order runs by start, versions within a run.
         self.run_id = RunId.new()
         self.version = 0
+        self.checkpoints = Checkpoints(config.checkpoint_dir, config.checkpoint_keep, config.initial_model,
+                                       config.joint_names, self.stats, log)
         self.structure = StructureCheck(self.stats, log, self.warn)
         self.gate = PublishGate(n, config.max_feedforward_torque, self.stats.implausible, log)
         self.served = None  # the model object last published
@@ -640,49 +640,25 @@ class OnlineLearner:
 
     # -- checkpoints ----------------------------------------------------------------------
     def maybe_checkpoint(self, publication: Publication | None) -> None:
-        directory = self.config.checkpoint_dir
-        if not directory or publication is None:
+        """Every checkpoint period, save the newest publication (when checkpoints are on)."""
+        if not self.config.checkpoint_dir or publication is None:
             return
         now = self.clock()
         if now - self._last_checkpoint < self.config.checkpoint_period:
             return
         self._last_checkpoint = now
-        save_checkpoint(Path(directory), f"model-{publication.version:08d}.json", publication.payload,
-                        keep=self.config.checkpoint_keep)
-        self.stats.checkpoints_written += 1
+        self.checkpoints.save(publication.version, publication.payload)
 
     def resume(self) -> Publication | None:
         """Serve the newest valid checkpoint at once (under this run's identity), else the
-        configured initial model; corrupt checkpoints and a refused initial model are reported
-        and skipped, an implausible one is not served. Served coefficients are tracked from
-        there, so the model adapts to the live data."""
-        decoded, source = None, "checkpoint"
-        if self.config.checkpoint_dir:
-            decoded, skipped = load_newest_checkpoint(Path(self.config.checkpoint_dir))
-            for path, reason in skipped:
-                self.stats.checkpoints_skipped.append(f"{Path(path).name}: {reason}")
-                self.log(f"skipped corrupt checkpoint {path}: {reason}")
-        if decoded is None and self.config.initial_model:
-            decoded, source = self._initial_model(), "initial_model"
-        robot = getattr(self.library, "robot", None)
-        if (decoded is not None and isinstance(decoded.model, RigidBodyModel)
-                and (robot is None or decoded.model.robot.digest != robot.digest)):
-            self.log(f"{source.replace('_', ' ')} v{decoded.model_version} not used: it was learned on another URDF "
-                     f"(SHA-256 {decoded.model.robot.digest[:12]}…) than this learner's robot_description")
+        configured initial model (:meth:`Checkpoints.starting_model`); an implausible one is not
+        served. Served coefficients are tracked from there, so the model adapts to the live data."""
+        start = self.checkpoints.starting_model(getattr(self.library, "robot", None))
+        if start is None or not self.gate.plausible(math.nan, start[1], start[0].model):
             return None
-        if decoded is None or not self.gate.plausible(math.nan, source, decoded.model):
-            return None
+        decoded, source = start
         self.version = decoded.model_version
         if isinstance(decoded.model, LINEAR_MODELS):
             self.tracker = self._track(decoded.model)
         self.log(f"starting from {source.replace('_', ' ')} v{decoded.model_version} ({decoded.model.kind})")
         return self._publish(decoded.model, source, math.nan)
-
-    def _initial_model(self) -> DecodedModel | None:
-        """The initial model file, validated as the predictor validates a snapshot."""
-        try:
-            return load_model_file(self.config.initial_model, self.config.joint_names)
-        except SnapshotError as exc:
-            self.stats.initial_model_refused = str(exc)
-            self.log(f"initial model refused, learning from scratch: {exc}")
-            return None
