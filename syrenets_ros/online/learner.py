@@ -18,7 +18,6 @@ checked and published by the same machinery; the network and the structure searc
 
 from __future__ import annotations
 
-import functools
 import math
 import threading
 import time
@@ -30,15 +29,14 @@ import torch
 from syrenets_ros.dynamics.pendulum import JOINT_NAMES
 from syrenets_ros.dynamics.urdf import RigidBodyRobot
 from syrenets_ros.learning import integral
-from syrenets_ros.learning.regression import fit_integral, propose_terms
+from syrenets_ros.learning.regression import fit_integral
 from syrenets_ros.learning.rigid_body import WEAK_ROWS_UNSUPPORTED, RigidBodyLibrary, RigidBodyModel
-from syrenets_ros.learning.syrenet import SyReNet, SyReNetConfig
 from syrenets_ros.learning.terms import TermLibrary, TermModel
-from syrenets_ros.learning.training import Trainer, select_device
+from syrenets_ros.learning.training import select_device
 from syrenets_ros.online.change import ChangeWatch
 from syrenets_ros.online.checkpoints import Checkpoints
-from syrenets_ros.online.guard import (LINEAR_MODELS, PublishGate, disagreement_outside, integral_rmse,
-                                       outside_states, replaces)
+from syrenets_ros.online.guard import LINEAR_MODELS, PublishGate, disagreement_outside, integral_rmse, replaces
+from syrenets_ros.online.proposals import NetworkProposals
 from syrenets_ros.online.rows import FIT_MIN_SAMPLES, HOLDOUT_WINDOWS, MIN_WINDOW_SAMPLES, RowPlan, Sizes
 from syrenets_ros.online.snapshot import RunId, encode_model
 from syrenets_ros.online.structure import StructureCheck
@@ -254,17 +252,6 @@ class Stats:
     selection_cpu: float = 0.0  # CPU seconds of the last selection (its thread), growth and checks included
 
 
-def _closer_outside(grown, base, network, fit: Batch, generator: torch.Generator) -> bool:
-    """Admit network-proposed terms only if the refit carrying them agrees with the network
-    better than the plain refit does on states outside the recently visited envelope
-    (:func:`outside_states`)."""
-    q, qd, qdd = outside_states(fit, generator)
-    with torch.no_grad():
-        reference = network.torque(q, qd, qdd).to(torch.float64)
-    distance = [float((m.torque(q, qd, qdd) - reference).square().mean()) for m in (grown, base)]
-    return distance[0] < distance[1]
-
-
 class OnlineLearner:
     """``clock`` paces selections, training and checkpoints: wall time on a live stream, the
     recording's time when a bag is replayed (so the periods mean the same in both)."""
@@ -291,6 +278,7 @@ class OnlineLearner:
         self.windows = WindowCutter(self.rows.span)
         self.library = candidate_library(config)
         self.generator = torch.Generator().manual_seed(config.seed)
+        self.proposals = NetworkProposals(n, self.device, config.seed, self.sizes.train_window, config.batch_size)
         self.stats = Stats()
         # A new identity per run: receivers order runs by start, versions within a run.
         self.run_id = RunId.new()
@@ -316,21 +304,6 @@ class OnlineLearner:
     @property
     def rows(self) -> integral.RowForm:
         return self.plan.rows
-
-    @functools.cached_property
-    def network(self) -> SyReNet:
-        """The SyReNet, built when first needed (1.7 s of a 25 s `learn` without it), from the
-        seed however late."""
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.config.seed)
-            return SyReNet(SyReNetConfig(n_joints=len(self.config.joint_names))).to(self.device)
-
-    @functools.cached_property
-    def trainer(self) -> Trainer:
-        # Trained on integral rows (SPEC §2b): per-sample q̈ under sensor noise is as large as
-        # the signal, and a per-sample torque MSE would mostly fit that noise.
-        return Trainer(self.network, loss_fn=lambda *batch: self.network.integral_loss(
-            *batch, window=self.sizes.train_window, selection_size=self.config.batch_size))
 
     @property
     def network_on(self) -> bool:
@@ -421,7 +394,7 @@ class OnlineLearner:
             return False
         self._last_train = now
         batch = batch.to(self.device)
-        result = self.trainer.step(batch.q, batch.qd, batch.qdd, batch.tau)
+        result = self.proposals.trainer.step(batch.q, batch.qd, batch.qdd, batch.tau)
         if result.applied:
             self.stats.training_steps += 1
             self.stats.loss = result.loss
@@ -577,23 +550,8 @@ class OnlineLearner:
             return candidates
         candidates.append(("library", library_model))
         if self.network_on and self.stats.training_steps > 0:
-            reference = fit.to(self.device)
-            frozen = self.network.freeze(reference.q[-256:], reference.qd[-256:]).to(torch.device("cpu"))
-            candidates.append(("network", frozen))
-            guided = library_model
-            # The network proposes structure only once it predicts held-out torques better than
-            # the library can: then it found something the grammar lacks (an untrained
-            # network's projection proposes noise, and each proposal costs a refit).
-            proposed = []
-            if integral_rmse(frozen, holdout, self.rows) < integral_rmse(library_model, holdout, self.rows):
-                proposed = propose_terms(frozen.lagrangian_fn(), self.library, fit.q[-256:], fit.qd[-256:],
-                                         fit.qdd[-256:])
-            if proposed:
-                grown = refit(list(self.library.columns) + proposed)
-                if _closer_outside(grown, library_model, frozen, fit, self.generator):
-                    guided = grown
-                    self.stats.admitted_terms = [t.name for t in proposed if t in grown.terms]
-            candidates.append(("network_guided", guided))
+            candidates += self.proposals.candidates(fit, holdout, library_model, self.library, self.rows, refit,
+                                                    self.generator, self.stats)
         return candidates
 
     def _check_served(self, now: float) -> None:
