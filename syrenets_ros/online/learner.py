@@ -253,7 +253,13 @@ class Stats:
 
 
 class OnlineLearner:
-    """``clock`` paces selections, training and checkpoints: wall time on a live stream, the
+    """The loop: intake (:meth:`observe`) cuts rows that feed the change watch and the tracker;
+    training (:meth:`train_step`) and selection (:meth:`maybe_select`) run when their periods
+    come, and a selection publishes what the guard admits. What each step decides is a policy
+    of its own: :class:`RowPlan` (row form, sizes), :class:`ChangeWatch` (suspected and
+    confirmed changes), :class:`NetworkProposals`, :mod:`guard` (what may be served),
+    :class:`StructureCheck` (sufficiency, growth) and :class:`Checkpoints`; the scheduling is
+    here. ``clock`` paces selections, training and checkpoints: wall time on a live stream, the
     recording's time when a bag is replayed (so the periods mean the same in both)."""
 
     def __init__(self, config: LearnerConfig, log: Callable[[str], None] = print,
@@ -299,10 +305,12 @@ class OnlineLearner:
 
     @property
     def sizes(self) -> Sizes:
+        """The windows and data sizes in samples (:attr:`RowPlan.sizes`)."""
         return self.plan.sizes
 
     @property
     def rows(self) -> integral.RowForm:
+        """How integral rows are formed (:attr:`RowPlan.rows`)."""
         return self.plan.rows
 
     @property
