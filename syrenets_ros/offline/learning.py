@@ -21,7 +21,8 @@ import torch
 from syrenets_ros.offline.bag import NANOSECONDS, BagError, JointStateBag, estimate_period
 from syrenets_ros.offline.table import JointTable
 from syrenets_ros.learning.integral import RowForm, regular_steps
-from syrenets_ros.online.learner import LEARNER_PARAMETERS, LearnerConfig, OnlineLearner, Publication, Sizes, Stats
+from syrenets_ros.online.learner import LEARNER_PARAMETERS, LearnerConfig, OnlineLearner, Publication, Stats
+from syrenets_ros.online.rows import Sizes
 from syrenets_ros.online.stream import REJECT_REASONS, Batch, JointStateSample, SampleAssembler, StreamChecks
 from syrenets_ros.plotting import saved_figure
 

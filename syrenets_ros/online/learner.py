@@ -18,12 +18,10 @@ checked and published by the same machinery; the network and the structure searc
 
 from __future__ import annotations
 
-import functools
 import math
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
@@ -31,43 +29,22 @@ import torch
 from syrenets_ros.dynamics.pendulum import JOINT_NAMES
 from syrenets_ros.dynamics.urdf import RigidBodyRobot
 from syrenets_ros.learning import integral
-from syrenets_ros.learning.regression import choose_rows, fit_integral, propose_terms
+from syrenets_ros.learning.regression import fit_integral
 from syrenets_ros.learning.rigid_body import WEAK_ROWS_UNSUPPORTED, RigidBodyLibrary, RigidBodyModel
-from syrenets_ros.learning.syrenet import SyReNet, SyReNetConfig
-from syrenets_ros.learning.terms import (FORCE_LAWS, MAX_POSITION_DEGREE, MAX_TERMS, Force, Term, TermLibrary,
-                                         TermModel, polynomial_terms)
-from syrenets_ros.learning.training import Trainer, select_device
-from syrenets_ros.online.change import ChangeDetector
-from syrenets_ros.online.serving import implausibility, load_model_file, probe_states
-from syrenets_ros.online.snapshot import (DecodedModel, RunId, SnapshotError, encode_model, load_newest_checkpoint,
-                                          save_checkpoint)
+from syrenets_ros.learning.terms import TermLibrary, TermModel
+from syrenets_ros.learning.training import select_device
+from syrenets_ros.online.change import ChangeWatch
+from syrenets_ros.online.checkpoints import Checkpoints
+from syrenets_ros.online.guard import LINEAR_MODELS, PublishGate, disagreement_outside, integral_rmse, replaces
+from syrenets_ros.online.proposals import NetworkProposals
+from syrenets_ros.online.rows import FIT_MIN_SAMPLES, HOLDOUT_WINDOWS, MIN_WINDOW_SAMPLES, RowPlan, Sizes
+from syrenets_ros.online.snapshot import RunId, encode_model
+from syrenets_ros.online.structure import StructureCheck
 from syrenets_ros.online.stream import Batch, ReplayBuffer, WindowCutter
 from syrenets_ros.online.tracking import RecursiveLeastSquares
 from syrenets_ros.schema import NodeSchema, Param
 
 
-TRACKER_BLOCK = 32  # samples per recursive-least-squares block update
-# Samples an integral window holds at least, whatever the rate: the weak form's quadrature is
-# accurate to ~1e-7 from 16 samples on (integral.WEAK_ORDER), and fewer average little noise.
-MIN_WINDOW_SAMPLES = 16
-HOLDOUT_WINDOWS = 2  # non-overlapping windows the holdout holds at least, to score anything
-# Samples a refit uses at least: at 1 kHz fit_duration holds more; at 25 Hz 8 s would be 200
-# samples, too few to select among ~90 columns.
-FIT_MIN_SAMPLES = 4000
-# Candidates whose held-out RMSE is within this factor of the best fit it equally well.
-EQUAL_FIT = 2.0
-# Models agreeing to this share of their RMS torque outside the data agree (the exactness of a
-# model on clean data is ~1e-13; 1e-6 is what the benchmarks call exact).
-AGREEMENT = 1e-6
-# A coefficient whose standard error is this share of its value is ill-determined, and a model
-# holding one replaces the served model only when the served one's held-out RMSE is
-# CLEARLY_BETTER times its own or more.
-ILL_DETERMINED = 0.5
-CLEARLY_BETTER = 2.0
-MISSING_POTENTIAL = "missing potential (residual follows a polynomial in q)"
-MISSING_DISSIPATION = "dissipation the model lacks (residual follows q̇)"
-# Models linear in their coefficients: refitted on more data, tracked by recursive least squares.
-LINEAR_MODELS = (TermModel, RigidBodyModel)
 
 
 LEARNER_PARAMETERS = NodeSchema("syrenets_learner", (
@@ -169,43 +146,6 @@ def _default(name: str):
     return LEARNER_PARAMETERS.default(name)
 
 
-@dataclass(frozen=True)
-class Sizes:
-    """The learner's windows and data sizes in samples: its durations divided by the sample
-    period, with the floors that keep every fit and score possible at coarse rates (so the same
-    defaults work from 25 Hz to 2 kHz)."""
-
-    period: float
-    window: int
-    stride: int
-    holdout: int
-    fit: int
-    min_fit: int
-    recent: int
-    train_window: int
-
-    @classmethod
-    def derive(cls, config: "LearnerConfig", period: float, window: int | None = None) -> "Sizes":
-        """``window`` [samples] overrides the configured one (shortened for short runs)."""
-        def samples(seconds: float) -> int:
-            return max(1, round(seconds / period))
-
-        window = window or max(MIN_WINDOW_SAMPLES, samples(config.integral_window))
-        min_fit = max(samples(config.min_fit_duration), integral.MIN_FIT_WINDOWS * window)
-        return cls(period, window, min(window, samples(config.integral_stride)),
-                   max(samples(config.holdout), HOLDOUT_WINDOWS * window),
-                   min(config.buffer_capacity, max(samples(config.fit_duration), FIT_MIN_SAMPLES, min_fit)),
-                   min_fit, samples(config.recent_window), max(2, samples(config.train_window)))
-
-    def describe(self) -> str:
-        def seconds(count: int) -> str:
-            return f"{count} samples ({count * self.period:.3g} s)"
-
-        return (f"period {self.period:.6g} s; integral window {seconds(self.window)}, stride {self.stride}; "
-                f"holdout {seconds(self.holdout)}; refit on {seconds(self.fit)}; first model after "
-                f"{seconds(self.min_fit)} + the holdout")
-
-
 @dataclass
 class LearnerConfig:
     """The learner's settings: defaults from :data:`LEARNER_PARAMETERS`, plus the tracker's
@@ -297,7 +237,7 @@ class Stats:
     initial_model_refused: str = ""  # why the configured initial model was not used
     noise: list[float] = field(default_factory=list)  # per-joint noise scale of one integral row [N·m]
     # Better-scoring models not served: under-validated, worse than the served one, or
-    # ill-determined and not clearly better (:func:`ill_determined`).
+    # ill-determined and not clearly better (:func:`guard.ill_determined`).
     guard_refusals: int = 0
     insufficiency: str = ""  # why the model class does not fit ("" = it does)
     admitted_terms: list[str] = field(default_factory=list)  # network-proposed terms last admitted
@@ -312,62 +252,14 @@ class Stats:
     selection_cpu: float = 0.0  # CPU seconds of the last selection (its thread), growth and checks included
 
 
-def _integral_residual(model, batch: Batch, rows: integral.RowForm) -> torch.Tensor:
-    """Integral-row residuals (J, n) of a model on a batch: noise-robust (SPEC §2b), so a score
-    built on them is not biased towards wrong models by differentiated sensor noise."""
-    starts = rows.starts(batch.stamp)
-    if len(starts) == 0:
-        return torch.zeros(0, batch.q.shape[-1], dtype=torch.float64)
-    stamp, q, qd, qdd, tau = (x.to(torch.float64).cpu() for x in (batch.stamp, batch.q, batch.qd, batch.qdd, batch.tau))
-    return rows.predicted(model, stamp, q, qd, qdd, starts) - rows.target(stamp, tau, starts)
-
-
-def outside_states(fit: Batch, generator: torch.Generator, count: int = 512
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(q, q̇, q̈) drawn over the recently visited envelope widened by its width on both sides
-    (each joint's range three times as wide): where a series that merely fits the visited
-    range (e.g. a trig stand-in for a spring) and the true structure part ways."""
-    def widened(x: torch.Tensor) -> torch.Tensor:
-        low, high = x.min(0).values.to(torch.float64), x.max(0).values.to(torch.float64)
-        span = (high - low).clamp_min(1e-3)
-        u = torch.rand(count, x.shape[1], generator=generator, dtype=torch.float64)
-        return low - span + u * 3.0 * span
-
-    return widened(fit.q), widened(fit.qd), widened(fit.qdd)
-
-
-def _closer_outside(grown, base, network, fit: Batch, generator: torch.Generator) -> bool:
-    """Admit network-proposed terms only if the refit carrying them agrees with the network
-    better than the plain refit does on states outside the recently visited envelope
-    (:func:`outside_states`)."""
-    q, qd, qdd = outside_states(fit, generator)
-    with torch.no_grad():
-        reference = network.torque(q, qd, qdd).to(torch.float64)
-    distance = [float((m.torque(q, qd, qdd) - reference).square().mean()) for m in (grown, base)]
-    return distance[0] < distance[1]
-
-
-def ill_determined(model) -> bool:
-    """Whether a term model has a coefficient whose standard error is :data:`ILL_DETERMINED` of
-    its value or more: the data barely fix it (a stand-in trading off against its neighbours)."""
-    if not isinstance(model, TermModel):
-        return False
-    known = model.stderr > 0
-    return bool((known & (model.stderr >= ILL_DETERMINED * model.coefficients.abs())).any())
-
-
-def integral_rmse(model, batch: Batch, rows: integral.RowForm) -> float:
-    """RMSE of a model's integral-row residuals on a batch: the score that picks the served
-    model (inf when the batch holds no gap-free window or the model diverges)."""
-    residual = _integral_residual(model, batch, rows)
-    if residual.numel() == 0:
-        return math.inf
-    value = float(residual.square().mean().sqrt())
-    return value if math.isfinite(value) else math.inf
-
-
 class OnlineLearner:
-    """``clock`` paces selections, training and checkpoints: wall time on a live stream, the
+    """The loop: intake (:meth:`observe`) cuts rows that feed the change watch and the tracker;
+    training (:meth:`train_step`) and selection (:meth:`maybe_select`) run when their periods
+    come, and a selection publishes what the guard admits. What each step decides is a policy
+    of its own: :class:`RowPlan` (row form, sizes), :class:`ChangeWatch` (suspected and
+    confirmed changes), :class:`NetworkProposals`, :mod:`guard` (what may be served),
+    :class:`StructureCheck` (sufficiency, growth) and :class:`Checkpoints`; the scheduling is
+    here. ``clock`` paces selections, training and checkpoints: wall time on a live stream, the
     recording's time when a bag is replayed (so the periods mean the same in both)."""
 
     def __init__(self, config: LearnerConfig, log: Callable[[str], None] = print,
@@ -376,7 +268,6 @@ class OnlineLearner:
         """``measured_acceleration``: the samples carry a measured q̈ (a table's), not the
         forward difference of a stream; with ``integral_rows`` auto their own rows are used."""
         self.config = config
-        self.measured_acceleration = measured_acceleration
         self.log = log
         self.warn = warn or log
         self.clock = clock
@@ -386,53 +277,41 @@ class OnlineLearner:
         # Intake (:meth:`observe`) and selection (:meth:`maybe_select`) may run in two threads:
         # the lock guards the state both touch; a selection's fits run outside it.
         self.lock = threading.RLock()
-        # Detection runs on integral rows normalised by the estimated noise: a level of 1 is
-        # the noise floor, so one ratio works at every noise level.
-        self.detector = ChangeDetector(window=config.change_window, ratio=config.change_ratio, floor=1.0)
-        self.sizes = Sizes.derive(config, config.joint_state_period)
-        # How rows are formed: configured, or decided on the first data (:meth:`_decide_rows`).
-        form = "acceleration" if config.integral_rows == "auto" else config.integral_rows
-        self.rows = integral.RowForm(form, self.sizes.window, self.sizes.stride)
-        self._rows_decided = config.integral_rows != "auto"
+        self.change = ChangeWatch(config.change_window, config.change_ratio)
+        # How rows are formed and how long their windows are: configured, or decided on the
+        # first data (:meth:`_decide_rows`).
+        self.plan = RowPlan(config, measured_acceleration)
         self.windows = WindowCutter(self.rows.span)
         self.library = candidate_library(config)
         self.generator = torch.Generator().manual_seed(config.seed)
+        self.proposals = NetworkProposals(n, self.device, config.seed, self.sizes.train_window, config.batch_size)
         self.stats = Stats()
         # A new identity per run: receivers order runs by start, versions within a run.
         self.run_id = RunId.new()
         self.version = 0
-        self._probes = probe_states(n)
+        self.checkpoints = Checkpoints(config.checkpoint_dir, config.checkpoint_keep, config.initial_model,
+                                       config.joint_names, self.stats, log)
+        self.structure = StructureCheck(self.stats, log, self.warn)
+        self.gate = PublishGate(n, config.max_feedforward_torque, self.stats.implausible, log)
         self.served = None  # the model object last published
         self.tracker: RecursiveLeastSquares | None = None
         self.noise = torch.full((n,), math.sqrt(config.change_floor), dtype=torch.float64)
-        self._suspected_change: float | None = None
-        # After a confirmed change the served model is known to be wrong: watching it again
-        # would only raise the same suspicion; the next served model re-arms the detector.
-        self._detector_armed = True
         self._last_selection = -math.inf
         self._last_check = -math.inf
-        # A structure finding (cause, newest stamp of its record) waiting to be found again on
-        # newer data before a selection says and acts on it.
-        self._unconfirmed: tuple[str, float] | None = None
         self._last_checkpoint = clock()
         self._last_train = -math.inf
         self._served_samples = math.inf  # samples the served model is fitted on (unknown: inf)
         self.waiting = ""  # why no model is served yet, with the numbers and the knob (offline errors)
 
-    @functools.cached_property
-    def network(self) -> SyReNet:
-        """The SyReNet, built when first needed (1.7 s of a 25 s `learn` without it), from the
-        seed however late."""
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.config.seed)
-            return SyReNet(SyReNetConfig(n_joints=len(self.config.joint_names))).to(self.device)
+    @property
+    def sizes(self) -> Sizes:
+        """The windows and data sizes in samples (:attr:`RowPlan.sizes`)."""
+        return self.plan.sizes
 
-    @functools.cached_property
-    def trainer(self) -> Trainer:
-        # Trained on integral rows (SPEC §2b): per-sample q̈ under sensor noise is as large as
-        # the signal, and a per-sample torque MSE would mostly fit that noise.
-        return Trainer(self.network, loss_fn=lambda *batch: self.network.integral_loss(
-            *batch, window=self.sizes.train_window, selection_size=self.config.batch_size))
+    @property
+    def rows(self) -> integral.RowForm:
+        """How integral rows are formed (:attr:`RowPlan.rows`)."""
+        return self.plan.rows
 
     @property
     def network_on(self) -> bool:
@@ -459,11 +338,7 @@ class OnlineLearner:
         if self.served is not None:
             residual = self.rows.predicted(self.served, window.stamp, window.q, window.qd, window.qdd, starts) - target
             level = (residual.square() / self.noise.square()).mean(-1)
-            if self._detector_armed:
-                self.detector.ratio = self.config.change_ratio  # a live parameter
-                change = self.detector.update(window.stamp[:1], level)
-                if change is not None and self._suspected_change is None:
-                    self._suspected_change = change
+            self.change.watch(window.stamp[:1], level, self.config.change_ratio)
         self._update_tracker(window, target)
 
     def _single_start(self, window: Batch) -> torch.Tensor:
@@ -485,75 +360,19 @@ class OnlineLearner:
         machine, and the intake holding the lock meanwhile put the learner 2 s behind the stream
         right after a change (measured). The suspicion stays set while the fits run, so the
         intake raises no second one on the same jump."""
-        stamp = self._suspected_change
-        if stamp is None:
+        needed = self.sizes.holdout + self.change.guard(self.rows)
+        if not self.change.due(self.buffer.newest(needed), needed):
             return
-        guard = self.config.change_window * self.rows.span
-        newest = self.buffer.newest(self.sizes.holdout + guard)
-        if len(newest) < self.sizes.holdout + guard or float(newest.stamp[0]) < stamp:
-            return
-        trusted_from = self._confirm_change(stamp)
+        stamp, trusted_from, joint = self.change.decide(self.buffer.newest(len(self.buffer)), self.library,
+                                                        self.rows, self.sizes.fit, self.noise)
         with self.lock:
-            self._suspected_change = None
+            self.change.settle(trusted_from)
             if trusted_from is not None:
                 self._on_change(stamp, trusted_from)
-
-    def _confirm_change(self, stamp: float) -> float | None:
-        """A residual jump means the system changed *or* the served model extrapolates badly.
-        Tell them apart: if one sparse refit of the library explains the data before and after
-        the jump together about as well as each part alone is explained, nothing changed. The
-        flagged window may straddle the change, so one window on each side is left out. The
-        part after the jump is explained by the better of its own sparse refit and the terms
-        chosen before it, refitted: a second of post-change data on a slow reference selects
-        poorly alone (measured 4.3 N·m held-in against 0.85 for the joint fit), and a link-2
-        swap under noise then read as "one model fits before and after" (offline, at a
-        half-second cadence: confirmed 3.5 s late or never).
-
-        Returns the stamp from which data is trusted, or None if nothing changed."""
-        recent = self.buffer.newest(len(self.buffer))
-        guard = self.config.change_window * self.rows.span
-        split = int((recent.stamp < stamp).sum())
-        pre = recent.slice(max(0, split - guard - self.sizes.fit), max(0, split - guard))
-        post = recent.slice(split + guard, len(recent))
-        if len(post) == 0:
-            return stamp
-        trusted_from = float(post.stamp[0])
-        if len(pre) < guard:
-            return trusted_from
-        joint = self._library_fit_rmse(pre, post)[0]
-        before, terms = self._library_fit_rmse(pre)
-        noise_floor = float(self.noise.square().mean())
-
-        def changed(after: float) -> bool:
-            return joint > 3.0 * max(before, after) and joint ** 2 > noise_floor
-
-        # The refit of known terms first: it needs no selection (cheap), and explains a swap.
-        if (terms is not None and changed(self._library_fit_rmse(post, columns=terms)[0])
-                or changed(self._library_fit_rmse(post)[0])):
-            return trusted_from
-        with self.lock:
-            self.detector.reset()
+                return
         self._last_selection = -math.inf
         self.log(f"residual jump at t={stamp:.3f} s is not a system change (one model fits before and "
                  f"after: RMSE {joint:.3g} N·m): reselecting the model")
-        return None
-
-    def _library_fit_rmse(self, *parts: Batch, columns: Sequence[Term | Force] | None = None
-                          ) -> tuple[float, Sequence[Term | Force] | None]:
-        """Held-in integral-row RMSE of one refit (:func:`fit_integral`) on the parts together
-        (no window spans two parts: their stamps have a gap) and its columns: a sparse one of
-        the library, or ``columns`` all kept; (0, None) when the parts are too short. Without
-        Occam's razor: the comparison needs the best fit, and on the ~1 s after a jump the
-        razor trades much held-in fit for simplicity (measured: with it a swap under noise read
-        as "one model fits before and after")."""
-        both = Batch(*(torch.cat(columns) for columns in zip(
-            *((p.stamp, p.q, p.qd, p.qdd, p.tau) for p in parts))))
-        try:
-            model = fit_integral(self.library, both.stamp, both.q, both.qd, both.qdd, both.tau, candidates=columns,
-                                 rows=self.rows, select_terms=columns is None, simplify=False)
-        except ValueError:
-            return 0.0, None
-        return integral_rmse(model, both, self.rows), model.library.columns
 
     def _on_change(self, stamp: float, trusted_from: float) -> None:
         dropped = self.buffer.drop_before(trusted_from)
@@ -561,8 +380,7 @@ class OnlineLearner:
         self.stats.change_stamps.append(stamp)
         self.stats.dropped_after_change += dropped
         self.windows.reset()
-        self.detector.reset()
-        self._detector_armed = False
+        self.change.disarm()
         if self.tracker is not None:
             # Re-learn from every post-change sample already buffered, not only from those to come.
             self.tracker.reset(self.config.rls_covariance)
@@ -588,7 +406,7 @@ class OnlineLearner:
             return False
         self._last_train = now
         batch = batch.to(self.device)
-        result = self.trainer.step(batch.q, batch.qd, batch.qdd, batch.tau)
+        result = self.proposals.trainer.step(batch.q, batch.qd, batch.qdd, batch.tau)
         if result.applied:
             self.stats.training_steps += 1
             self.stats.loss = result.loss
@@ -642,21 +460,23 @@ class OnlineLearner:
         scored = sorted(((integral_rmse(model, holdout, self.rows), source, model) for source, model in candidates),
                         key=lambda item: item[0])
         self.stats.candidate_rmse = {source: rmse for rmse, source, _ in scored}
-        plausible = next((item for item in scored if math.isfinite(item[0]) and self._plausible(*item)), None)
+        plausible = next((item for item in scored if math.isfinite(item[0]) and self.gate.plausible(*item)), None)
         if plausible is not None:
-            self.stats.extrapolation_uncertain = self._disagreement_outside(plausible, scored, fit)
-        if self._suspected_change is not None:
+            self.stats.extrapolation_uncertain = disagreement_outside(plausible, scored, fit, self.config.seed)
+        if self.change.suspected is not None:
             self._check_served(now)
         elif math.isfinite(scored[0][0]):
             # On the best fit even when it is not publishable: a spring approximated by a trig
             # series is often implausible outside the data, and that is the structure to report.
             # Only a publishable fit that passes clears a warning.
-            self._check_sufficiency(scored[0][2], self.buffer.newest(sizes.fit + sizes.holdout),
-                                    may_clear=plausible is scored[0])
+            self._grown(self.structure.check(scored[0][2], self.buffer.newest(sizes.fit + sizes.holdout),
+                                             self.library, self.rows, sizes.holdout, may_clear=plausible is scored[0]))
         if plausible is None:
             return None
         rmse, source, model = plausible
-        serving, fitted_on = self._served_fit(model, source, len(fit))
+        tracked_samples = self.tracker.samples * self.rows.span if self.tracker is not None else 0.0
+        serving, fitted_on = self.gate.served_fit(model, source, len(fit), self.buffer.newest(self.sizes.fit),
+                                                  self.rows, self.sizes.fit, tracked_samples)
         with self.lock:
             if self.stats.change_detections != changes:
                 self.stats.selections_overtaken += 1
@@ -671,54 +491,16 @@ class OnlineLearner:
             self.noise = torch.tensor(model.fit_report["noise"], dtype=torch.float64).clamp_min(
                 math.sqrt(self.config.change_floor))
             self.stats.noise = self.noise.tolist()
-        if self.served is not None and self._suspected_change is not None:
-            # While a change is suspected, data after it are too few to validate anything.
+        # While a change is suspected, data after it are too few to validate anything.
+        if (self.served is not None and self.change.suspected is not None
+                or not replaces(model, self.served, rmse, fitted_on, self._served_samples, holdout, self.rows)):
             self.stats.guard_refusals += 1
             return None
-        # The guard judges a new model against the served one on the holdout, which neither has
-        # seen. The served model's own terms refitted on more samples than it was fitted on are
-        # a coefficient update (what the tracker does continuously): the holdout cannot tell
-        # two fits of one structure on nearly the same data apart, and refusing them would
-        # freeze a post-change model at its first, shortest fit.
-        update = (isinstance(model, LINEAR_MODELS) and type(model) is type(self.served)
-                  and set(model.library.columns) == set(self.served.library.columns)
-                  and fitted_on > self._served_samples)
-        if self.served is not None and model is not self.served and not update:
-            # An ill-determined candidate (a stand-in whose coefficients the data barely fix) must
-            # be clearly better: measured after a combined change, such stand-ins (±10–90 on
-            # coefficients of that order) were served for ~12 s, 16–22 N·m off on probe states.
-            served_rmse = integral_rmse(self.served, holdout, self.rows)
-            if served_rmse <= (CLEARLY_BETTER if ill_determined(model) else 1.0) * rmse:
-                self.stats.guard_refusals += 1
-                return None
         self.stats.wins[source] = self.stats.wins.get(source, 0) + 1
         if serving is not model or source in ("library", "network_guided"):
             self.tracker = self._track(serving)
         self._served_samples = fitted_on
         return self._publish(serving, source, rmse)
-
-    def _disagreement_outside(self, chosen: tuple[float, str, object], scored: list, fit: Batch) -> float:
-        """RMS torque [N·m] by which the models that fit as well as ``chosen`` disagree with it
-        outside the visited envelope (:func:`outside_states`): the candidates within
-        :data:`EQUAL_FIT` of its held-out RMSE and, for each term refit among them, the other
-        supports its cross-validation could not tell apart. 0 when none disagrees beyond
-        :data:`AGREEMENT` of its torque there. Equal fits that part ways outside mean the data
-        do not determine the structure: a Taylor stand-in for a stiffer potential agrees in
-        range with the truth and with other stand-ins, and not beyond it."""
-        rmse, _, model = chosen
-        tiny = torch.finfo(torch.float64).tiny
-        equal = [m for r, _, m in scored if math.isfinite(r) and r <= EQUAL_FIT * max(rmse, tiny)]
-        rivals = [m for m in equal if m is not model]
-        rivals += [e for m in equal if isinstance(m, TermModel) for e in m.fit_report.get("equivalent", ())]
-        if not rivals:
-            return 0.0
-        states = outside_states(fit, torch.Generator().manual_seed(self.config.seed))
-        with torch.no_grad():
-            reference = model.torque(*states).to(torch.float64)
-            worst = max(float((rival.torque(*states).to(torch.float64) - reference).square().mean().sqrt())
-                        for rival in rivals)
-        scale = float(reference.square().mean().sqrt())
-        return worst if worst > AGREEMENT * scale else 0.0
 
     def _wait(self, reason: str) -> None:
         """Say why no model is served yet (read by `learn` when a recording ends without one)."""
@@ -726,129 +508,36 @@ class OnlineLearner:
             self.waiting = reason
 
     def _decide_rows(self) -> bool:
-        """Once, on the first data that can tell (False until then): an integral window short
-        enough that the record's gap-free runs hold the windows a selection needs (short
-        segments, messages lost every few samples), and, with ``integral_rows`` auto, the row
-        form whose rows a sparse library fit explains best (:func:`regression.choose_rows`)."""
+        """Decide the rows once, on the first data that can tell (:meth:`RowPlan.decide`);
+        False until then, and until the data suffice for the decided sizes."""
         with self.lock:
-            return self._decide_rows_locked()
-
-    def _decide_rows_locked(self) -> bool:
-        if self._rows_decided:
-            return True
-        data = self.buffer.newest(self.sizes.fit + self.sizes.holdout)
-        runs = integral.run_lengths(data.stamp, self.sizes.period)
-        needed = integral.MIN_FIT_WINDOWS + HOLDOUT_WINDOWS
-        window = min(self.sizes.window, self._runs_window(runs, needed))
-        held = sum(r // (window + 2) for r in runs)
-        if held < needed:
-            self._wait(f"the {len(data)} samples lie in {len(runs)} gap-free runs (longest {max(runs, default=0)} "
-                       f"samples) holding {held} integral windows of {window} samples "
-                       f"({window * self.sizes.period:.3g} s); a model needs {needed}: record longer gap-free runs "
-                       f"or more of them")
-            return False
-        if window != self.sizes.window:
-            self._shorten(window, runs)
-        form, scores, basis = self.rows.form, {}, ""
-        if self.config.integral_rows == "auto" and self.measured_acceleration:
-            form, basis = "acceleration", "the record's own q̈"
-        elif self.config.integral_rows == "auto":
-            form, motion, scores = choose_rows(self.library, data.stamp, data.q, data.qd, data.qdd, data.tau, window)
-            basis = ("relative residual of the discretisations q and q̇ follow: "
-                     + ", ".join(f"{name} {score:.2g}" for name, score in motion.items())
-                     + ("; relative residual of a sparse library fit" if scores else ""))
-        if form == "weak" and self.sizes.window < integral.WEAK_MIN_WINDOW <= max(runs) - 2:
-            # Its quadrature needs the longer window; the first model then waits for its data (a
-            # refit that finds too few windows of it shortens it again: :meth:`_refit_window`).
-            self.sizes = Sizes.derive(self.config, self.sizes.period, integral.WEAK_MIN_WINDOW)
-        self._use_rows(form)
-        self._rows_decided = True
-        self.stats.rows = form
-        compared = ", ".join(f"{name} {score:.2g}" for name, score in scores.items())
-        self.log(f"integral rows: {form}" + (f" (by {basis}{': ' + compared if compared else ''})" if basis else "")
-                 + f"; {self.sizes.describe()}")
-        return len(self.buffer) >= self.sizes.min_fit + self.sizes.holdout
-
-    def _use_rows(self, form: str) -> None:
-        """Form rows this way at the current window; the cut windows and the detector's
-        baseline (in the old rows' units) start again."""
-        with self.lock:
-            self.rows = integral.RowForm(form, self.sizes.window, self.sizes.stride)
-            self.windows = WindowCutter(self.rows.span)
-            self.detector.reset()
-
-    def _shorten(self, window: int, runs: list[int]) -> None:
-        self.log(f"integral window shortened from {self.sizes.window} to {window} samples: the record's gap-free "
-                 f"runs are short (median {sorted(runs)[len(runs) // 2]} samples)")
-        with self.lock:
-            self.sizes = Sizes.derive(self.config, self.sizes.period, window)
-            self._use_rows(self.rows.form)
+            if self.plan.decided:
+                return True
+            reason = self.plan.decide(self.buffer.newest(self.sizes.fit + self.sizes.holdout), self.library, self.log)
+            if reason:
+                self._wait(reason)
+                return False
+            self._rows_changed()
+            self.stats.rows = self.rows.form
+            return len(self.buffer) >= self.sizes.min_fit + self.sizes.holdout
 
     def _refit_window(self, fit: Batch) -> bool:
-        """After a refit found too few windows: shorten the window to what the fit data's runs
-        hold, if that is shorter (True when it did)."""
-        runs = integral.run_lengths(fit.stamp, self.sizes.period)
-        window = self._runs_window(runs, integral.MIN_FIT_WINDOWS)
-        if window >= self.rows.window:
-            return False
-        self._shorten(window, runs)
-        return True
+        """After a refit found too few windows: shorten the window (:meth:`RowPlan.shorten_for`)."""
+        with self.lock:
+            shortened = self.plan.shorten_for(fit.stamp, self.log)
+            if shortened:
+                self._rows_changed()
+            return shortened
 
-    @staticmethod
-    def _runs_window(runs: list[int], needed: int) -> int:
-        """The longest window (MIN_WINDOW_SAMPLES at least) of which the gap-free runs hold
-        ``needed`` (each with room for central rows' two neighbours)."""
-        longest = max(runs, default=0)
-        while longest > MIN_WINDOW_SAMPLES and sum(r // (longest + 2) for r in runs) < needed:
-            longest -= max(1, longest // 8)
-        return max(MIN_WINDOW_SAMPLES, longest)
-
-    def _served_fit(self, model, source: str, fitted_on: float) -> tuple[object, float]:
-        """What to serve for a validated candidate, and how many samples it is fitted on: a term
-        model's terms refitted on the newest ``fit_samples`` samples, holdout included, when that
-        is more than it was fitted on.
-
-        The holdout has done its job once the terms were chosen and judged on it; withholding
-        it from the served fit as well would, after a change, serve a model fitted on a third
-        less post-change data (errors scale ~1/√samples). A tracker that has absorbed less than
-        a refit's worth of non-overlapping rows is less precise than a refit of its terms on
-        overlapping rows (measured 2.9 s after a swap at realistic noise: 0.013 vs 0.003 N·m).
-        The candidate itself is served when the refit is impossible or implausible."""
-        if not isinstance(model, LINEAR_MODELS):
-            return model, fitted_on
-        config = self.config
-        recent = self.buffer.newest(self.sizes.fit)
-        if source == "tracked":
-            fitted_on = self.tracker.samples * self.rows.span
-            if fitted_on >= self.sizes.fit:
-                return model, fitted_on
-        elif len(recent) <= fitted_on:
-            return model, fitted_on
-        try:
-            refit = fit_integral(model.library, recent.stamp, recent.q, recent.qd, recent.qdd, recent.tau,
-                                 rows=self.rows, select_terms=False)
-        except ValueError:
-            return model, fitted_on
-        if implausibility(refit, self._probes, config.max_feedforward_torque):
-            return model, fitted_on
-        return refit, len(recent)
+    def _rows_changed(self) -> None:
+        """Windows are cut and the detector's baseline (in the old rows' units) is kept anew."""
+        self.windows = WindowCutter(self.rows.span)
+        self.change.detector.reset()
 
     def select_now(self) -> Publication | None:
         """Select at once, whatever the snapshot period (e.g. when a recording ends)."""
         self._last_selection = -math.inf
         return self.maybe_select()
-
-    def _plausible(self, rmse: float, source: str, model) -> bool:
-        """The gate a predictor applies too (serving.implausibility): publish nothing it
-        would refuse, and nothing unsafe if it would not."""
-        reason = implausibility(model, self._probes, self.config.max_feedforward_torque)
-        if reason:
-            self.stats.implausible[source] = self.stats.implausible.get(source, 0) + 1
-            count = self.stats.implausible[source]
-            if count & (count - 1) == 0:  # the 1st, 2nd, 4th, 8th...: a bounded log, every one counted
-                self.log(f"not publishing the {source} candidate (refusal {count}, held-out RMSE {rmse:.3g} N·m): "
-                         f"{reason}")
-        return reason is None
 
     def _candidates(self, fit: Batch, holdout: Batch, tracked: TermModel | None) -> list[tuple[str, object]]:
         """Tracked coefficients, the raw network, and two exact refits on integral rows: on the
@@ -874,141 +563,25 @@ class OnlineLearner:
             return candidates
         candidates.append(("library", library_model))
         if self.network_on and self.stats.training_steps > 0:
-            reference = fit.to(self.device)
-            frozen = self.network.freeze(reference.q[-256:], reference.qd[-256:]).to(torch.device("cpu"))
-            candidates.append(("network", frozen))
-            guided = library_model
-            # The network proposes structure only once it predicts held-out torques better than
-            # the library can: then it found something the grammar lacks (an untrained
-            # network's projection proposes noise, and each proposal costs a refit).
-            proposed = []
-            if integral_rmse(frozen, holdout, self.rows) < integral_rmse(library_model, holdout, self.rows):
-                proposed = propose_terms(frozen.lagrangian_fn(), self.library, fit.q[-256:], fit.qd[-256:],
-                                         fit.qdd[-256:])
-            if proposed:
-                grown = refit(list(self.library.columns) + proposed)
-                if _closer_outside(grown, library_model, frozen, fit, self.generator):
-                    guided = grown
-                    self.stats.admitted_terms = [t.name for t in proposed if t in grown.terms]
-            candidates.append(("network_guided", guided))
+            candidates += self.proposals.candidates(fit, holdout, library_model, self.library, self.rows, refit,
+                                                    self.generator, self.stats)
         return candidates
 
     def _check_served(self, now: float) -> None:
-        """Check the served model's structure on the data since the newest (suspected) change
-        only, once per snapshot period, while no selection can judge it: after a confirmed
-        change until enough data for a refit (so the cause is said until a new model adapts),
-        and while a change is suspected, when the fit data mix both sides of the jump (no
-        single model fits them, and the mismatch would pass for dissipation). Never clears."""
+        """Once per snapshot period, check the served model's structure on the data since the
+        newest (suspected) change (:meth:`StructureCheck.check_served`)."""
         if self.served is None or now - self._last_check < self.config.snapshot_period:
             return
         self._last_check = now
-        recent = self.buffer.newest(self.sizes.fit + self.sizes.holdout)
-        if self._suspected_change is not None:
-            # The flagged window may straddle the change: one detection window is left out.
-            guard = self.config.change_window * self.rows.span
-            after = int((recent.stamp < self._suspected_change).sum()) + guard
-            recent = recent.slice(min(after, len(recent)), len(recent))
-        self._check_sufficiency(self.served, recent, may_clear=False, whole_class=False)
+        self._grown(self.structure.check_served(
+            self.served, self.buffer.newest(self.sizes.fit + self.sizes.holdout), self.change.suspected,
+            self.change.guard(self.rows), self.library, self.rows, self.sizes.holdout))
 
-    def _check_sufficiency(self, model, recent: Batch, may_clear: bool = True, whole_class: bool = True) -> None:
-        """Say out loud when a model does not fit for want of structure (:meth:`_lacks`). At a
-        selection the verdict is on the whole model class (the best model may first take the
-        library terms that explain most of its residual): a model that merely missed library
-        terms on little, noisy data lacks nothing the class cannot give. For the served model
-        after a change it is on its own terms: what the new data ask of it, said until a new
-        model is adapted. A potential the whole class lacks grows the library by the
-        polynomial terms, so the next refits can carry it and cross-validation decides which
-        enter: the grammar grows by what the data ask for, besides what the network proposes.
-        A verdict at a selection counts once the cause is found again (by either check) on an
-        overlapping record with at least a holdout of newer data: the first fits, on two seconds
-        of noisy, weakly exciting data, can be wrong enough to pass the test (measured in the
-        demo under noise: a missing potential said and the library grown at the first
-        selection, with no spring)."""
-        cause = ""
-        if isinstance(model, TermModel):
-            own = model.library.columns
-            # At a selection: the cross-validated pick before Occam's razor, which explains more
-            # (measured: with the simplest equivalent the check missed a spring + friction).
-            columns = model.fit_report.get("unsimplified_columns", own) if whole_class else own
-            cause = self._lacks(columns, recent, whole_class)
-            found_again = bool(cause) and self._found_again(cause, recent)
-            if cause and whole_class and not found_again:
-                return
-            if cause == MISSING_POTENTIAL and (whole_class or self._lacks(own, recent, True) == cause):
-                self._grow(self._potential_terms())
-        if not cause and not may_clear:
-            return
-        if cause and cause != self.stats.insufficiency:
-            self.warn(f"model insufficient: {cause}; serving the least-bad model and searching on")
-        self.stats.insufficiency = cause
-
-    def _found_again(self, cause: str, recent: Batch) -> bool:
-        """Whether ``cause`` was found before on a record that ended inside ``recent``, at least
-        a holdout of samples before it ends; otherwise this finding is remembered as the first."""
-        first = self._unconfirmed
-        if first is not None and first[0] == cause and float(recent.stamp[0]) <= first[1]:
-            if int((recent.stamp > first[1]).sum()) < self.sizes.holdout:
-                return False
-            self._unconfirmed = None
-            return True
-        self._unconfirmed = (cause, float(recent.stamp[-1]))
-        return False
-
-    def _lacks(self, model_columns: Sequence[Term | Force], recent: Batch, whole_class: bool) -> str:
-        """Which structure a model of ``model_columns`` (with ``whole_class``: the model and the
-        library) lacks on ``recent`` ("" = none found): polynomial potential terms or
-        dissipative forces, by the likelihood-ratio test of :func:`integral.missing_structure`
-        on non-overlapping integral rows (full-width ones: shorter rows carry enough
-        differentiated velocity noise that a polynomial in q fits the inertia terms'
-        attenuation, measured)."""
-        n = len(self.config.joint_names)
-        known = set(model_columns) | (set(self.library.columns) if whole_class else set())
-        potential = [t for t in self._potential_terms() if t not in known]
-        dissipation = [Force(j, law) for law in FORCE_LAWS for j in range(n) if Force(j, law) not in known]
-        starts = self.rows.starts(recent.stamp, self.rows.span)
-        if len(starts) < 8 or not (potential or dissipation):
-            return ""
-
-        complement = [c for c in self.library.columns if c not in model_columns] if whole_class else []
-        # Every column's rows at once (one evaluation of the samples), then split.
-        every = list(dict.fromkeys([*model_columns, *potential, *dissipation, *complement]))
-        library = TermLibrary([c for c in every if isinstance(c, Term)] or [Term((0,) * n, "one", (0,) * n)],
-                              [c for c in every if isinstance(c, Force)])
-        images = self.rows.columns(library, recent.stamp, recent.q, recent.qd, recent.qdd, starts)
-
-        def rows(columns: Sequence[Term | Force]) -> torch.Tensor:
-            return images[..., [library.index(c) for c in columns]]
-
-        groups = {name: rows(columns) for name, columns in ((MISSING_POTENTIAL, potential),
-                                                            (MISSING_DISSIPATION, dissipation)) if columns}
-        target = self.rows.target(recent.stamp, recent.tau.to(torch.float64), starts)
-        return integral.missing_structure(rows(model_columns), target, groups,
-                                          complement=rows(complement) if complement else None) or ""
-
-    def _potential_terms(self) -> list[Term]:
-        """The polynomial potentials the structure test looks for and a verdict grows the library
-        by, in stages: degree ≤ 2 first (a linear spring), then, once those are in the library,
-        degree ≤ 4 (a hardening spring's quartic; cubic terms for an asymmetric one). Staged so
-        that a plain spring costs no more columns than before, and bounded by
-        :data:`terms.MAX_POSITION_DEGREE`; past it the residual test still speaks, and the
-        model is served as the least-bad one."""
-        grown = max((sum(t.position) for t in self.library.terms if not any(t.velocity)), default=0)
-        degree = min(MAX_POSITION_DEGREE, 2 if grown < 2 else grown + 2)
-        return polynomial_terms(len(self.config.joint_names), max_velocity_degree=0, position_degree=degree)
-
-    def _grow(self, terms: Sequence[Term]) -> None:
-        """Add terms to the library and refit at the next call."""
-        new = [t for t in terms if t not in self.library.columns]
-        if not new:
-            return
-        if len(self.library) + len(new) > MAX_TERMS:
-            self.log(f"term library not grown by {len(new)} polynomial terms: it would exceed {MAX_TERMS} columns")
-            return
-        self.library = self.library.extended(new)
-        self.stats.grown_terms += [t.name for t in new]
-        self._last_selection = -math.inf
-        self.log(f"term library grown by {', '.join(t.name for t in new)}: the residual follows a polynomial "
-                 f"in q; cross-validation decides which enter")
+    def _grown(self, library: TermLibrary | None) -> None:
+        """Refit on a grown library at the next call."""
+        if library is not None:
+            self.library = library
+            self._last_selection = -math.inf
 
     def coefficient_stderr(self) -> dict[str, str]:
         """The served term model's coefficients with their standard errors, for diagnostics."""
@@ -1025,7 +598,7 @@ class OnlineLearner:
     def _publish(self, model, source: str, rmse: float) -> Publication:
         self.version += 1
         self.served = model
-        self._detector_armed = True
+        self.change.arm()
         self.stats.holdout_rmse = rmse
         self.stats.served_source = source
         metrics = {"holdout_rmse": rmse if math.isfinite(rmse) else -1.0,
@@ -1038,49 +611,25 @@ class OnlineLearner:
 
     # -- checkpoints ----------------------------------------------------------------------
     def maybe_checkpoint(self, publication: Publication | None) -> None:
-        directory = self.config.checkpoint_dir
-        if not directory or publication is None:
+        """Every checkpoint period, save the newest publication (when checkpoints are on)."""
+        if not self.config.checkpoint_dir or publication is None:
             return
         now = self.clock()
         if now - self._last_checkpoint < self.config.checkpoint_period:
             return
         self._last_checkpoint = now
-        save_checkpoint(Path(directory), f"model-{publication.version:08d}.json", publication.payload,
-                        keep=self.config.checkpoint_keep)
-        self.stats.checkpoints_written += 1
+        self.checkpoints.save(publication.version, publication.payload)
 
     def resume(self) -> Publication | None:
         """Serve the newest valid checkpoint at once (under this run's identity), else the
-        configured initial model; corrupt checkpoints and a refused initial model are reported
-        and skipped, an implausible one is not served. Served coefficients are tracked from
-        there, so the model adapts to the live data."""
-        decoded, source = None, "checkpoint"
-        if self.config.checkpoint_dir:
-            decoded, skipped = load_newest_checkpoint(Path(self.config.checkpoint_dir))
-            for path, reason in skipped:
-                self.stats.checkpoints_skipped.append(f"{Path(path).name}: {reason}")
-                self.log(f"skipped corrupt checkpoint {path}: {reason}")
-        if decoded is None and self.config.initial_model:
-            decoded, source = self._initial_model(), "initial_model"
-        robot = getattr(self.library, "robot", None)
-        if (decoded is not None and isinstance(decoded.model, RigidBodyModel)
-                and (robot is None or decoded.model.robot.digest != robot.digest)):
-            self.log(f"{source.replace('_', ' ')} v{decoded.model_version} not used: it was learned on another URDF "
-                     f"(SHA-256 {decoded.model.robot.digest[:12]}…) than this learner's robot_description")
+        configured initial model (:meth:`Checkpoints.starting_model`); an implausible one is not
+        served. Served coefficients are tracked from there, so the model adapts to the live data."""
+        start = self.checkpoints.starting_model(getattr(self.library, "robot", None))
+        if start is None or not self.gate.plausible(math.nan, start[1], start[0].model):
             return None
-        if decoded is None or not self._plausible(math.nan, source, decoded.model):
-            return None
+        decoded, source = start
         self.version = decoded.model_version
         if isinstance(decoded.model, LINEAR_MODELS):
             self.tracker = self._track(decoded.model)
         self.log(f"starting from {source.replace('_', ' ')} v{decoded.model_version} ({decoded.model.kind})")
         return self._publish(decoded.model, source, math.nan)
-
-    def _initial_model(self) -> DecodedModel | None:
-        """The initial model file, validated as the predictor validates a snapshot."""
-        try:
-            return load_model_file(self.config.initial_model, self.config.joint_names)
-        except SnapshotError as exc:
-            self.stats.initial_model_refused = str(exc)
-            self.log(f"initial model refused, learning from scratch: {exc}")
-            return None

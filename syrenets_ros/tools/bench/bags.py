@@ -98,7 +98,8 @@ def quadrature_table() -> list[str]:
     from syrenets_ros.dynamics import pendulum
     from syrenets_ros.learning import integral
     from syrenets_ros.learning.terms import true_pendulum_terms
-    from syrenets_ros.online.learner import LearnerConfig, Sizes
+    from syrenets_ros.online.learner import LearnerConfig
+    from syrenets_ros.online.rows import Sizes
     from syrenets_ros.tools.streams import sampled_motion
 
     truth = true_pendulum_terms(pendulum.PendulumParams())

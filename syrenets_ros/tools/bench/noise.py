@@ -28,7 +28,8 @@ from syrenets_ros.dynamics import pendulum
 from syrenets_ros.learning.regression import fit_integral
 from syrenets_ros.learning.terms import TermLibrary, TermModel, true_pendulum_terms
 from syrenets_ros.learning.training import Trainer
-from syrenets_ros.online.learner import LearnerConfig, OnlineLearner, integral_rmse
+from syrenets_ros.online.guard import integral_rmse
+from syrenets_ros.online.learner import LearnerConfig, OnlineLearner
 from syrenets_ros.online.stream import Batch
 from syrenets_ros.plant.settings import SIM_PARAMETERS
 from syrenets_ros.plotting import saved_figure
@@ -217,7 +218,7 @@ def training_comparison(scale: float, steps: int, seed: int = 3, per_sample_batc
         learner.buffer.ingest()
         holdout = learner.sizes.holdout
         if rows == "per-sample":
-            trainer = Trainer(learner.network)
+            trainer = Trainer(learner.proposals.network)
 
             def step() -> None:
                 batch = learner.buffer.sample(per_sample_batch, learner.generator, learner.config.recent_fraction,
@@ -230,7 +231,7 @@ def training_comparison(scale: float, steps: int, seed: int = 3, per_sample_batc
             step()
         cpu = (time.process_time() - cpu) / max(steps, 1)
         reference = learner.buffer.newest(256, skip_newest=holdout)
-        frozen = learner.network.freeze(reference.q, reference.qd)
+        frozen = learner.proposals.network.freeze(reference.q, reference.qd)
         results.append({"sigma_scale": scale, "rows": rows, "steps": steps, "cpu_ms_per_step": 1e3 * cpu,
                         "held_out_integral_rmse": integral_rmse(frozen, held_out, learner.rows),
                         "true_rmse": torque_rmse(frozen, BEFORE, *clean)})

@@ -20,7 +20,8 @@ import torch
 
 from syrenets_ros.learning.syrenet import SyReNet, SyReNetConfig
 from syrenets_ros.learning.training import Trainer, select_device, uniform_dataset
-from syrenets_ros.online.learner import LearnerConfig, Sizes
+from syrenets_ros.online.learner import LearnerConfig
+from syrenets_ros.online.rows import Sizes
 
 REFERENCE_STEP_S = 0.8  # public reference code, batch 48, float64, 2 CPU cores (SPEC §3)
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
