@@ -212,7 +212,8 @@ def training_comparison(scale: float, steps: int, seed: int = 3, per_sample_batc
     clean = (stream.clean_q[held], stream.clean_qd[held], stream.clean_qdd[held])
     results = []
     for rows in ("per-sample", "integral"):
-        learner = OnlineLearner(LearnerConfig(snapshot_period=math.inf, max_train_rate=1e6, network_enabled=True), log=lambda _: None)
+        learner = OnlineLearner(LearnerConfig(snapshot_period=math.inf, max_train_rate=1e6, network_enabled=True),
+                                log=lambda _: None)
         for sample in samples(stream, train.start, train.stop):
             learner.buffer.push(sample)
         learner.buffer.ingest()
