@@ -7,7 +7,9 @@ meanwhile wait in the subscription's queue instead of being lost (issue 20)."""
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 import threading
 import time
 import traceback
@@ -34,6 +36,11 @@ LAG_WARNING = 1.0
 
 # The queue that holds /joint_states while the learning core loads: 20 s at 1 kHz.
 STARTUP_QUEUE = 20_000
+# Freed heap pages go back to the OS this often (issue 23): selections allocate and free ~100 MB
+# of tensors from two threads, and glibc's heaps kept the high-water marks (the lowest RSS
+# stepped up ~4 MB every few minutes over a 12-min soak).
+HEAP_TRIM_PERIOD_S = 10.0
+_LIBC = ctypes.CDLL(None) if sys.platform.startswith("linux") else None
 
 
 class LearnerNode(Node):
@@ -69,6 +76,8 @@ class LearnerNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, rc.DIAGNOSTICS, 10)
         self.create_timer(STATE_BATCH_PERIOD_S, self.take_joint_states, clock=rc.steady_clock())
         self.create_timer(1.0, self.publish_diagnostics, clock=rc.steady_clock())
+        if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
+            self.create_timer(HEAP_TRIM_PERIOD_S, lambda: _LIBC.malloc_trim(0), clock=rc.steady_clock())
         self.get_logger().info(f"learning on {self.learner.device}; joints {list(config.joint_names)}")
         self._running = True
         # Intake (ingest, change detection, coefficient tracking) has a thread of its own: a
