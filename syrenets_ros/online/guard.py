@@ -17,8 +17,7 @@ import torch
 
 from syrenets_ros.learning import integral
 from syrenets_ros.learning.regression import fit_integral
-from syrenets_ros.learning.rigid_body import RigidBodyModel
-from syrenets_ros.learning.terms import TermModel
+from syrenets_ros.learning.terms import LinearModel, TermModel
 from syrenets_ros.online.serving import implausibility, probe_states
 from syrenets_ros.online.stream import Batch
 
@@ -32,8 +31,6 @@ AGREEMENT = 1e-6
 # CLEARLY_BETTER times its own or more.
 ILL_DETERMINED = 0.5
 CLEARLY_BETTER = 2.0
-# Models linear in their coefficients: refitted on more data, tracked by recursive least squares.
-LINEAR_MODELS = (TermModel, RigidBodyModel)
 
 
 def _integral_residual(model, batch: Batch, rows: integral.RowForm) -> torch.Tensor:
@@ -114,7 +111,7 @@ def replaces(model, served, rmse: float, fitted_on: float, served_samples: float
     # coefficient update (what the tracker does continuously): the holdout cannot tell two
     # fits of one structure on nearly the same data apart, and refusing them would freeze a
     # post-change model at its first, shortest fit.
-    if (isinstance(model, LINEAR_MODELS) and type(model) is type(served)
+    if (isinstance(model, LinearModel) and type(model) is type(served)
             and set(model.library.columns) == set(served.library.columns) and fitted_on > served_samples):
         return True
     # An ill-determined candidate (a stand-in whose coefficients the data barely fix) must be
@@ -159,7 +156,7 @@ class PublishGate:
         a refit's worth of non-overlapping rows is less precise than a refit of its terms on
         overlapping rows (measured 2.9 s after a swap at realistic noise: 0.013 vs 0.003 N·m).
         The candidate itself is served when the refit is impossible or implausible."""
-        if not isinstance(model, LINEAR_MODELS):
+        if not isinstance(model, LinearModel):
             return model, fitted_on
         if source == "tracked":
             fitted_on = tracked_samples

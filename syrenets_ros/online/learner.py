@@ -31,11 +31,11 @@ from syrenets_ros.dynamics.urdf import RigidBodyRobot
 from syrenets_ros.learning import integral
 from syrenets_ros.learning.regression import fit_integral
 from syrenets_ros.learning.rigid_body import WEAK_ROWS_UNSUPPORTED, RigidBodyLibrary, RigidBodyModel
-from syrenets_ros.learning.terms import TermLibrary, TermModel
+from syrenets_ros.learning.terms import LinearModel, TermLibrary, TermModel
 from syrenets_ros.learning.training import select_device
 from syrenets_ros.online.change import ChangeWatch
 from syrenets_ros.online.checkpoints import Checkpoints
-from syrenets_ros.online.guard import LINEAR_MODELS, PublishGate, disagreement_outside, integral_rmse, replaces
+from syrenets_ros.online.guard import PublishGate, disagreement_outside, integral_rmse, replaces
 from syrenets_ros.online.proposals import NetworkProposals
 from syrenets_ros.online.rows import FIT_MIN_SAMPLES, HOLDOUT_WINDOWS, MIN_WINDOW_SAMPLES, RowPlan, Sizes
 from syrenets_ros.online.snapshot import RunId, encode_model
@@ -359,7 +359,10 @@ class OnlineLearner:
         first in :meth:`maybe_select`, not by the intake: its fits take a second on a loaded
         machine, and the intake holding the lock meanwhile put the learner 2 s behind the stream
         right after a change (measured). The suspicion stays set while the fits run, so the
-        intake raises no second one on the same jump."""
+        intake raises no second one on the same jump. Without a suspicion it reads nothing: the
+        selection thread calls it on every turn of its loop."""
+        if self.change.suspected is None:
+            return
         needed = self.sizes.holdout + self.change.guard(self.rows)
         if not self.change.due(self.buffer.newest(needed), needed):
             return
@@ -585,7 +588,7 @@ class OnlineLearner:
 
     def coefficient_stderr(self) -> dict[str, str]:
         """The served term model's coefficients with their standard errors, for diagnostics."""
-        if not isinstance(self.served, LINEAR_MODELS):
+        if not isinstance(self.served, LinearModel):
             return {}
         return {name: f"{c:.6g} ± {s:.2g}" for name, c, s in zip(
             self.served.library.names, self.served.coefficients.tolist(), self.served.stderr.tolist())}
@@ -603,7 +606,7 @@ class OnlineLearner:
         self.stats.served_source = source
         metrics = {"holdout_rmse": rmse if math.isfinite(rmse) else -1.0,
                    "training_steps": self.stats.training_steps}
-        if isinstance(model, LINEAR_MODELS):
+        if isinstance(model, LinearModel):
             metrics.update({f"stderr[{name}]": float(s) for name, s in zip(model.library.names, model.stderr)})
         payload = encode_model(model, model_version=self.version, run_id=self.run_id,
                                joint_names=list(self.config.joint_names), metrics=metrics)
@@ -629,7 +632,7 @@ class OnlineLearner:
             return None
         decoded, source = start
         self.version = decoded.model_version
-        if isinstance(decoded.model, LINEAR_MODELS):
+        if isinstance(decoded.model, LinearModel):
             self.tracker = self._track(decoded.model)
         self.log(f"starting from {source.replace('_', ' ')} v{decoded.model_version} ({decoded.model.kind})")
         return self._publish(decoded.model, source, math.nan)

@@ -187,7 +187,7 @@ def parse_swap(items: list[str]) -> dict[str, object]:
             raise SystemExit(f"syrenets-ros bench online: --swap {item!r}: values must be numbers") from None
         if not name or not value:
             raise SystemExit(f"syrenets-ros bench online: --swap {item!r}: write NAME=VALUE[,VALUE]")
-        swap[name] = numbers[0] if len(numbers) == 1 and "," not in value else numbers
+        swap[name] = numbers[0] if len(numbers) == 1 else numbers
     return swap
 
 
