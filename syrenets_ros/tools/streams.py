@@ -80,7 +80,9 @@ def simulate(seconds: float, params: pendulum.PendulumParams = pendulum.Pendulum
 class Plant:
     """Rigid parameters plus joint springs ½k(q − r)² + ¼k₃(q − r)⁴ (``hardening`` k₃: the
     stiffening of cables and harmonic drives, a quartic potential), viscous b·q̇ and Coulomb
-    c·sign(q̇)."""
+    c·sign(q̇), and cogging a(1 − cos p·q) (``cogging`` a [J] with ``cogging_periods`` p per
+    revolution: the detent torque of a direct-drive motor, a periodic potential whose frequency
+    the default grammar lacks)."""
 
     params: pendulum.PendulumParams = pendulum.PendulumParams()
     stiffness: tuple[float, float] = (0.0, 0.0)
@@ -88,19 +90,23 @@ class Plant:
     viscous: tuple[float, float] = (0.0, 0.0)
     coulomb: tuple[float, float] = (0.0, 0.0)
     hardening: tuple[float, float] = (0.0, 0.0)  # k₃ [N·m/rad³]
+    cogging: tuple[float, float] = (0.0, 0.0)  # a [J]
+    cogging_periods: int = 5
 
     def extra_torque(self, q: torch.Tensor, qd: torch.Tensor) -> torch.Tensor:
         """What the motor must add to the rigid inverse dynamics (SPEC §2b)."""
         k, r, b, c, k3 = (torch.tensor(v, dtype=torch.float64) for v in (self.stiffness, self.rest, self.viscous,
                                                                          self.coulomb, self.hardening))
-        return k * (q - r) + k3 * (q - r) ** 3 + b * qd + c * torch.sign(qd)
+        a, p = torch.tensor(self.cogging, dtype=torch.float64), self.cogging_periods
+        return k * (q - r) + k3 * (q - r) ** 3 + b * qd + c * torch.sign(qd) + a * p * torch.sin(p * q)
 
     def inverse_dynamics(self, q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor) -> torch.Tensor:
         return pendulum.inverse_dynamics(q, qd, qdd, self.params) + self.extra_torque(q, qd)
 
     def true_terms(self) -> TermModel:
         """The plant's L and D in library terms (:func:`terms.true_pendulum_terms`), the hardening
-        potential −¼k₃(q − r)⁴ expanded into powers of q (the constant dropped)."""
+        potential −¼k₃(q − r)⁴ expanded into powers of q and the cogging a·cos(p q) (constants
+        dropped)."""
         rigid = true_pendulum_terms(self.params, pendulum.JointElements(self.stiffness, self.rest, self.viscous,
                                                                         self.coulomb))
         coefficients = dict(zip(rigid.library.columns, rigid.coefficients.tolist()))
@@ -110,6 +116,9 @@ class Plant:
                 value = -0.25 * k3 * math.comb(4, power) * (-r) ** (4 - power)
                 if value:
                     coefficients[term] = coefficients.get(term, 0.0) + value
+        for joint, a in enumerate(self.cogging):
+            if a:
+                coefficients[Term((0, 0), "cos", tuple(self.cogging_periods * int(i == joint) for i in range(2)))] = a
         columns = list(coefficients)
         library = TermLibrary([c for c in columns if isinstance(c, Term)], [c for c in columns if isinstance(c, Force)])
         return TermModel(library, torch.tensor([coefficients[c] for c in library.columns], dtype=torch.float64))

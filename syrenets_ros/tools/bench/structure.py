@@ -43,6 +43,9 @@ SCENARIOS: dict[str, Plant] = {
     # k₃q2³ is 31 % of the spring torque at the visited edge |q2| = 0.74 rad, and the truth stays
     # under the default 500 N·m probe limit (q2 = π: 279 N·m of spring).
     "hardening spring joint 2": replace(RIGID, stiffness=(0.0, 10.0), hardening=(0.0, 8.0)),
+    # Detent torque 2 N·m peak (~3 % of the gravity torques), 5 periods per revolution: cos 5q2
+    # is a frequency the default grammar (q_i, 2q_i, sums, differences) lacks.
+    "cogging joint 2": replace(RIGID, cogging=(0.0, 0.4), cogging_periods=5),
 }
 ADAPTED = 1e-6  # N·m, wide-range RMSE
 CHUNK = 1000
