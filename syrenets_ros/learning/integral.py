@@ -574,10 +574,14 @@ STRUCTURE_EFFECT = 1.0
 # on a few seconds of data) realistic sensor noise, which is neither white nor alike across
 # joints and states, passes the χ² test (measured: 50 for a χ²_5 at 2 rows per column).
 ROWS_PER_COLUMN = 8
+# Columns a broad group is tested by (its strongest; see :func:`missing_structure`): enough for
+# a harmonic's cos and sin beside another's, few enough for the rows of a few seconds.
+WIDE_TEST_COLUMNS = 4
 
 
 def missing_structure(model_rows: torch.Tensor, target: torch.Tensor, groups: dict[str, torch.Tensor],
-                      relative_floor: float = STRUCTURE_FLOOR, complement: torch.Tensor | None = None) -> str | None:
+                      relative_floor: float = STRUCTURE_FLOOR, complement: torch.Tensor | None = None,
+                      wide: frozenset[str] = frozenset()) -> str | None:
     """Which kind of physics a term model lacks, or None: a nested likelihood-ratio test.
 
     ``model_rows`` (J, n, p) are the model's own columns on non-overlapping integral rows,
@@ -591,8 +595,7 @@ def missing_structure(model_rows: torch.Tensor, target: torch.Tensor, groups: di
     ``relative_floor`` × the RMS target row (rounding residuals of an exact model are not
     physics) and ``STRUCTURE_EFFECT`` × the residual scale: under sensor noise the columns
     carry the noise the residual carries (errors in variables), and a fit on little data can
-    be wrong enough that the χ² test alone names structure that is not there. The group
-    explaining most is named.
+    be wrong enough that the χ² test alone names structure that is not there.
 
     ``complement`` (J, n, c): columns of the model class the model does not use. The model is
     first granted those of them that explain most of its residual (forward selection: as many
@@ -600,23 +603,45 @@ def missing_structure(model_rows: torch.Tensor, target: torch.Tensor, groups: di
     has), so that only structure the whole class lacks counts — not a term a sparse fit on
     little, noisy data missed. (The whole class at once would leave too few rows per column
     for the test to hold under noise.)
+
+    ``wide`` names broad groups (dozens of harmonics, say): each is tested by its
+    ``WIDE_TEST_COLUMNS`` columns that explain most of the residual (forward selection; the χ²
+    tail is far beyond what picking them from noise gains), since a few seconds of rows cannot
+    carry all of them. The group explaining most is named, a broad one only when no narrower
+    one is found: a broad group explains a share of almost anything in a visited range (a
+    hardening spring's quartic, on 4 s of clean rows, to 5e-8 N·m by four harmonics beside the
+    library's), and the narrow ladder (polynomial potentials of degree 2, then 4) comes first
+    by Occam's razor.
     """
     rows = target.numel()
+    own_rows = model_rows
+    narrow_width = max((g.shape[-1] for name, g in groups.items() if name not in wide), default=0)
+    widest = max(narrow_width, WIDE_TEST_COLUMNS if wide & set(groups) else 0)
+
+    def beyond(columns: torch.Tensor) -> torch.Tensor:
+        """Columns made orthogonal to the model's span and unit-norm (zero when inside it)."""
+        basis = torch.linalg.qr(model_rows.reshape(rows, -1)).Q
+        flat = columns.reshape(rows, -1)
+        rest = flat - basis @ (basis.T @ flat)
+        norms = rest.norm(dim=0)
+        inside = norms <= 1e-9 * flat.norm(dim=0)  # (numerically) in the model's span already
+        return torch.where(inside, 0.0, rest / norms.clamp_min(torch.finfo(flat.dtype).tiny))
+
     if complement is not None and complement.shape[-1]:
-        widest = max((g.shape[-1] for g in groups.values()), default=0)
         room = max(widest, rows // ROWS_PER_COLUMN - model_rows.shape[-1] - widest)
         if room > 0:
             # Selected by what each column adds beyond the model's own span.
-            basis = torch.linalg.qr(model_rows.reshape(rows, -1)).Q
-            flat = complement.reshape(rows, -1)
-            beyond = flat - basis @ (basis.T @ flat)
-            norms = beyond.norm(dim=0)
-            inside = norms <= 1e-9 * flat.norm(dim=0)  # (numerically) in the model's span already
-            scaled = torch.where(inside, 0.0, beyond / norms.clamp_min(torch.finfo(flat.dtype).tiny))
-            granted = _forward_path(scaled, (target - _fitted(model_rows, target)).reshape(-1), room)
+            residual = (target - _fitted(model_rows, target)).reshape(-1)
+            granted = _forward_path(beyond(complement), residual, room)
             model_rows = torch.cat((model_rows, complement[..., granted]), -1)
+    residual = (target - _fitted(model_rows, target)).reshape(-1)
+    groups = {name: columns[..., _forward_path(beyond(columns), residual, WIDE_TEST_COLUMNS)] if name in wide else columns
+              for name, columns in groups.items()}
     everything = torch.cat((model_rows, *groups.values()), -1)
     if rows < 2 * everything.shape[-1]:
+        narrow = {name: columns for name, columns in groups.items() if name not in wide}
+        if len(narrow) < len(groups):  # the broad groups wait for a longer record
+            return missing_structure(own_rows, target, narrow, relative_floor, complement)
         return None  # too few rows to tell structure from noise
     noise = target - _fitted(everything, target)
     # Explained torque must stand out of the rounding and out of the noise itself.
@@ -629,21 +654,25 @@ def missing_structure(model_rows: torch.Tensor, target: torch.Tensor, groups: di
         y = target / scale[..., 0] if weighted else target
         return float((y - _fitted(matrix / scale if weighted else matrix, y)).square().sum())
 
-    reduced, reduced_raw = rss(model_rows, True), rss(model_rows, False)
+    def finds(smaller: torch.Tensor, larger: torch.Tensor) -> tuple[bool, float]:
+        """Whether ``larger``'s extra columns explain significantly more than ``smaller``, and
+        the weighted gain."""
+        dof = rows - larger.shape[-1]
+        if dof < 2 or larger.shape[-1] == smaller.shape[-1]:
+            return False, 0.0
+        full = rss(larger, True)
+        gain = rss(smaller, True) - full
+        explained = max(rss(smaller, False) - rss(larger, False), 0.0) / rows
+        significant = gain / max(full / dof, torch.finfo(torch.float64).tiny) > _chi2_quantile(
+            larger.shape[-1] - smaller.shape[-1], STRUCTURE_TAIL)
+        return significant and math.sqrt(explained) > floor, gain
+
     causes = []
     for name, columns in groups.items():
-        grown = torch.cat((model_rows, columns), -1)
-        dof = rows - grown.shape[-1]
-        if dof < 2:
-            continue
-        full = rss(grown, True)
-        gain = reduced - full
-        explained = max(reduced_raw - rss(grown, False), 0.0) / rows
-        significant = gain / max(full / dof, torch.finfo(torch.float64).tiny) > _chi2_quantile(
-            columns.shape[-1], STRUCTURE_TAIL)
-        if significant and math.sqrt(explained) > floor:
-            causes.append((gain, name))
-    return max(causes)[1] if causes else None
+        found, gain = finds(model_rows, torch.cat((model_rows, columns), -1))
+        if found:
+            causes.append((name not in wide, gain, name))
+    return max(causes)[-1] if causes else None
 
 
 def _fitted(matrix: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

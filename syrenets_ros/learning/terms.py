@@ -573,6 +573,37 @@ def polynomial_terms(n_joints: int, max_velocity_degree: int = 2, position_degre
     return sorted((Term(v, "one", (0,) * n_joints, p) for v in velocities for p in positions), key=_sort_key)
 
 
+def periodic_terms(n_joints: int, known: Sequence[tuple[int, ...]], budget: int) -> list[Term]:
+    """Potential terms cos/sin(k·q) at frequencies outside ``known`` (the angles a library
+    already holds), simplest first and at most ``budget`` columns: each joint's harmonics
+    3q_i … MAX_FREQUENCY·q_i (a motor's cogging, a cam), then the integer combinations of two
+    or three joints with entries within ±2 (longer angle sums than the chain's, e.g.
+    q1 + 2q2, q1 − q2 + q3) by total frequency. Bounded because every column costs each
+    refit; potentials only, since a kinetic term at a new frequency is a new inertia
+    coupling no rigid chain has."""
+    singles = [tuple(k * int(i == j) for i in range(n_joints))
+               for j in range(n_joints) for k in range(3, MAX_FREQUENCY + 1)]
+    combinations = []
+    for width in (2, 3):
+        for joints in itertools.combinations(range(n_joints), width):
+            for entries in itertools.product((1, 2, -1, -2), repeat=width):
+                if entries[0] > 0:
+                    combinations.append(tuple(entries[joints.index(i)] if i in joints else 0
+                                              for i in range(n_joints)))
+    combinations.sort(key=lambda a: (sum(map(abs, a)), [-abs(k) for k in a]))
+    known_set = set(map(tuple, known))
+    angles = [a for a in dict.fromkeys(singles + combinations) if a not in known_set]
+    zero = (0,) * n_joints
+    terms = [Term(zero, function, angle) for angle in angles for function in ("cos", "sin")]
+    return terms[:max(0, budget)]
+
+
+def inertia_terms(n_joints: int) -> list[Term]:
+    """Kinetic terms q̇_i q̇_j · P(q) with a polynomial P of degree 1..2: an inertia that depends
+    on position in a way no trig factor holds (a sliding or telescoping mass, a cable reel)."""
+    return [t for t in polynomial_terms(n_joints, max_velocity_degree=2, position_degree=2) if t.degree == 2]
+
+
 def true_pendulum_terms(params: PendulumParams, joints: JointElements = RIGID) -> TermModel:
     """SPEC §2's L expanded in library terms (relative coordinates): the distillation target.
 

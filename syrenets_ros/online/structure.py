@@ -1,11 +1,16 @@
 """The sufficiency test and growth: whether the model class lacks structure the data show,
-said out loud, and the term library grown when a potential is what it lacks.
+said out loud, and the term library widened by what it lacks.
 
 A model that does not fit may merely have missed terms on little, noisy data, or its class may
-lack what the data need (dissipation, a potential the trig grammar cannot hold). Only the
-second is worth a warning, and only a missing potential can be added as polynomial terms, so
-the grammar grows from the data as well as from the network's proposals. Kept apart from the
-loop so the test and the staged growth can be checked on a record alone.
+lack what the data need (dissipation, a potential or an inertia the trig grammar cannot hold).
+Only the second is worth a warning. The search widens step by step and boundedly: polynomial
+potentials of degree 2, then 4 (springs, hardening springs); when no narrower group is found,
+the broad groups — harmonics and angle combinations the grammar lacks (cogging), inertia
+terms q̇_i q̇_j·P(q) — each at most :data:`WIDE_GROUP_COLUMNS` columns, and
+:data:`GROWTH_LIMIT` columns in all. Cross-validation with Occam's razor then decides which
+terms enter, as for the grammar's own; the grammar grows from the data as well as from the
+network's proposals. Kept apart from the loop so the test and the staged growth can be
+checked on a record alone.
 """
 
 from __future__ import annotations
@@ -16,11 +21,20 @@ import torch
 
 from syrenets_ros.learning import integral
 from syrenets_ros.learning.terms import (FORCE_LAWS, MAX_POSITION_DEGREE, MAX_TERMS, Force, Term, TermLibrary,
-                                         TermModel, polynomial_terms)
+                                         TermModel, inertia_terms, periodic_terms, polynomial_terms)
 from syrenets_ros.online.stream import Batch
 
 MISSING_POTENTIAL = "missing potential (residual follows a polynomial in q)"
 MISSING_DISSIPATION = "dissipation the model lacks (residual follows q̇)"
+MISSING_PERIODIC = "missing periodic potential (residual follows cos/sin of k·q at angles the grammar lacks)"
+MISSING_INERTIA = "position-dependent inertia the model lacks (residual follows q̇_i q̇_j·P(q))"
+# Broad groups: looked for beside the narrow ones, named when they account for everything found
+# (:func:`integral.missing_structure`'s ``wide``).
+WIDE = frozenset({MISSING_PERIODIC, MISSING_INERTIA})
+# The most columns a broad group brings (its simplest), and the most the library may grow by in
+# all: each column costs every refit and every check (measured in `bench structure`).
+WIDE_GROUP_COLUMNS = 48
+GROWTH_LIMIT = 160
 
 
 def potential_terms(library: TermLibrary, n_joints: int) -> list[Term]:
@@ -35,25 +49,40 @@ def potential_terms(library: TermLibrary, n_joints: int) -> list[Term]:
     return polynomial_terms(n_joints, max_velocity_degree=0, position_degree=degree)
 
 
+def periodic_group(library: TermLibrary, n_joints: int) -> list[Term]:
+    """The periodic potentials the library lacks, simplest first (:func:`terms.periodic_terms`)."""
+    return periodic_terms(n_joints, [t.angle for t in library.terms], WIDE_GROUP_COLUMNS)
+
+
+def inertia_group(library: TermLibrary, n_joints: int) -> list[Term]:
+    """The position-dependent inertia terms the library lacks (:func:`terms.inertia_terms`)."""
+    return [t for t in inertia_terms(n_joints) if t not in library.columns][:WIDE_GROUP_COLUMNS]
+
+
+# What a verdict grows the library by: the structure the data ask for, by kind.
+GROWTH: dict[str, Callable[[TermLibrary, int], list[Term]]] = {
+    MISSING_POTENTIAL: potential_terms, MISSING_PERIODIC: periodic_group, MISSING_INERTIA: inertia_group}
+
+
 def lacks(model_columns: Sequence[Term | Force], recent: Batch, library: TermLibrary, rows: integral.RowForm,
           whole_class: bool) -> str:
     """Which structure a model of ``model_columns`` (with ``whole_class``: the model and
-    ``library``) lacks on ``recent`` ("" = none found): polynomial potential terms or
-    dissipative forces, by the likelihood-ratio test of :func:`integral.missing_structure`
-    on non-overlapping integral rows (full-width ones: shorter rows carry enough
-    differentiated velocity noise that a polynomial in q fits the inertia terms'
-    attenuation, measured)."""
+    ``library``) lacks on ``recent`` ("" = none found): polynomial potential terms, dissipative
+    forces, periodic potentials at new angles or position-dependent inertia, by the
+    likelihood-ratio test of :func:`integral.missing_structure` on non-overlapping integral
+    rows (full-width ones: shorter rows carry enough differentiated velocity noise that a
+    polynomial in q fits the inertia terms' attenuation, measured)."""
     n = recent.q.shape[-1]
     known = set(model_columns) | (set(library.columns) if whole_class else set())
-    potential = [t for t in potential_terms(library, n) if t not in known]
-    dissipation = [Force(j, law) for law in FORCE_LAWS for j in range(n) if Force(j, law) not in known]
+    wanted = {cause: [t for t in grow(library, n) if t not in known] for cause, grow in GROWTH.items()}
+    wanted[MISSING_DISSIPATION] = [Force(j, law) for law in FORCE_LAWS for j in range(n) if Force(j, law) not in known]
     starts = rows.starts(recent.stamp, rows.span)
-    if len(starts) < 8 or not (potential or dissipation):
+    if len(starts) < 8 or not any(wanted.values()):
         return ""
 
     complement = [c for c in library.columns if c not in model_columns] if whole_class else []
     # Every column's rows at once (one evaluation of the samples), then split.
-    every = list(dict.fromkeys([*model_columns, *potential, *dissipation, *complement]))
+    every = list(dict.fromkeys([*model_columns, *(c for group in wanted.values() for c in group), *complement]))
     columns = TermLibrary([c for c in every if isinstance(c, Term)] or [Term((0,) * n, "one", (0,) * n)],
                           [c for c in every if isinstance(c, Force)])
     images = rows.columns(columns, recent.stamp, recent.q, recent.qd, recent.qdd, starts)
@@ -61,11 +90,10 @@ def lacks(model_columns: Sequence[Term | Force], recent: Batch, library: TermLib
     def of(chosen: Sequence[Term | Force]) -> torch.Tensor:
         return images[..., [columns.index(c) for c in chosen]]
 
-    groups = {name: of(chosen) for name, chosen in ((MISSING_POTENTIAL, potential),
-                                                    (MISSING_DISSIPATION, dissipation)) if chosen}
+    groups = {name: of(chosen) for name, chosen in wanted.items() if chosen}
     target = rows.target(recent.stamp, recent.tau.to(torch.float64), starts)
     return integral.missing_structure(of(model_columns), target, groups,
-                                      complement=of(complement) if complement else None) or ""
+                                      complement=of(complement) if complement else None, wide=WIDE) or ""
 
 
 class StructureCheck:
@@ -104,9 +132,10 @@ class StructureCheck:
         library terms that explain most of its residual): a model that merely missed library
         terms on little, noisy data lacks nothing the class cannot give. For the served model
         after a change it is on its own terms: what the new data ask of it, said until a new
-        model is adapted. A potential the whole class lacks grows the library by the
-        polynomial terms, so the next refits can carry it and cross-validation decides which
-        enter: the grammar grows by what the data ask for, besides what the network proposes.
+        model is adapted. A potential or inertia the whole class lacks grows the library by
+        its group (:data:`GROWTH`), so the next refits can carry it and cross-validation decides
+        which terms enter: the grammar grows by what the data ask for, besides what the network
+        proposes.
         A verdict at a selection counts once the cause is found again (by either check) on an
         overlapping record with at least a ``holdout`` of newer data: the first fits, on two
         seconds of noisy, weakly exciting data, can be wrong enough to pass the test (measured
@@ -122,8 +151,8 @@ class StructureCheck:
             found_again = bool(cause) and self.found_again(cause, recent, holdout)
             if cause and whole_class and not found_again:
                 return None
-            if cause == MISSING_POTENTIAL and (whole_class or lacks(own, recent, library, rows, True) == cause):
-                grown = self._grow(library, potential_terms(library, recent.q.shape[-1]))
+            if cause in GROWTH and (whole_class or lacks(own, recent, library, rows, True) == cause):
+                grown = self._grow(library, GROWTH[cause](library, recent.q.shape[-1]), cause)
         if not cause and not may_clear:
             return grown
         if cause and cause != self.stats.insufficiency:
@@ -143,16 +172,17 @@ class StructureCheck:
         self.unconfirmed = (cause, float(recent.stamp[-1]))
         return False
 
-    def _grow(self, library: TermLibrary, terms: Sequence[Term]) -> TermLibrary | None:
-        """``library`` with ``terms`` added (None when none is new or it would grow too large);
-        refits carry them from the next selection on."""
+    def _grow(self, library: TermLibrary, terms: Sequence[Term], cause: str) -> TermLibrary | None:
+        """``library`` with ``terms`` added (None when none is new or it would grow past
+        :data:`GROWTH_LIMIT` columns in all); refits carry them from the next selection on."""
         new = [t for t in terms if t not in library.columns]
         if not new:
             return None
-        if len(library) + len(new) > MAX_TERMS:
-            self.log(f"term library not grown by {len(new)} polynomial terms: it would exceed {MAX_TERMS} columns")
+        if len(self.stats.grown_terms) + len(new) > GROWTH_LIMIT or len(library) + len(new) > MAX_TERMS:
+            self.log(f"term library not grown by {len(new)} terms ({cause}): it has grown by "
+                     f"{len(self.stats.grown_terms)} and may grow by {GROWTH_LIMIT} columns in all")
             return None
         self.stats.grown_terms += [t.name for t in new]
-        self.log(f"term library grown by {', '.join(t.name for t in new)}: the residual follows a polynomial "
-                 f"in q; cross-validation decides which enter")
+        self.log(f"term library grown by {len(new)} terms ({', '.join(t.name for t in new)}): {cause}; "
+                 f"cross-validation decides which enter")
         return library.extended(new)

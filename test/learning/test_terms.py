@@ -212,3 +212,21 @@ def test_term_validation_rejects_non_canonical_terms():
         Term((0, 0), "sin", (-1, 0))
     with pytest.raises(ValueError, match="duplicate"):
         TermLibrary([Term((1, 0), "one", (0, 0))] * 2)
+
+
+def test_the_widened_search_is_bounded_new_and_simplest_first():
+    """Periodic potentials the library lacks come single-joint harmonics first, then the
+    two- and three-joint combinations, never an angle the library holds, never past the
+    budget; the inertia terms are kinetic (q̇_i q̇_j) with a polynomial factor."""
+    library = TermLibrary.grammar(2)
+    known = [t.angle for t in library.terms]
+    periodic = terms.periodic_terms(2, known, 1000)
+    assert periodic and not {t.angle for t in periodic} & set(known)
+    assert all(t.degree == 0 and t.function in ("cos", "sin") for t in periodic)
+    assert periodic[0].name == "cos(3*q1)" and "cos(5*q2)" in [t.name for t in periodic]
+    assert "cos(q1 + 2*q2)" in [t.name for t in periodic]
+    assert terms.periodic_terms(2, known, 10) == periodic[:10]
+    three = terms.periodic_terms(3, [t.angle for t in TermLibrary.grammar(3).terms], 1000)
+    assert "cos(q1 + q3)" in [t.name for t in three], "a sum of joints that are not neighbours"
+    inertia = terms.inertia_terms(2)
+    assert len(inertia) == 15 and all(t.degree == 2 and any(t.position) for t in inertia)

@@ -1,16 +1,20 @@
 """The sufficiency test and growth (online/structure.py) on real fits of exact records: the
 structure a model lacks is named, a verdict at a selection waits to be found again on newer
-data, and a missing potential grows the library by degree-2, then degree-4 polynomials."""
+data, a missing potential grows the library by degree-2, then degree-4 polynomials, and past
+them the broad groups (harmonics, position-dependent inertia) are named."""
 
 
 from syrenets_ros.dynamics import pendulum
 from syrenets_ros.learning import integral
 from syrenets_ros.learning.regression import fit_integral
-from syrenets_ros.learning.terms import MAX_POSITION_DEGREE, TermLibrary, polynomial_terms, true_pendulum_terms
+import torch
+
+from syrenets_ros.learning.terms import (MAX_POSITION_DEGREE, Term, TermLibrary, TermModel, polynomial_terms,
+                                         true_pendulum_terms)
 from syrenets_ros.online.learner import Stats
 from syrenets_ros.online.stream import Batch
-from syrenets_ros.online.structure import (MISSING_DISSIPATION, MISSING_POTENTIAL, StructureCheck, lacks,
-                                           potential_terms)
+from syrenets_ros.online.structure import (MISSING_DISSIPATION, MISSING_INERTIA, MISSING_PERIODIC, MISSING_POTENTIAL,
+                                           WIDE_GROUP_COLUMNS, StructureCheck, lacks, potential_terms)
 from syrenets_ros.tools.streams import Plant, simulate_structure
 
 ROWS = integral.RowForm("acceleration", 100, 25)
@@ -110,3 +114,45 @@ def test_the_served_model_is_judged_on_the_data_after_a_suspected_change_only():
     assert grown is not None and set(polynomial_terms(2, 0, 2)) <= set(grown.columns)
     check.check_served(served, before, None, 200, GRAMMAR, ROWS, HOLDOUT)
     assert stats.insufficiency == MISSING_POTENTIAL, "never clears"
+
+
+def test_a_cogging_potential_grows_the_library_by_harmonics_when_no_polynomial_explains_it():
+    """Cogging 0.4·cos 5q2 (a frequency the grammar lacks): on the rigid model's own terms the
+    polynomial potentials explain part of it, so they are named first (the narrow ladder);
+    once the library holds them the class still lacks structure, and the broad periodic group,
+    tested by its strongest harmonics, is named and grows the library by them, cos 5q2 among
+    them."""
+    plant = Plant(cogging=(0.0, 0.4), cogging_periods=5)
+    stream = simulate_structure(5.0, change_at=0.0, changed=plant)
+    recent = _batch(stream)
+    rigid = list(true_pendulum_terms(pendulum.PendulumParams()).library.columns)
+    assert lacks(rigid, recent, GRAMMAR, ROWS, whole_class=False) == MISSING_POTENTIAL
+    ladder = GRAMMAR.extended(potential_terms(GRAMMAR, 2))
+    ladder = ladder.extended(potential_terms(ladder, 2))
+    assert lacks(rigid, recent, ladder, ROWS, whole_class=True) == MISSING_PERIODIC
+    stats = Stats()
+    check = StructureCheck(stats, lambda _: None, lambda _: None)
+    rigid_model = true_pendulum_terms(pendulum.PendulumParams())
+    first, again = _batch(stream, 0, 4000), _batch(stream, 1000, 5000)
+    assert check.check(rigid_model, first, ladder, ROWS, HOLDOUT) is None, "a first finding waits"
+    grown = check.check(rigid_model, again, ladder, ROWS, HOLDOUT)
+    assert stats.insufficiency == MISSING_PERIODIC and "cos(5*q2)" in stats.grown_terms
+    assert grown is not None and len(grown) == len(ladder) + len(stats.grown_terms)
+    assert check.check(plant.true_terms(), again, grown, ROWS, HOLDOUT) is None and stats.insufficiency == ""
+    assert len(stats.grown_terms) <= WIDE_GROUP_COLUMNS
+
+
+def test_an_inertia_that_depends_on_position_is_named_as_such():
+    """Torques of the pendulum plus a kinetic term 0.3·q2²·q̇2² (an inertia growing with q2, as
+    of a sliding mass) along the same motion: inverse dynamics holds along any motion, so
+    the record is exact. The rigid model lacks position-dependent inertia, the true one nothing."""
+    stream = simulate_structure(3.0)
+    rigid = true_pendulum_terms(pendulum.PendulumParams())
+    extra = Term((0, 2), "one", (0, 0), (0, 2))
+    truth = TermModel(rigid.library.extended([extra]), torch.tensor(
+        [dict(zip(rigid.library.columns, rigid.coefficients.tolist())).get(c, 0.3)
+         for c in rigid.library.extended([extra]).columns], dtype=torch.float64))
+    tau = truth.torque(stream.q, stream.qd, stream.qdd)
+    recent = Batch(stream.stamp, stream.q, stream.qd, stream.qdd, tau)
+    assert lacks(list(rigid.library.columns), recent, GRAMMAR, ROWS, whole_class=False) == MISSING_INERTIA
+    assert lacks(list(truth.library.columns), recent, GRAMMAR, ROWS, whole_class=False) == ""

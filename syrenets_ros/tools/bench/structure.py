@@ -8,8 +8,9 @@ wide-range torque RMSE stays ≤ 1e-6 N·m, checked once per simulated second), 
 RMSE on the post-change data and on a wide range (|q| ≤ 2.5 rad, |q̇| ≤ 4 rad/s,
 |q̈| ≤ 4 rad/s²), recovered vs true terms of L and D, whether the insufficiency WARN showed,
 which terms grew the library (from the insufficiency check, from the network), and the
-largest and final ``extrapolation_uncertain`` after the change, and the CPU a selection took
-(median and largest; one thread). Noise-free
+largest and final ``extrapolation_uncertain`` after the change, the CPU a selection took
+(median and largest; one thread), and how many of the models served after the change predict
+the post-change record worse than the model served at the change did. Noise-free
 offline streams of the ground-truth dynamics stepped with the simulator's scheme (any change
 at a step boundary, state continuous; the PyBullet core with springs and friction is held to
 the same learner by test/online/test_learner_structure.py); the learner runs without ROS as
@@ -69,23 +70,30 @@ def measure(name: str, plant: Plant, stream: Stream, network: bool, change_at: f
     config = LearnerConfig(snapshot_period=0.0, network_enabled=network, max_train_rate=1e9, seed=0)
     learner = OnlineLearner(config, log=lambda _: None, warn=lambda _: None)
     wide = wide_states()
+    post = stream.stamp >= change_at
+    states = (stream.clean_q[post], stream.clean_qd[post], stream.clean_qdd[post])
     history, warned, uncertain, cpu = [], set(), 0.0, []
+    before, served_after = None, []  # the model served at the change, and each one served after it
     for stamp in deliver(learner, stream, CHUNK, train_steps):
         learner.maybe_select()
         cpu.append(learner.stats.selection_cpu)
-        if stamp >= change_at:
-            uncertain = max(uncertain, learner.stats.extrapolation_uncertain)
-            if learner.stats.insufficiency:
-                warned.add(learner.stats.insufficiency)
-            if learner.served is not None:
-                history.append((stamp, wide_rmse(learner.served, plant, wide)))
+        if stamp < change_at:
+            before = learner.served
+            continue
+        uncertain = max(uncertain, learner.stats.extrapolation_uncertain)
+        if learner.stats.insufficiency:
+            warned.add(learner.stats.insufficiency)
+        if learner.served is not None:
+            history.append((stamp, wide_rmse(learner.served, plant, wide)))
+            if learner.served is not before and all(learner.served is not m for m in served_after):
+                served_after.append(learner.served)
+    # Held out for every model: the whole post-change record (data no fit before its end saw).
+    worse = sum(wide_rmse(m, plant, states) > wide_rmse(before, plant, states) for m in served_after) if before else 0
     adapted = math.nan
     for stamp, rmse in reversed(history):
         if rmse > ADAPTED:
             break
         adapted = stamp
-    post = stream.stamp >= change_at
-    states = (stream.clean_q[post], stream.clean_qd[post], stream.clean_qdd[post])
     served = learner.served
     true_l, true_d = true_coefficients(plant)
     coefficient_error = math.inf
@@ -105,20 +113,21 @@ def measure(name: str, plant: Plant, stream: Stream, network: bool, change_at: f
             "admitted": ", ".join(learner.stats.admitted_terms) or "-", "grown": ", ".join(learner.stats.grown_terms) or "-",
             "training_steps": learner.stats.training_steps, "uncertain_max": uncertain,
             "uncertain_final": learner.stats.extrapolation_uncertain,
-            "selection_cpu": f"{sorted(cpu)[len(cpu) // 2]:.2f} / {max(cpu):.2f}"}
+            "selection_cpu": f"{sorted(cpu)[len(cpu) // 2]:.2f} / {max(cpu):.2f}",
+            "served_after_change": len(served_after), "worse_after_change": worse}
 
 
 def table(results: list[dict]) -> str:
     rows = ["| scenario | network | detected at [s] | adapted at [s] | RMSE in range [N·m] | wide RMSE [N·m] | "
             "recovered vs true | max rel. coef. error | WARN seen | library grown by the check | network terms admitted "
             "| raw network held-out RMSE [N·m] | extrapolation uncertain, max after the change / final [N·m] "
-            "| selection CPU, median / max [s] |", "|" + "---|" * 14]
+            "| selection CPU, median / max [s] | served after the change: worse than before / all |", "|" + "---|" * 15]
     for r in results:
         rows.append(f"| {r['scenario']} | {'on' if r['network'] else 'off'} ({r['training_steps']} steps) | "
                     f"{r['detected_at']:.3g} | {r['adapted_at']:.3g} | {r['range_rmse']:.3g} | {r['wide_rmse']:.3g} | "
                     f"{r['terms']} | {r['coefficient_error']:.2g} | {r['warn']} | {r['grown']} | {r['admitted']} | "
                     f"{r['network_holdout_rmse']:.3g} | {r['uncertain_max']:.3g} / {r['uncertain_final']:.3g} | "
-                    f"{r['selection_cpu']} |")
+                    f"{r['selection_cpu']} | {r['worse_after_change']} / {r['served_after_change']} |")
     return "\n".join(rows)
 
 
