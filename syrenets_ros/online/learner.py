@@ -553,9 +553,10 @@ class OnlineLearner:
         return self.maybe_select()
 
     def _candidates(self, fit: Batch, holdout: Batch, tracked: TermModel | None) -> list[tuple[str, object]]:
-        """Tracked coefficients, the raw network, and two exact refits on integral rows: on the
-        whole term library, and on the terms the network proposes plus the library (the
-        network can add terms the grammar lacks; cross-validation decides)."""
+        """Tracked coefficients, the raw network (until a term model is served; then it learns
+        that model's residual and is no model of its own), and two exact refits on integral
+        rows: on the whole term library, and on the terms the network proposes plus the library
+        (the network can add terms the grammar lacks; cross-validation decides)."""
         candidates: list[tuple[str, object]] = [("tracked", tracked)] if tracked is not None else []
 
         def refit(terms=None) -> TermModel | RigidBodyModel:
