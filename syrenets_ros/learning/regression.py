@@ -8,17 +8,20 @@ the data decides.
 
 from __future__ import annotations
 
+import cmath
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+import sympy
 import torch
 
 from syrenets_ros.dynamics import euler_lagrange
 from syrenets_ros.dynamics.euler_lagrange import LagrangianFn
 from syrenets_ros.learning import integral
 from syrenets_ros.learning.rigid_body import RigidBodyLibrary, RigidBodyModel, fit_rigid_body
-from syrenets_ros.learning.terms import Force, Term, TermLibrary, TermModel, polynomial_terms
+from syrenets_ros.learning.terms import (MAX_FREQUENCY, MAX_POSITION_DEGREE, MAX_VELOCITY_DEGREE, Force, Term,
+                                         TermLibrary, TermModel, polynomial_terms)
 
 
 def _stlsq(matrix: torch.Tensor, target: torch.Tensor, threshold: float,
@@ -222,12 +225,117 @@ def rank_terms_by_network(lagrangian_fn: LagrangianFn, library: TermLibrary, q: 
     return NetworkRanking(ranked, proposed, explained)
 
 
+# A piece c·q̇^v·q^p·e^{iω·q} of an expanded expression, keyed by (v, p, ω).
+_Pieces = dict[tuple[tuple[int, ...], tuple[int, ...], tuple[float, ...]], complex]
+# A network's frequency within this of an integer is read as that integer (sin 4.97q2 → sin 5q2).
+FREQUENCY_TOLERANCE = 0.25
+# Pieces kept while multiplying out a dense expression (the largest), and terms proposed at most.
+MAX_PIECES = 4096
+MAX_PARSED_TERMS = 32
+
+
+def _times(left: _Pieces, right: _Pieces) -> _Pieces:
+    """The product of two expansions, without pieces past the Term degrees (products only raise them)."""
+    out: _Pieces = {}
+    for (v1, p1, w1), c1 in left.items():
+        for (v2, p2, w2), c2 in right.items():
+            v, p = tuple(a + b for a, b in zip(v1, v2)), tuple(a + b for a, b in zip(p1, p2))
+            if sum(v) > MAX_VELOCITY_DEGREE or sum(p) > MAX_POSITION_DEGREE:
+                continue
+            key = (v, p, tuple(round(a + b, 9) for a, b in zip(w1, w2)))
+            out[key] = out.get(key, 0j) + c1 * c2
+    if len(out) > MAX_PIECES:
+        out = dict(sorted(out.items(), key=lambda item: -abs(item[1]))[:MAX_PIECES])
+    return out
+
+
+def _expand(expr: sympy.Expr, q: dict[str, int], qd: dict[str, int], memo: dict) -> _Pieces | None:
+    """``expr`` as pieces c·q̇^v·q^p·e^{iω·q} (cos and sin as exponentials, so products of trig
+    factors become sums of frequencies), None when it has a factor of no such form (a trig
+    function of q̇ or of a non-linear argument, another function, a negative power). A sum
+    keeps the summands that have the form. Powers up to :data:`terms.MAX_FREQUENCY` (cos^k q
+    reaches frequency k)."""
+    if expr in memo:
+        return memo[expr]
+    n = len(q)
+    zero = (0,) * n
+    unit = [tuple(int(i == j) for j in range(n)) for i in range(n)]
+    out: _Pieces | None = None
+    if expr.is_Number:
+        out = {(zero, zero, (0.0,) * n): complex(expr)}
+    elif expr.is_Symbol and (expr.name in q or expr.name in qd):
+        out = ({(zero, unit[q[expr.name]], (0.0,) * n): 1 + 0j} if expr.name in q
+               else {(unit[qd[expr.name]], zero, (0.0,) * n): 1 + 0j})
+    elif expr.is_Add:
+        out = {}
+        for arg in expr.args:
+            for key, c in (_expand(arg, q, qd, memo) or {}).items():
+                out[key] = out.get(key, 0j) + c
+    elif expr.is_Mul or (expr.is_Pow and expr.exp.is_Integer and 0 <= int(expr.exp) <= MAX_FREQUENCY):
+        factors = expr.args if expr.is_Mul else (expr.base,) * int(expr.exp)
+        out = {(zero, zero, (0.0,) * n): 1 + 0j}
+        for factor in factors:
+            pieces = _expand(factor, q, qd, memo)
+            if pieces is None:
+                out = None
+                break
+            out = _times(out, pieces)
+    elif isinstance(expr, (sympy.cos, sympy.sin)):
+        linear = sympy.expand(expr.args[0]).as_coefficients_dict()
+        if all(key == 1 or (key.is_Symbol and key.name in q) for key in linear):
+            omega = [0.0] * n
+            for key, value in linear.items():
+                if key != 1:
+                    omega[q[key.name]] = float(value)
+            phase = cmath.exp(1j * float(linear.get(sympy.Integer(1), 0)))
+            plus, minus = (phase / 2, phase.conjugate() / 2) if isinstance(expr, sympy.cos) else (
+                phase / 2j, -phase.conjugate() / 2j)
+            out = {(zero, zero, tuple(omega)): plus}
+            negative = (zero, zero, tuple(-w for w in omega))
+            out[negative] = out.get(negative, 0j) + minus
+    memo[expr] = out
+    return out
+
+
+def expression_terms(expr: sympy.Expr, n_joints: int, tolerance: float = FREQUENCY_TOLERANCE,
+                     max_terms: int = MAX_PARSED_TERMS) -> list[Term]:
+    """The :class:`Term` s a network's frozen expression (:meth:`FrozenSyReNet.expression`, in
+    q1.., qd1..) is made of, the largest first: it is multiplied out into velocity monomial ×
+    position monomial × cos/sin of a combination of q; frequencies within ``tolerance`` of an
+    integer are rounded (4.97 q2 → 5 q2), and each trig piece proposes both cos and sin (a phase
+    the network carries mixes them). Pieces past the Term bounds (:data:`terms.MAX_FREQUENCY`,
+    the degrees) or with no such form (sin q̇1, cos q1q2, frequency 2.5) are dropped, so are
+    constants; what remains goes to a refit, which decides."""
+    q = {f"q{i + 1}": i for i in range(n_joints)}
+    qd = {f"qd{i + 1}": i for i in range(n_joints)}
+    merged: dict[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]], complex] = {}
+    for (velocity, position, omega), c in (_expand(expr, q, qd, {}) or {}).items():
+        angle = tuple(round(w) for w in omega)
+        nonzero = [k for k in angle if k]
+        if (any(abs(w - k) > tolerance for w, k in zip(omega, angle)) or any(abs(k) > MAX_FREQUENCY for k in angle)
+                or (nonzero and nonzero[0] < 0) or not (nonzero or any(velocity) or any(position))):
+            continue  # off the integers, too fast, the conjugate of a kept piece, or a constant
+        key = (velocity, position, angle)
+        merged[key] = merged.get(key, 0j) + c
+    largest = sorted(merged.items(), key=lambda item: -abs(item[1]))
+    proposed: dict[Term, None] = {}
+    for (velocity, position, angle), c in largest:
+        if abs(c) == 0.0:
+            continue
+        functions = ("cos", "sin") if any(angle) else ("one",)
+        proposed.update(dict.fromkeys(Term(velocity, f, angle, position) for f in functions))
+    return list(proposed)[:max_terms]
+
+
 def propose_terms(lagrangian_fn: LagrangianFn, library: TermLibrary, q: torch.Tensor, qd: torch.Tensor,
-                  qdd: torch.Tensor) -> list[Term]:
+                  qdd: torch.Tensor, expression: sympy.Expr | None = None) -> list[Term]:
     """Terms outside ``library`` that a network's frozen expression puts weight on: project its
     torques on the library's Lagrangian terms plus :func:`polynomial_terms` (the grammar the
-    network can grow into) and keep the new terms of the sparse projection."""
-    grown = TermLibrary(list(library.terms)).extended(polynomial_terms(library.n_joints))
+    network can grow into) and, given its ``expression``, the terms it is made of
+    (:func:`expression_terms`: frequencies no grammar enumerates), and keep the new terms of
+    the sparse projection (a term the expression holds but its torques do not use is not proposed)."""
+    parsed = expression_terms(expression, library.n_joints) if expression is not None else []
+    grown = TermLibrary(list(library.terms)).extended(polynomial_terms(library.n_joints) + parsed)
     ranking = rank_terms_by_network(lagrangian_fn, grown, q, qd, qdd)
     return [t for t in ranking.proposed if t not in library.columns]
 

@@ -526,14 +526,10 @@ class FrozenSyReNet:
                 return symbolic_torque(q, qd, qdd, self.weights, self._candidates)
         return el.batched_torque(self.lagrangian, q, qd, qdd, create_graph=False).detach()
 
-    def equation(self, digits: int = 4, keep_fraction: float = 0.05, max_terms: int = 6,
-                 max_chars: int = 4000) -> str:
-        """Readable pruned Lagrangian in q1.., qd1...
-
-        In each head, candidates below ``keep_fraction`` of the head's largest |weight| are
-        dropped and at most ``max_terms`` kept. Heads are inlined while the text stays under
-        ``max_chars``; otherwise the used heads are listed as named definitions, so the size
-        never explodes (a full expansion of a dense network does)."""
+    def _pruned(self, digits: int, keep_fraction: float, max_terms: int
+                ) -> tuple[sympy.Expr, list[list[sympy.Symbol]], list[dict[int, sympy.Expr]], list[set[int]]]:
+        """L as a sum of named last-layer heads, every layer's pruned head definitions in the
+        head symbols h{layer}_{j}, and the heads L reaches (see :meth:`equation`)."""
         n, k = self.config.n_joints, self.config.heads
         x = list(sympy.symbols(" ".join(f"q{i + 1}" for i in range(n)))) if n > 1 else [sympy.Symbol("q1")]
         x += list(sympy.symbols(" ".join(f"qd{i + 1}" for i in range(n)))) if n > 1 else [sympy.Symbol("qd1")]
@@ -563,13 +559,36 @@ class FrozenSyReNet:
                     if s in head_symbols[layer - 1]:
                         used[layer - 1].add(head_symbols[layer - 1].index(s))
         lagrangian = sympy.Add(*(sympy.Symbol(f"h{len(definitions)}_{j + 1}") for j in sorted(used[-1])))
-        inline = lagrangian
+        return lagrangian, head_symbols, definitions, used
+
+    def expression(self, digits: int = 15, keep_fraction: float = 0.05, max_terms: int = 6) -> sympy.Expr:
+        """The pruned L as one sympy expression in q1.., qd1.. (heads inlined, not expanded):
+        what :func:`regression.expression_terms` reads the network's structure from."""
+        return self._inlined(self._pruned(digits, keep_fraction, max_terms))
+
+    @staticmethod
+    def _inlined(pruned: tuple, max_chars: float = math.inf) -> sympy.Expr | None:
+        """The heads of :meth:`_pruned` substituted into L, None once its text passes ``max_chars``."""
+        inline, head_symbols, definitions, used = pruned
         for layer in range(len(definitions) - 1, -1, -1):
             inline = inline.xreplace({head_symbols[layer][j]: definitions[layer][j] for j in used[layer]})
-            if len(str(inline)) > max_chars:
-                break
-        else:
+            if math.isfinite(max_chars) and len(str(inline)) > max_chars:
+                return None
+        return inline
+
+    def equation(self, digits: int = 4, keep_fraction: float = 0.05, max_terms: int = 6,
+                 max_chars: int = 4000) -> str:
+        """Readable pruned Lagrangian in q1.., qd1...
+
+        In each head, candidates below ``keep_fraction`` of the head's largest |weight| are
+        dropped and at most ``max_terms`` kept. Heads are inlined while the text stays under
+        ``max_chars``; otherwise the used heads are listed as named definitions, so the size
+        never explodes (a full expansion of a dense network does)."""
+        pruned = self._pruned(digits, keep_fraction, max_terms)
+        inline = self._inlined(pruned, max_chars)
+        if inline is not None:
             return f"L = {sympy.sstr(inline)}"
+        lagrangian, _, definitions, used = pruned
         lines = [f"L = {lagrangian}"]
         for layer in range(len(definitions) - 1, -1, -1):
             lines += [f"  h{layer + 1}_{j + 1} = {definitions[layer][j]}" for j in sorted(used[layer])]

@@ -225,6 +225,7 @@ class Stats:
     training_steps: int = 0
     dropped_steps: int = 0
     loss: float = math.nan
+    training_mse: float = math.nan  # the last step's data term: integral-row MSE of τ or of the served residual
     holdout_rmse: float = math.nan
     served_source: str = "none"
     change_detections: int = 0
@@ -241,6 +242,10 @@ class Stats:
     guard_refusals: int = 0
     insufficiency: str = ""  # why the model class does not fit ("" = it does)
     admitted_terms: list[str] = field(default_factory=list)  # network-proposed terms last admitted
+    # Last selection's held-out RMSE of what the network predicts (the served model plus its
+    # residual; before a model is served, the network alone) and of the model it must beat.
+    network_rmse: float = math.nan
+    network_rival_rmse: float = math.nan
     grown_terms: list[str] = field(default_factory=list)  # terms the insufficiency check added to the library
     implausible: dict[str, int] = field(default_factory=dict)  # best candidates not published, by source
     rows: str = ""  # the integral-row form in use, once decided
@@ -397,7 +402,8 @@ class OnlineLearner:
 
     # -- training -------------------------------------------------------------------------
     def train_step(self) -> bool:
-        """One network step on integral rows of recent-favouring gap-free windows, rate-limited."""
+        """One network step on integral rows of recent-favouring gap-free windows, rate-limited:
+        on the residual the served term model leaves (:meth:`NetworkProposals.step`)."""
         config = self.config
         now = self.clock()
         if not self.network_on or now - self._last_train < 1.0 / config.max_train_rate:
@@ -408,14 +414,18 @@ class OnlineLearner:
         if batch is None:
             return False
         self._last_train = now
-        batch = batch.to(self.device)
-        result = self.proposals.trainer.step(batch.q, batch.qd, batch.qdd, batch.tau)
+        result = self.proposals.step(batch, self._served_terms())
         if result.applied:
             self.stats.training_steps += 1
             self.stats.loss = result.loss
+            self.stats.training_mse = result.parts["integral_mse"]
         else:
             self.stats.dropped_steps += 1
         return True
+
+    def _served_terms(self) -> TermModel | None:
+        """The served term model, whose residual the network learns (None: it learns τ)."""
+        return self.served if isinstance(self.served, TermModel) else None
 
     # -- selection ------------------------------------------------------------------------
     def maybe_select(self) -> Publication | None:
@@ -543,9 +553,10 @@ class OnlineLearner:
         return self.maybe_select()
 
     def _candidates(self, fit: Batch, holdout: Batch, tracked: TermModel | None) -> list[tuple[str, object]]:
-        """Tracked coefficients, the raw network, and two exact refits on integral rows: on the
-        whole term library, and on the terms the network proposes plus the library (the
-        network can add terms the grammar lacks; cross-validation decides)."""
+        """Tracked coefficients, the raw network (until a term model is served; then it learns
+        that model's residual and is no model of its own), and two exact refits on integral
+        rows: on the whole term library, and on the terms the network proposes plus the library
+        (the network can add terms the grammar lacks; cross-validation decides)."""
         candidates: list[tuple[str, object]] = [("tracked", tracked)] if tracked is not None else []
 
         def refit(terms=None) -> TermModel | RigidBodyModel:
@@ -566,8 +577,8 @@ class OnlineLearner:
             return candidates
         candidates.append(("library", library_model))
         if self.network_on and self.stats.training_steps > 0:
-            candidates += self.proposals.candidates(fit, holdout, library_model, self.library, self.rows, refit,
-                                                    self.generator, self.stats)
+            candidates += self.proposals.candidates(fit, holdout, library_model, self._served_terms(), self.library,
+                                                    self.rows, refit, self.generator, self.stats)
         return candidates
 
     def _check_served(self, now: float) -> None:

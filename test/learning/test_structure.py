@@ -4,6 +4,7 @@ import json
 import math
 
 import pytest
+import sympy
 import torch
 
 from syrenets_ros.dynamics import euler_lagrange, pendulum
@@ -291,3 +292,16 @@ def test_cross_validation_reports_the_supports_it_cannot_tell_apart():
     assert set(exact.terms) == set(plant.true_terms().terms)
     assert exact.fit_report["equivalent"], "supersets of the truth tie on clean data"
     assert spread(stand_in) > 1e-2 and spread(exact) < 1e-6
+
+
+def test_expression_terms_multiply_out_round_and_drop_what_has_no_term_form():
+    """Products of trig factors become sums and differences of frequencies, a phase proposes
+    cos and sin, near-integer frequencies round; pieces past the Term bounds or of no Term
+    form (a trig function of q̇ or of a product, frequency 2.5, 9 > MAX_FREQUENCY, q̇1⁵)
+    are dropped, and so are constants."""
+    q1, q2, qd1 = sympy.symbols("q1 q2 qd1")
+    expr = (3 * qd1 ** 2 * sympy.cos(q1) * sympy.cos(2.03 * q2 + 0.3) + sympy.sin(qd1) + sympy.cos(q1 * q2)
+            + sympy.cos(2.5 * q1) + sympy.cos(9 * q2) + qd1 ** 5 + 7)
+    both = {Term((2, 0), f, angle) for f in ("cos", "sin") for angle in ((1, 2), (1, -2))}
+    assert set(regression.expression_terms(expr, 2)) == both
+    assert regression.expression_terms(sympy.sin(qd1) + 7, 2) == []

@@ -9,7 +9,9 @@ from syrenets_ros.dynamics import pendulum
 from syrenets_ros.learning import integral
 from syrenets_ros.online.snapshot import SnapshotError
 from syrenets_ros.dynamics.euler_lagrange import batched_torque
+from syrenets_ros.learning.regression import expression_terms, propose_terms
 from syrenets_ros.learning.syrenet import OPERATORS, FrozenSyReNet, SyReNet, SyReNetConfig, symbolic_torque
+from syrenets_ros.learning.terms import Term, TermLibrary
 
 SMALL = SyReNetConfig(layers=2, heads=4, ae_hidden=32, latent=8, head_hidden=16)
 
@@ -160,6 +162,33 @@ def test_equation_of_a_sparse_model_is_the_exact_expression():
     q, qd, qdd = _states(10, seed=6)
     expected = 3 * qd[:, 0] ** 2 + 2.5 * torch.cos(q[:, 0])
     assert torch.allclose(frozen.lagrangian(q, qd), expected, atol=1e-12)
+
+
+def test_frozen_expression_proposes_the_terms_it_is_made_of():
+    """A network whose L is 0.4 cos(5.02 q2) + q̇2² q2² (a frequency the grammar lacks, a
+    composition no default term has) proposes cos 5q2 and sin 5q2 (a phase mixes them) and
+    q̇2² q2² from its expression; projected on its own torques, only those it uses stay."""
+    config = SyReNetConfig(layers=2, heads=2)
+    m = config.inputs  # z = (q1, q2, qd1, qd2, h1, h2); add pairs first, then mul, sin, cos
+    pairs = torch.triu_indices(m, m).t().tolist()
+    mul = {tuple(p): len(pairs) + i for i, p in enumerate(pairs)}
+    cos = 2 * len(pairs) + m
+    frozen = _hand_made({(0, pairs.index([1, 1]), 0): 2.51,  # h1_1 = 2.51 (q2 + q2)
+                         (0, mul[(1, 3)], 1): 1.0,           # h1_2 = q2 qd2
+                         (1, cos + 4, 0): 0.4,               # h2_1 = 0.4 cos h1_1
+                         (1, mul[(5, 5)], 1): 1.0}, config)  # h2_2 = h1_2²
+    q, qd, qdd = _states(256, seed=8)
+    expected = 0.4 * torch.cos(5.02 * q[:, 1]) + qd[:, 1] ** 2 * q[:, 1] ** 2
+    assert torch.allclose(frozen.lagrangian(q, qd), expected, atol=1e-12)
+
+    cogging, shifted = Term((0, 0), "cos", (0, 5)), Term((0, 0), "sin", (0, 5))
+    composed = Term((0, 2), "one", (0, 0), (0, 2))
+    assert set(expression_terms(frozen.expression(), 2)) == {cogging, shifted, composed}
+
+    grammar = TermLibrary.grammar(2, dissipation=True)
+    proposed = propose_terms(frozen.lagrangian_fn(), grammar, q, qd, qdd, expression=frozen.expression())
+    assert cogging in proposed and shifted not in proposed
+    assert cogging not in propose_terms(frozen.lagrangian_fn(), grammar, q, qd, qdd), "the grammar alone lacks it"
 
 
 def test_equation_of_a_dense_model_stays_bounded():

@@ -188,3 +188,30 @@ def test_intake_goes_on_while_a_selection_fits(excitation):
     selection.join()
     assert ingested_during > 0, "observe() waited for the whole selection"
     assert learner.served is not None and learner.stats.selection_seconds > 0
+
+
+def test_the_network_learns_what_the_served_model_misses(excitation):
+    """Before a model is served the network's target is the torque; once a term model is
+    served, the residual that model leaves (~1e-13 N·m here: it is exact), so the data term of
+    its loss falls by orders of magnitude. A network that merely fits what the served model
+    already explains is not consulted: what the two predict together is no better."""
+    learner = OnlineLearner(LearnerConfig(snapshot_period=0.0, network_enabled=True, max_train_rate=1e6,
+                                          min_fit_duration=1.0, holdout=0.2), log=lambda _: None)
+    for sample in _stream(excitation, 0.0, 3.0, BEFORE):
+        learner.buffer.push(sample)
+    learner.observe()
+    raw = []
+    for _ in range(3):
+        assert learner.train_step()
+        raw.append(learner.stats.training_mse)
+    assert learner.maybe_select() is not None and isinstance(learner.served, TermModel)
+    residual = []
+    for _ in range(3):
+        assert learner.train_step()
+        residual.append(learner.stats.training_mse)
+    assert min(raw) > 100 * max(residual), (raw, residual)
+
+    learner.select_now()
+    assert "network" not in learner.stats.candidate_rmse, "a residual network is not a model of its own"
+    assert learner.stats.network_rival_rmse < 1e-9 < learner.stats.network_rmse
+    assert learner.stats.admitted_terms == []
