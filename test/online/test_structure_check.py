@@ -14,7 +14,7 @@ from syrenets_ros.learning.terms import (MAX_POSITION_DEGREE, Term, TermLibrary,
 from syrenets_ros.online.learner import Stats
 from syrenets_ros.online.stream import Batch
 from syrenets_ros.online.structure import (MISSING_DISSIPATION, MISSING_INERTIA, MISSING_PERIODIC, MISSING_POTENTIAL,
-                                           WIDE_GROUP_COLUMNS, StructureCheck, lacks, potential_terms)
+                                           WIDE_GROUP_COLUMNS, StructureCheck, inertia_group, lacks, potential_terms)
 from syrenets_ros.tools.streams import Plant, simulate_structure
 
 ROWS = integral.RowForm("acceleration", 100, 25)
@@ -145,7 +145,8 @@ def test_a_cogging_potential_grows_the_library_by_harmonics_when_no_polynomial_e
 def test_an_inertia_that_depends_on_position_is_named_as_such():
     """Torques of the pendulum plus a kinetic term 0.3·q2²·q̇2² (an inertia growing with q2, as
     of a sliding mass) along the same motion: inverse dynamics holds along any motion, so
-    the record is exact. The rigid model lacks position-dependent inertia, the true one nothing."""
+    the record is exact. The rigid model lacks position-dependent inertia, the true one nothing,
+    and the library grown by the inertia group refits the true terms."""
     stream = simulate_structure(3.0)
     rigid = true_pendulum_terms(pendulum.PendulumParams())
     extra = Term((0, 2), "one", (0, 0), (0, 2))
@@ -156,3 +157,5 @@ def test_an_inertia_that_depends_on_position_is_named_as_such():
     recent = Batch(stream.stamp, stream.q, stream.qd, stream.qdd, tau)
     assert lacks(list(rigid.library.columns), recent, GRAMMAR, ROWS, whole_class=False) == MISSING_INERTIA
     assert lacks(list(truth.library.columns), recent, GRAMMAR, ROWS, whole_class=False) == ""
+    grown = _fit(GRAMMAR.extended(inertia_group(GRAMMAR, 2)), recent)
+    assert set(grown.terms) == set(truth.terms) and abs(grown.coefficient_of(extra) / 0.3 - 1) < 1e-9
