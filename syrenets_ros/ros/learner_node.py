@@ -166,6 +166,9 @@ class LearnerNode(Node):
             "guard_refusals": stats.guard_refusals,
             "model_insufficient": stats.insufficiency or "no",
             "admitted_network_terms": stats.admitted_terms,
+            # Served model + the network trained on its residual vs the served model alone (before
+            # one is served: the raw network vs the library refit), held out; nan while it is off.
+            "network_holdout_rmse": f"{stats.network_rmse:.3g} / {stats.network_rival_rmse:.3g}",
             "library_grown_by_check": stats.grown_terms,
             "coefficient_stderr": self.learner.coefficient_stderr(),
             "extrapolation_uncertain": f"{stats.extrapolation_uncertain:.3g}",
