@@ -179,14 +179,16 @@ def test_too_little_usable_data_is_a_clear_error(tmp_path, sim_states):
 
 def test_the_network_trains_at_its_rate_per_recorded_second(tmp_path, sim_states):
     """Paced by the recording's clock: max_train_rate steps per recorded second, however
-    fast the replay runs, and the network's candidates compete in the selections."""
+    fast the replay runs, and the network is consulted in the selections (its guided refit
+    competes, and the served model + the network trained on its residual is scored)."""
     write_joint_states(tmp_path / "bag", sim_states)  # 4 recorded seconds
     config = LearnerConfig(network_enabled=True, max_train_rate=5.0, snapshot_period=1.0, batch_size=32)
     with JointStateBag(tmp_path / "bag") as bag:
         result = learn_from_bag(bag, config)
     # Training needs holdout + batch samples first (about 1 s of the 4 s).
     assert 10 <= result.stats.training_steps <= 4 * 5 + 1
-    assert "network" in result.stats.candidate_rmse
+    assert "network_guided" in result.stats.candidate_rmse
+    assert math.isfinite(result.stats.network_rmse) and math.isfinite(result.stats.network_rival_rmse)
 
 
 def test_a_bag_with_every_twentieth_effort_nan_still_gives_the_model(tmp_path, sim_states):
