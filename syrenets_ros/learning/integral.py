@@ -607,11 +607,11 @@ def missing_structure(model_rows: torch.Tensor, target: torch.Tensor, groups: di
     ``wide`` names broad groups (dozens of harmonics, say): each is tested by its
     ``WIDE_TEST_COLUMNS`` columns that explain most of the residual (forward selection, with
     the χ² quantile of the whole group: picking the best few from noise gains no more than all
-    of them would), since a few seconds of rows cannot carry all of them. The group explaining most is named, a broad one only when no narrower
-    one is found: a broad group explains a share of almost anything in a visited range (a
-    hardening spring's quartic, on 4 s of clean rows, to 5e-8 N·m by four harmonics beside the
-    library's), and the narrow ladder (polynomial potentials of degree 2, then 4) comes first
-    by Occam's razor.
+    of them would), since a few seconds of rows cannot carry all of them. The group explaining
+    most is named, a broad one only when no narrower one is found: a broad group explains a
+    share of almost anything in a visited range (a hardening spring's quartic, on 4 s of clean
+    rows, to 5e-8 N·m by four harmonics beside the library's), and the narrow ladder
+    (polynomial potentials of degree 2, then 4) comes first by Occam's razor.
     """
     rows = target.numel()
     own_rows = model_rows
@@ -636,8 +636,8 @@ def missing_structure(model_rows: torch.Tensor, target: torch.Tensor, groups: di
             model_rows = torch.cat((model_rows, complement[..., granted]), -1)
     residual = (target - _fitted(model_rows, target)).reshape(-1)
     searched = {name: columns.shape[-1] for name, columns in groups.items()}
-    groups = {name: columns[..., _forward_path(beyond(columns), residual, WIDE_TEST_COLUMNS)] if name in wide else columns
-              for name, columns in groups.items()}
+    groups = {name: columns[..., _forward_path(beyond(columns), residual, WIDE_TEST_COLUMNS)]
+              if name in wide else columns for name, columns in groups.items()}
     everything = torch.cat((model_rows, *groups.values()), -1)
     if rows < 2 * everything.shape[-1]:
         narrow = {name: columns for name, columns in groups.items() if name not in wide}
@@ -655,25 +655,22 @@ def missing_structure(model_rows: torch.Tensor, target: torch.Tensor, groups: di
         y = target / scale[..., 0] if weighted else target
         return float((y - _fitted(matrix / scale if weighted else matrix, y)).square().sum())
 
-    def finds(smaller: torch.Tensor, larger: torch.Tensor, tested: int) -> tuple[bool, float]:
-        """Whether ``larger``'s extra columns, picked from ``tested`` candidates, explain
-        significantly more than ``smaller``, and the weighted gain."""
-        dof = rows - larger.shape[-1]
-        if dof < 2 or larger.shape[-1] == smaller.shape[-1]:
-            return False, 0.0
-        full = rss(larger, True)
-        gain = rss(smaller, True) - full
-        explained = max(rss(smaller, False) - rss(larger, False), 0.0) / rows
-        # The best few of many candidates gain at most what all of them would: tested against
-        # the quantile of all (measured: against the few only, 3x realistic noise on a rigid
-        # pendulum grew the library by harmonics in 1 of 6 one-minute runs).
-        significant = gain / max(full / dof, torch.finfo(torch.float64).tiny) > _chi2_quantile(tested, STRUCTURE_TAIL)
-        return significant and math.sqrt(explained) > floor, gain
-
+    reduced, reduced_raw = rss(model_rows, True), rss(model_rows, False)
     causes = []
     for name, columns in groups.items():
-        found, gain = finds(model_rows, torch.cat((model_rows, columns), -1), searched[name])
-        if found:
+        grown = torch.cat((model_rows, columns), -1)
+        dof = rows - grown.shape[-1]
+        if dof < 2:
+            continue
+        full = rss(grown, True)
+        gain = reduced - full
+        explained = max(reduced_raw - rss(grown, False), 0.0) / rows
+        # A broad group's best few columns gain at most what all of it would: tested against
+        # the quantile of all (measured: against the few only, 3x realistic noise on a rigid
+        # pendulum grew the library by harmonics in 1 of 6 one-minute runs).
+        significant = gain / max(full / dof, torch.finfo(torch.float64).tiny) > _chi2_quantile(
+            searched[name], STRUCTURE_TAIL)
+        if significant and math.sqrt(explained) > floor:
             causes.append((name not in wide, gain, name))
     return max(causes)[-1] if causes else None
 
