@@ -21,6 +21,9 @@ from functools import cached_property
 import torch
 
 JOINT_NAMES: tuple[str, str] = ("joint1", "joint2")
+# Detents per revolution a cogging element may have: the learner's terms hold frequencies up to
+# this (terms.MAX_FREQUENCY).
+MAX_COGGING_PERIODS = 8
 JointVector = tuple[float, ...]
 
 
@@ -64,54 +67,68 @@ class PendulumParams:
 @dataclass(frozen=True)
 class JointElements:
     """Per-joint passive elements (SPEC §2b); all zeros = the rigid pendulum. The motor must
-    add ``k⊙(q − r) + b⊙q̇ + c⊙sign(q̇)`` to the rigid inverse dynamics."""
+    add ``k⊙(q − r) + b⊙q̇ + c⊙sign(q̇) + a⊙p·sin(p·q)`` to the rigid inverse dynamics.
+
+    The last is cogging: a detent potential a(1 − cos p·q) with p detents per revolution, as a
+    direct-drive motor's magnets give (beyond SPEC §2b: a periodic potential whose frequency
+    the learner's default grammar lacks)."""
 
     stiffness: JointVector = (0.0, 0.0)  # k [N·m/rad]: spring potential ½k(q − r)²
     rest_angle: JointVector = (0.0, 0.0)  # r [rad]: where the spring is relaxed
     damping: JointVector = (0.0, 0.0)  # b [N·m·s/rad]: viscous
     friction: JointVector = (0.0, 0.0)  # c [N·m]: Coulomb
+    cogging: JointVector = (0.0, 0.0)  # a [J]: detent potential a(1 − cos p·q)
+    cogging_periods: int = 5  # p: detents per revolution, every joint alike
 
     @classmethod
     def rigid(cls, joints: int) -> "JointElements":
         """No element on any of ``joints`` joints (a robot from a URDF has n of them)."""
         zeros = (0.0,) * joints
-        return cls(zeros, zeros, zeros, zeros)
+        return cls(zeros, zeros, zeros, zeros, zeros)
 
     def validate(self, joints: int | None = None) -> None:
         """Raise ValueError naming the first bad field: one finite value per joint (``joints``
-        of them; by default as many as the longest field), and k, b, c ≥ 0 (a negative one
-        feeds energy in)."""
-        count = joints if joints is not None else max(len(getattr(self, item.name)) for item in fields(self))
-        for item in fields(self):
-            values = getattr(self, item.name)
+        of them; by default as many as the longest field), k, b, c, a ≥ 0 (a negative one
+        feeds energy in or turns a detent into a hump), and p an integer in
+        1..:data:`MAX_COGGING_PERIODS`."""
+        vectors = [item.name for item in fields(self) if item.name != "cogging_periods"]
+        count = joints if joints is not None else max(len(getattr(self, name)) for name in vectors)
+        for name in vectors:
+            values = getattr(self, name)
             if len(values) != count:
-                raise ValueError(f"{item.name} needs {count} values, got {len(values)}")
+                raise ValueError(f"{name} needs {count} values, got {len(values)}")
             if not all(math.isfinite(v) for v in values):
-                raise ValueError(f"{item.name} must be finite, got {values!r}")
-            if item.name != "rest_angle" and min(values) < 0.0:
-                raise ValueError(f"{item.name} must be >= 0, got {values!r}")
+                raise ValueError(f"{name} must be finite, got {values!r}")
+            if name != "rest_angle" and min(values) < 0.0:
+                raise ValueError(f"{name} must be >= 0, got {values!r}")
+        if type(self.cogging_periods) is not int or not 1 <= self.cogging_periods <= MAX_COGGING_PERIODS:
+            raise ValueError(f"cogging_periods must be an integer in 1..{MAX_COGGING_PERIODS}, "
+                             f"got {self.cogging_periods!r}")
 
     @cached_property
     def is_rigid(self) -> bool:
         """No element acts (checked once: the simulator asks every step)."""
-        return not any(self.stiffness) and not any(self.damping) and not any(self.friction)
+        return not any(any(values) for values in (self.stiffness, self.damping, self.friction, self.cogging))
 
     def torque_at(self, q: Sequence[float], qd: Sequence[float]) -> JointVector:
-        """k⊙(q − r) + b⊙q̇ + c⊙sign(q̇) at one state, as floats (sign(0) = 0)."""
-        return tuple(k * (qi - r) + b * w + c * ((w > 0.0) - (w < 0.0))
-                     for k, r, b, c, qi, w in zip(self.stiffness, self.rest_angle, self.damping,
-                                                  self.friction, q, qd))
+        """k⊙(q − r) + b⊙q̇ + c⊙sign(q̇) + a⊙p·sin(p·q) at one state, as floats (sign(0) = 0)."""
+        p = self.cogging_periods
+        return tuple(k * (qi - r) + b * w + c * ((w > 0.0) - (w < 0.0)) + a * p * math.sin(p * qi)
+                     for k, r, b, c, a, qi, w in zip(self.stiffness, self.rest_angle, self.damping,
+                                                     self.friction, self.cogging, q, qd))
 
     def torque(self, q: torch.Tensor, qd: torch.Tensor) -> torch.Tensor:
         """The same for tensors of shape (..., n)."""
-        k, r, b, c = (torch.tensor(v, dtype=q.dtype, device=q.device)
-                      for v in (self.stiffness, self.rest_angle, self.damping, self.friction))
-        return k * (q - r) + b * qd + c * torch.sign(qd)
+        k, r, b, c, a = (torch.tensor(v, dtype=q.dtype, device=q.device)
+                         for v in (self.stiffness, self.rest_angle, self.damping, self.friction, self.cogging))
+        p = self.cogging_periods
+        return k * (q - r) + b * qd + c * torch.sign(qd) + a * p * torch.sin(p * q)
 
-    def spring_potential(self, q: torch.Tensor) -> torch.Tensor:
-        """Σ ½k(q − r)², shape (...)."""
-        k, r = (torch.tensor(v, dtype=q.dtype, device=q.device) for v in (self.stiffness, self.rest_angle))
-        return (0.5 * k * (q - r) ** 2).sum(-1)
+    def potential(self, q: torch.Tensor) -> torch.Tensor:
+        """Σ ½k(q − r)² + a(1 − cos p·q), shape (...)."""
+        k, r, a = (torch.tensor(v, dtype=q.dtype, device=q.device)
+                   for v in (self.stiffness, self.rest_angle, self.cogging))
+        return (0.5 * k * (q - r) ** 2 + a * (1.0 - torch.cos(self.cogging_periods * q))).sum(-1)
 
 
 RIGID = JointElements()
@@ -119,15 +136,15 @@ RIGID = JointElements()
 
 def lagrangian(q: torch.Tensor, qd: torch.Tensor, p: PendulumParams,
                joints: JointElements = RIGID) -> torch.Tensor:
-    """L(q, q̇) = T − V − Σ½k(q − r)² for inputs of shape (..., 2); returns shape (...).
-    Damping and friction are not part of any L: see :func:`inverse_dynamics`."""
-    return _kinetic(q, qd, p) - _gravity_potential(q, p) - joints.spring_potential(q)
+    """L(q, q̇) = T − V − Σ[½k(q − r)² + a(1 − cos p·q)] for inputs of shape (..., 2); returns
+    shape (...). Damping and friction are not part of any L: see :func:`inverse_dynamics`."""
+    return _kinetic(q, qd, p) - _gravity_potential(q, p) - joints.potential(q)
 
 
 def energy(q: torch.Tensor, qd: torch.Tensor, p: PendulumParams,
            joints: JointElements = RIGID) -> torch.Tensor:
-    """Total mechanical energy T + V + Σ½k(q − r)², shape (...)."""
-    return _kinetic(q, qd, p) + _gravity_potential(q, p) + joints.spring_potential(q)
+    """Total mechanical energy T + V + Σ[½k(q − r)² + a(1 − cos p·q)], shape (...)."""
+    return _kinetic(q, qd, p) + _gravity_potential(q, p) + joints.potential(q)
 
 
 def _kinetic(q: torch.Tensor, qd: torch.Tensor, p: PendulumParams) -> torch.Tensor:
@@ -175,7 +192,8 @@ def inverse_dynamics(
     q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor, p: PendulumParams,
     joints: JointElements = RIGID,
 ) -> torch.Tensor:
-    """Closed-form τ = M(q)q̈ + C(q, q̇)q̇ + G(q) + k⊙(q − r) + b⊙q̇ + c⊙sign(q̇), shape (..., 2)."""
+    """Closed-form τ = M(q)q̈ + C(q, q̇)q̇ + G(q) + k⊙(q − r) + b⊙q̇ + c⊙sign(q̇) + a⊙p·sin(p·q),
+    shape (..., 2)."""
     rigid = (mass_matrix(q, p) @ qdd.unsqueeze(-1)).squeeze(-1) + bias_torque(q, qd, p)
     return rigid if joints.is_rigid else rigid + joints.torque(q, qd)
 
@@ -197,7 +215,8 @@ def forward_dynamics(
     q: torch.Tensor, qd: torch.Tensor, tau: torch.Tensor, p: PendulumParams,
     joints: JointElements = RIGID,
 ) -> torch.Tensor:
-    """Closed-form q̈ = M(q)⁻¹(τ − C q̇ − G − k⊙(q − r) − b⊙q̇ − c⊙sign(q̇)), shape (..., 2)."""
+    """Closed-form q̈ = M(q)⁻¹(τ − C q̇ − G − k⊙(q − r) − b⊙q̇ − c⊙sign(q̇) − a⊙p·sin(p·q)),
+    shape (..., 2)."""
     rhs = tau - bias_torque(q, qd, p)
     if not joints.is_rigid:
         rhs = rhs - joints.torque(q, qd)

@@ -608,8 +608,8 @@ def true_pendulum_terms(params: PendulumParams, joints: JointElements = RIGID) -
     """SPEC §2's L expanded in library terms (relative coordinates): the distillation target.
 
     ½A q̇1² + ½B(q̇1+q̇2)² + C q̇1(q̇1+q̇2) cos q2 + D cos q1 + E cos(q1+q2) has 7 terms; the
-    joints' springs add −½k q_i² + k r q_i (the constant dropped), their viscous and Coulomb
-    friction the forces of D (SPEC §2b).
+    joints' springs add −½k q_i² + k r q_i (the constant dropped), cogging a·cos(p q_i), their
+    viscous and Coulomb friction the forces of D (SPEC §2b).
     """
     a, b, c = params.inertia_coefficients
     d, e = params.gravity_coefficients
@@ -625,6 +625,9 @@ def true_pendulum_terms(params: PendulumParams, joints: JointElements = RIGID) -
             terms[Term((0, 0), one, (0, 0), power[0])] = k * r
         if k:
             terms[Term((0, 0), one, (0, 0), power[1])] = -0.5 * k
+    for i, amplitude in enumerate(joints.cogging):
+        if amplitude:  # −a(1 − cos p·q_i), the constant dropped
+            terms[Term((0, 0), cos, tuple(joints.cogging_periods * int(j == i) for j in range(2)))] = amplitude
     forces = {Force(i, law): v for law, values in (("viscous", joints.damping), ("coulomb", joints.friction))
               for i, v in enumerate(values) if v}
     return TermModel(TermLibrary(list(terms), list(forces)),

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from syrenets_ros.dynamics.pendulum import JOINT_NAMES, JointElements, PendulumParams
+from syrenets_ros.dynamics.pendulum import JOINT_NAMES, MAX_COGGING_PERIODS, JointElements, PendulumParams
 from syrenets_ros.plant.excitation import MAX_AMPLITUDE
 from syrenets_ros.plant.robot import PendulumRobot, Robot, step_load as matrix_step_load, urdf_robot
 from syrenets_ros.schema import NodeSchema, Param
@@ -80,6 +80,10 @@ SIM_PARAMETERS = NodeSchema(NODE_NAME, (
           "N·m·s/rad", 0.0, 1.0e3),
     Param("joint_friction", _ZEROS, "Coulomb joint friction c: the motor adds c⊙sign(q̇), one per joint", "N·m",
           0.0, 1.0e3),
+    Param("joint_cogging", _ZEROS, "cogging a: a detent potential a(1 − cos p·q) per joint, as a direct-drive "
+          "motor's magnets give (the motor adds a·p·sin(p·q)); beyond SPEC §2b, one per joint", "J", 0.0, 100.0),
+    Param("cogging_periods", 5, "p: detents per revolution of joint_cogging, every joint alike", "", 1,
+          MAX_COGGING_PERIODS),
     Param("measurement_noise", (0.0, 0.0, 0.0), "[σ_q, σ_q̇, σ_τ] of the Gaussian noise on /joint_states and "
           "on what the controller sees, never on the physics; at most "
           + ", ".join(f"{limit:g}" for limit in MEASUREMENT_NOISE_LIMITS),
@@ -93,7 +97,7 @@ SIM_PARAMETERS = NodeSchema(NODE_NAME, (
 # Parameter name -> PendulumParams field.
 PHYSICAL = {"link1_mass": "m1", "link1_length": "l1", "link2_mass": "m2",
             "link2_length": "l2", "gravity": "g"}
-PER_JOINT = ("kp", "kd", "joint_stiffness", "joint_rest_angle", "joint_damping", "joint_friction")
+PER_JOINT = ("kp", "kd", "joint_stiffness", "joint_rest_angle", "joint_damping", "joint_friction", "joint_cogging")
 
 
 def _default(name: str) -> Any:
@@ -123,6 +127,8 @@ class SimSettings:
     joint_rest_angle: tuple[float, ...] = _default("joint_rest_angle")
     joint_damping: tuple[float, ...] = _default("joint_damping")
     joint_friction: tuple[float, ...] = _default("joint_friction")
+    joint_cogging: tuple[float, ...] = _default("joint_cogging")
+    cogging_periods: int = _default("cogging_periods")
     measurement_noise: tuple[float, ...] = _default("measurement_noise")
     noise_seed: int = _default("noise_seed")
     robot_description: str = _default("robot_description")  # read-only
@@ -140,7 +146,7 @@ class SimSettings:
         """Springs, damping and friction as the simulator and the ground truth take them
         (built once per settings: the step loop reads it every step)."""
         return JointElements(self.joint_stiffness, self.joint_rest_angle, self.joint_damping,
-                             self.joint_friction)
+                             self.joint_friction, self.joint_cogging, self.cogging_periods)
 
 
 def initial_settings(values: dict[str, Any]) -> SimSettings:
@@ -193,11 +199,13 @@ def settings_with(settings: SimSettings, changes: dict[str, Any], *, running: bo
 
 def step_load(settings: SimSettings) -> tuple[float, float]:
     """(max over the pose of the largest eigenvalue of M⁻¹(q)·(2Δt·D + Δt²·K), the smallest
-    effective joint inertia 1/λ_max(M⁻¹) [kg·m²]) with D = diag(b + kd), K = diag(k + kp):
-    the matrix form of 2Δt·b/I + Δt²·k/I, over the robot's sampled workspace."""
+    effective joint inertia 1/λ_max(M⁻¹) [kg·m²]) with D = diag(b + kd), K = diag(k + kp + a·p²)
+    (a·p²: the cogging's stiffest slope): the matrix form of 2Δt·b/I + Δt²·k/I, over the
+    robot's sampled workspace."""
     dt = settings.time_step
-    load = np.diag([2 * dt * (damping + kd) + dt * dt * (stiffness + kp) for damping, kd, stiffness, kp in
-                    zip(settings.joint_damping, settings.kd, settings.joint_stiffness, settings.kp)])
+    cogging = [a * settings.cogging_periods ** 2 for a in settings.joint_cogging]
+    load = np.diag([2 * dt * (damping + kd) + dt * dt * (stiffness + kp + detent) for damping, kd, stiffness, kp, detent
+                    in zip(settings.joint_damping, settings.kd, settings.joint_stiffness, settings.kp, cogging)])
     inverse_mass = settings.robot.inverse_mass_samples
     return matrix_step_load(inverse_mass, load), 1.0 / float(np.linalg.eigvalsh(inverse_mass).max())
 
@@ -208,10 +216,12 @@ def _check_step_stable(settings: SimSettings) -> None:
     load, inertia = step_load(settings)
     if load > STEP_BOUND:
         damping = ", ".join(f"{b + kd:g}" for b, kd in zip(settings.joint_damping, settings.kd))
-        stiffness = ", ".join(f"{k + kp:g}" for k, kp in zip(settings.joint_stiffness, settings.kp))
+        stiffness = ", ".join(f"{k + kp + a * settings.cogging_periods ** 2:g}"
+                              for k, kp, a in zip(settings.joint_stiffness, settings.kp, settings.joint_cogging))
         raise ValueError(
             f"the {settings.time_step:g} s step cannot integrate damping b + kd = ({damping}) N·m·s/rad with "
-            f"stiffness k + kp = ({stiffness}) N·m/rad on these links: M⁻¹(2Δt·D + Δt²·K) reaches "
+            f"stiffness k + kp + a·p² = ({stiffness}) N·m/rad on these links: M⁻¹(2Δt·D + Δt²·K) reaches "
             f"{load:.3g}, above {STEP_BOUND:g} (half of semi-implicit Euler's stability bound 4); the smallest "
-            f"effective joint inertia is {inertia:.3g} kg·m². Lower joint_damping, kd, joint_stiffness or kp"
+            f"effective joint inertia is {inertia:.3g} kg·m². Lower joint_damping, kd, joint_stiffness, "
+            "joint_cogging or kp"
             + ("" if settings.robot_description else ", or make the links heavier or longer"))

@@ -369,6 +369,8 @@ class PendulumSimNode(Node):
             "joint_rest_angle": repr(list(settings.joint_rest_angle)),
             "joint_damping": repr(list(settings.joint_damping)),
             "joint_friction": repr(list(settings.joint_friction)),
+            "joint_cogging": repr(list(settings.joint_cogging)),
+            "cogging_periods": str(settings.cogging_periods),
             "measurement_noise": repr(list(settings.measurement_noise)),
             "noise_seed": str(settings.noise_seed),
             **self.delivery.report(),

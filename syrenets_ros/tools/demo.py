@@ -1,7 +1,7 @@
 """``syrenets-ros demo`` (what ``make demo`` runs): the mission end to end. Brings the three
 nodes up, tracks with PD only, switches the learned feed-forward on, changes the system through
 the parameter service (by default swaps link 2: mass 1.0 → 2.0 kg, length 1.67 → 1.2 m; or adds a
-spring or friction with --change), keeps learning, and ends with a summary table, the learned
+spring, friction or cogging with --change), keeps learning, and ends with a summary table, the learned
 Lagrangian next to the true one, and a plot. --noise adds sensor noise to what is published. The
 run is recorded to RUN_DIR/bag, so ``syrenets-ros learn runs/demo/bag`` learns from it offline.
 ``--robot panda`` runs the same mission on a 7-joint Franka Panda from its URDF (example-robot-data,
@@ -22,10 +22,12 @@ CHANGES: dict[str, dict[str, object]] = {
     "link2": {"link2_mass": 2.0, "link2_length": 1.2},  # a new payload: masses and lengths (SPEC §5)
     "spring": {"joint_stiffness": [0.0, 50.0]},  # a torsional spring at joint 2: no trig term holds it
     "friction": {"joint_damping": [2.0, 2.0]},  # viscous friction: no Lagrangian holds it
+    # Cogging at joint 2, 0.4·(1 − cos 5q2): a frequency the default grammar lacks (issue 22).
+    "cogging": {"joint_cogging": [0.0, 0.4], "cogging_periods": 5},
     "payload": {"payload_mass": 1.0},  # 1 kg at the flange of a URDF robot
 }
 # The changes that fit each robot of plant.robot.NAMED_ROBOTS (the first is the default).
-ROBOTS = {"double_pendulum": ("link2", "spring", "friction"), "panda": ("payload",)}
+ROBOTS = {"double_pendulum": ("link2", "spring", "friction", "cogging"), "panda": ("payload",)}
 
 
 def _noise(text: str) -> list[float]:

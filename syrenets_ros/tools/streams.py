@@ -93,22 +93,24 @@ class Plant:
     cogging: tuple[float, float] = (0.0, 0.0)  # a [J]
     cogging_periods: int = 5
 
+    @property
+    def elements(self) -> pendulum.JointElements:
+        """The passive elements the simulator has too (all but the hardening)."""
+        return pendulum.JointElements(self.stiffness, self.rest, self.viscous, self.coulomb, self.cogging,
+                                      self.cogging_periods)
+
     def extra_torque(self, q: torch.Tensor, qd: torch.Tensor) -> torch.Tensor:
         """What the motor must add to the rigid inverse dynamics (SPEC §2b)."""
-        k, r, b, c, k3 = (torch.tensor(v, dtype=torch.float64) for v in (self.stiffness, self.rest, self.viscous,
-                                                                         self.coulomb, self.hardening))
-        a, p = torch.tensor(self.cogging, dtype=torch.float64), self.cogging_periods
-        return k * (q - r) + k3 * (q - r) ** 3 + b * qd + c * torch.sign(qd) + a * p * torch.sin(p * q)
+        k3, r = (torch.tensor(v, dtype=torch.float64) for v in (self.hardening, self.rest))
+        return self.elements.torque(q, qd) + k3 * (q - r) ** 3
 
     def inverse_dynamics(self, q: torch.Tensor, qd: torch.Tensor, qdd: torch.Tensor) -> torch.Tensor:
         return pendulum.inverse_dynamics(q, qd, qdd, self.params) + self.extra_torque(q, qd)
 
     def true_terms(self) -> TermModel:
         """The plant's L and D in library terms (:func:`terms.true_pendulum_terms`), the hardening
-        potential −¼k₃(q − r)⁴ expanded into powers of q and the cogging a·cos(p q) (constants
-        dropped)."""
-        rigid = true_pendulum_terms(self.params, pendulum.JointElements(self.stiffness, self.rest, self.viscous,
-                                                                        self.coulomb))
+        potential −¼k₃(q − r)⁴ expanded into powers of q (the constant dropped)."""
+        rigid = true_pendulum_terms(self.params, self.elements)
         coefficients = dict(zip(rigid.library.columns, rigid.coefficients.tolist()))
         for joint, (k3, r) in enumerate(zip(self.hardening, self.rest)):
             for power in range(1, 5) if k3 else ():
@@ -116,9 +118,6 @@ class Plant:
                 value = -0.25 * k3 * math.comb(4, power) * (-r) ** (4 - power)
                 if value:
                     coefficients[term] = coefficients.get(term, 0.0) + value
-        for joint, a in enumerate(self.cogging):
-            if a:
-                coefficients[Term((0, 0), "cos", tuple(self.cogging_periods * int(i == joint) for i in range(2)))] = a
         columns = list(coefficients)
         library = TermLibrary([c for c in columns if isinstance(c, Term)], [c for c in columns if isinstance(c, Force)])
         return TermModel(library, torch.tensor([coefficients[c] for c in library.columns], dtype=torch.float64))

@@ -10,7 +10,7 @@ from syrenets_ros.dynamics import pendulum
 
 PARAMS = pendulum.PendulumParams()
 ELEMENTS = pendulum.JointElements(stiffness=(20.0, 50.0), rest_angle=(0.3, -0.5),
-                                  damping=(2.0, 0.7), friction=(1.5, 3.0))
+                                  damping=(2.0, 0.7), friction=(1.5, 3.0), cogging=(0.3, 0.4), cogging_periods=6)
 
 
 def _states(batch: int, seed: int = 0):
@@ -38,13 +38,15 @@ def test_point_function_equals_tensor_function():
         assert point == pytest.approx(batched[i].tolist(), abs=1e-12)
 
 
-def test_forward_dynamics_inverts_inverse_dynamics_and_energy_holds_the_spring():
+def test_forward_dynamics_inverts_inverse_dynamics_and_energy_holds_the_spring_and_the_cogging():
     q, qd, qdd = _states(64, seed=2)
     tau = pendulum.inverse_dynamics(q, qd, qdd, PARAMS, ELEMENTS)
     assert torch.allclose(pendulum.forward_dynamics(q, qd, tau, PARAMS, ELEMENTS), qdd, atol=1e-10)
-    spring = 0.5 * (torch.tensor(ELEMENTS.stiffness, dtype=torch.float64) * (q - torch.tensor(ELEMENTS.rest_angle, dtype=torch.float64)) ** 2).sum(-1)
+    k, r, a = (torch.tensor(v, dtype=torch.float64) for v in (ELEMENTS.stiffness, ELEMENTS.rest_angle,
+                                                                ELEMENTS.cogging))
+    potential = (0.5 * k * (q - r) ** 2 + a * (1.0 - torch.cos(ELEMENTS.cogging_periods * q))).sum(-1)
     delta = pendulum.energy(q, qd, PARAMS, ELEMENTS) - pendulum.energy(q, qd, PARAMS)
-    assert torch.allclose(delta, spring, atol=1e-12)
+    assert torch.allclose(delta, potential, atol=1e-12)
 
 
 @pytest.mark.parametrize("changes, reason", [
@@ -52,6 +54,9 @@ def test_forward_dynamics_inverts_inverse_dynamics_and_energy_holds_the_spring()
     ({"damping": (-1.0, 0.0)}, ">= 0"),
     ({"friction": (float("nan"), 0.0)}, "finite"),
     ({"rest_angle": (float("inf"), 0.0)}, "finite"),
+    ({"cogging": (0.0, -0.1)}, ">= 0"),
+    ({"cogging_periods": 0}, "cogging_periods must be an integer in 1..8"),
+    ({"cogging_periods": 5.0}, "cogging_periods must be an integer"),
 ])
 def test_invalid_elements_are_refused_with_a_reason(changes, reason):
     with pytest.raises(ValueError, match=reason):

@@ -230,3 +230,15 @@ def test_the_widened_search_is_bounded_new_and_simplest_first():
     assert "cos(q1 + q3)" in [t.name for t in three], "a sum of joints that are not neighbours"
     inertia = terms.inertia_terms(2)
     assert len(inertia) == 15 and all(t.degree == 2 and any(t.position) for t in inertia)
+
+
+def test_the_true_terms_of_a_pendulum_with_every_joint_element_are_its_inverse_dynamics():
+    """Springs (off their rest angle), cogging, viscous and Coulomb friction expanded into library
+    terms give the closed-form inverse dynamics to round-off: the learner's target is the plant."""
+    joints = pendulum.JointElements(stiffness=(20.0, 50.0), rest_angle=(0.3, -0.5), damping=(2.0, 0.7),
+                                    friction=(1.5, 3.0), cogging=(0.3, 0.4), cogging_periods=6)
+    q, qd, qdd, _ = _data(256, 5)
+    truth = terms.true_pendulum_terms(PARAMS, joints)
+    assert "cos(6*q2)" in truth.library.names
+    assert torch.allclose(truth.torque(q, qd, qdd), pendulum.inverse_dynamics(q, qd, qdd, PARAMS, joints),
+                          rtol=0, atol=1e-11)

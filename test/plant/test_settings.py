@@ -33,7 +33,10 @@ def test_damping_in_range_but_beyond_the_step_is_refused_with_the_bound_and_the_
     # Stiffness: harmless at 1 ms, beyond the step at 10 ms.
     settings_with(paper, {"joint_stiffness": [1.0e4, 1.0e4]})
     coarse = settings_with(paper, {"time_step": 1.0e-2, "kd": [1.0, 1.0]}, running=False)
-    assert "stiffness k + kp = (10300, 10100)" in _refusal(coarse, {"joint_stiffness": [1.0e4, 1.0e4]})
+    assert "stiffness k + kp + a·p² = (10300, 10100)" in _refusal(coarse, {"joint_stiffness": [1.0e4, 1.0e4]})
+    # Cogging's stiffest slope a·p² counts as stiffness: 100 J at 8 detents is 6400 N·m/rad more.
+    springy = settings_with(coarse, {"joint_stiffness": [5.0e3, 5.0e3]})
+    assert "(11700, 11500)" in _refusal(springy, {"joint_cogging": [100.0, 100.0], "cogging_periods": 8})
 
 
 def _peak_speed(damping: float) -> float:

@@ -92,7 +92,9 @@ def test_springs_damping_friction_switched_on_mid_run_are_exact():
                 pendulum.JointElements(stiffness=(0.0, 50.0), rest_angle=(0.0, 0.4)),
                 pendulum.JointElements(stiffness=(0.0, 50.0), rest_angle=(0.0, 0.4), damping=(2.0, 2.0)),
                 pendulum.JointElements(stiffness=(0.0, 50.0), rest_angle=(0.0, 0.4), damping=(2.0, 2.0),
-                                       friction=(3.0, 1.0))]
+                                       friction=(3.0, 1.0)),
+                pendulum.JointElements(stiffness=(0.0, 50.0), rest_angle=(0.0, 0.4), damping=(2.0, 2.0),
+                                       friction=(3.0, 1.0), cogging=(0.2, 0.4))]
     with Simulator(pendulum.PendulumParams(), DT, q0, qd0) as sim:
         previous = None
         for joints in segments:
@@ -104,7 +106,7 @@ def test_springs_damping_friction_switched_on_mid_run_are_exact():
             if previous is not None:
                 assert _extended_error(states, torques, sim.params, previous) > 1e-2
             previous = joints
-        assert sim.step_count == 4000
+        assert sim.step_count == 5000
         with pytest.raises(ValueError, match=">= 0"):
             sim.set_joint_elements(pendulum.JointElements(damping=(-1.0, 0.0)))
         assert sim.joint_elements == segments[-1], "a refused change leaves the elements as they were"
