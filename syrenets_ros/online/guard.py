@@ -101,23 +101,32 @@ def disagreement_outside(chosen: tuple[float, str, object], scored: list, fit: B
 
 
 def replaces(model, served, rmse: float, fitted_on: float, served_samples: float, holdout: Batch,
-             rows: integral.RowForm) -> bool:
+             rows: integral.RowForm, since_change: Batch | None = None) -> bool:
     """Whether ``model`` (held-out RMSE ``rmse``, fitted on ``fitted_on`` samples) may replace
     ``served`` (fitted on ``served_samples``): it is judged against the served model on the
-    holdout, which neither has seen."""
+    holdout, which neither has seen. ``since_change``: the record since a change the served
+    model predates, on which the candidate must not be worse either."""
     if served is None or model is served:
         return True
     # The served model's own terms refitted on more samples than it was fitted on are a
     # coefficient update (what the tracker does continuously): the holdout cannot tell two
     # fits of one structure on nearly the same data apart, and refusing them would freeze a
-    # post-change model at its first, shortest fit.
-    if (isinstance(model, LinearModel) and type(model) is type(served)
+    # post-change model at its first, shortest fit. Not across a change: there the served
+    # structure may lack what the new system needs, and its refit is then a local stand-in.
+    if (since_change is None and isinstance(model, LinearModel) and type(model) is type(served)
             and set(model.library.columns) == set(served.library.columns) and fitted_on > served_samples):
         return True
     # An ill-determined candidate (a stand-in whose coefficients the data barely fix) must be
     # clearly better: measured after a combined change, such stand-ins (±10–90 on coefficients
     # of that order) were served for ~12 s, 16–22 N·m off on probe states.
-    return integral_rmse(served, holdout, rows) > (CLEARLY_BETTER if ill_determined(model) else 1.0) * rmse
+    if not integral_rmse(served, holdout, rows) > (CLEARLY_BETTER if ill_determined(model) else 1.0) * rmse:
+        return False
+    # The newest second can flatter a stand-in that tracked it (measured: cogging the rigid
+    # terms cannot hold, tracked coefficients 0.68 N·m on the holdout against the old model's
+    # ~1.4, served, and 2x worse than the old model on other post-change motion): it must not
+    # be worse on everything since the change, which it has partly been fitted on — worse
+    # even there is worse.
+    return since_change is None or integral_rmse(model, since_change, rows) <= integral_rmse(served, since_change, rows)
 
 
 class PublishGate:

@@ -513,8 +513,10 @@ class OnlineLearner:
                 math.sqrt(self.config.change_floor))
             self.stats.noise = self.noise.tolist()
         # While a change is suspected, data after it are too few to validate anything.
+        since_change = self.buffer.newest(len(self.buffer)) if self._served_before_change else None
         if (self.served is not None and self.change.suspected is not None
-                or not replaces(model, self.served, rmse, fitted_on, self._served_samples, holdout, self.rows)):
+                or not replaces(model, self.served, rmse, fitted_on, self._served_samples, holdout, self.rows,
+                                since_change)):
             self.stats.guard_refusals += 1
             return None
         self.stats.wins[source] = self.stats.wins.get(source, 0) + 1

@@ -130,3 +130,21 @@ def test_equal_fits_that_part_ways_outside_the_data_are_reported(rigid):
     assert disagreement_outside(chosen, [chosen, (3.0, "tracked", rival)], rigid, 0) == 0.0
     twin = TermModel(TRUE.library, TRUE.coefficients.clone())
     assert disagreement_outside(chosen, [chosen, (1.0, "tracked", twin)], rigid, 0) == 0.0
+
+
+def test_across_a_change_a_refit_of_the_served_terms_must_not_be_worse_since_the_change():
+    """Cogging 0.4·cos 5q2 the rigid terms cannot hold, from t = 0. The rigid terms refitted on
+    the newest 3 s (the holdout among them, as the tracker has seen it) beat the old rigid model
+    on the holdout, and as a coefficient update they would replace it; across the change they
+    must also not be worse on the whole post-change record — and this local stand-in is."""
+    stream = simulate_structure(8.0, change_at=0.0, changed=Plant(cogging=(0.0, 0.4)))
+    record, recent, holdout = _batch(stream), _batch(stream, 5000), _batch(stream, 7000)
+    local = fit_integral(TRUE.library, recent.stamp, recent.q, recent.qd, recent.qdd, recent.tau, rows=ROWS,
+                         select_terms=False)
+    rmse = integral_rmse(local, holdout, ROWS)
+    assert rmse < integral_rmse(TRUE, holdout, ROWS)
+    assert replaces(local, TRUE, rmse, 3000, 1000, holdout, ROWS), "a coefficient update"
+    assert integral_rmse(local, record, ROWS) > integral_rmse(TRUE, record, ROWS)
+    assert not replaces(local, TRUE, rmse, 3000, 1000, holdout, ROWS, since_change=record)
+    assert replaces(Plant(cogging=(0.0, 0.4)).true_terms(), TRUE, 0.0, 1000, 1000, holdout, ROWS,
+                    since_change=record), "the exact model replaces it"
