@@ -148,7 +148,7 @@ class StructureCheck:
             # (measured: with the simplest equivalent the check missed a spring + friction).
             columns = model.fit_report.get("unsimplified_columns", own) if whole_class else own
             cause = lacks(columns, recent, library, rows, whole_class)
-            found_again = bool(cause) and self.found_again(cause, recent, holdout)
+            found_again = bool(cause) and self.found_again(cause, recent, holdout, remember=whole_class)
             if cause and whole_class and not found_again:
                 return None
             if cause in GROWTH and (whole_class or lacks(own, recent, library, rows, True) == cause):
@@ -160,16 +160,21 @@ class StructureCheck:
         self.stats.insufficiency = cause
         return grown
 
-    def found_again(self, cause: str, recent: Batch, holdout: int) -> bool:
+    def found_again(self, cause: str, recent: Batch, holdout: int, remember: bool = True) -> bool:
         """Whether ``cause`` was found before on a record that ended inside ``recent``, at least
-        ``holdout`` samples before it ends; otherwise this finding is remembered as the first."""
+        ``holdout`` samples before it ends; otherwise, with ``remember``, this finding is kept
+        as the first. The served model's check confirms a selection's finding but never
+        replaces it: its own terms can lack another group than the whole class does (measured:
+        cogging, the served rigid model lacking a potential between selections that found a
+        periodic one, reset the periodic finding each time and the library never grew)."""
         first = self.unconfirmed
         if first is not None and first[0] == cause and float(recent.stamp[0]) <= first[1]:
             if int((recent.stamp > first[1]).sum()) < holdout:
                 return False
             self.unconfirmed = None
             return True
-        self.unconfirmed = (cause, float(recent.stamp[-1]))
+        if remember:
+            self.unconfirmed = (cause, float(recent.stamp[-1]))
         return False
 
     def _grow(self, library: TermLibrary, terms: Sequence[Term], cause: str) -> TermLibrary | None:

@@ -65,6 +65,18 @@ def test_a_finding_counts_once_found_again_with_a_holdout_of_newer_data():
     assert not check.found_again(MISSING_DISSIPATION, _batch(stream, 2600, 4000), HOLDOUT), "another cause"
 
 
+def test_the_served_models_check_confirms_a_finding_but_never_replaces_it():
+    """Between two selections that find a periodic potential the served model's own check finds
+    a polynomial one (its terms lack more than the class does): that must not reset the first
+    finding, or the class's verdict never counts."""
+    check = StructureCheck(Stats(), lambda _: None, lambda _: None)
+    stream = simulate_structure(4.0)
+    assert not check.found_again(MISSING_PERIODIC, _batch(stream, 0, 2000), HOLDOUT)
+    assert not check.found_again(MISSING_POTENTIAL, _batch(stream, 500, 3000), HOLDOUT, remember=False)
+    assert check.unconfirmed is not None and check.unconfirmed[0] == MISSING_PERIODIC
+    assert check.found_again(MISSING_PERIODIC, _batch(stream, 500, 3000), HOLDOUT)
+
+
 def test_a_hardening_spring_grows_the_library_by_quadratic_then_quartic_potentials():
     """A hardening spring at joint 2 the trig grammar cannot hold: the first verdict at a
     selection is only remembered; found again on newer data it is said and grows the library
