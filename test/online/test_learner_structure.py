@@ -129,3 +129,16 @@ def test_a_hardening_spring_grows_the_library_past_quadratic_and_is_served_exact
     assert any(error > 0.1 and uncertain > 0.0 for error, uncertain in flagged), flagged
     assert 0.0 < learner.stats.selection_cpu
 
+
+
+def test_tracked_coefficients_are_no_candidate_while_the_class_is_found_insufficient():
+    """Tracking can only bend the served terms to the newest data: while the check says the
+    class lacks structure the tracked model does not compete; once the verdict clears it does."""
+    warnings, clock = [], [0.0]
+    learner = _learner(warnings, clock)
+    _feed(learner, simulate_structure(6.0), clock)
+    assert learner.served is not None and "tracked" in learner.stats.candidate_rmse
+    learner.stats.insufficiency = MISSING_POTENTIAL
+    learner._last_selection = float("-inf")
+    learner.maybe_select()
+    assert "tracked" not in learner.stats.candidate_rmse and "library" in learner.stats.candidate_rmse
