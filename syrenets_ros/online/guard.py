@@ -113,8 +113,11 @@ def replaces(model, served, rmse: float, fitted_on: float, served_samples: float
     # fits of one structure on nearly the same data apart, and refusing them would freeze a
     # post-change model at its first, shortest fit. Not across a change: there the served
     # structure may lack what the new system needs, and its refit is then a local stand-in.
+    # Nor for an ill-determined refit (measured: tracked coefficients right but ±90 on each,
+    # from a fresh tracker's covariance, would have replaced a refit known to ±1e-10).
     if (since_change is None and isinstance(model, LinearModel) and type(model) is type(served)
-            and set(model.library.columns) == set(served.library.columns) and fitted_on > served_samples):
+            and set(model.library.columns) == set(served.library.columns) and fitted_on > served_samples
+            and not ill_determined(model)):
         return True
     # An ill-determined candidate (a stand-in whose coefficients the data barely fix) must be
     # clearly better: measured after a combined change, such stand-ins (±10–90 on coefficients

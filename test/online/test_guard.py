@@ -92,6 +92,9 @@ def test_the_served_terms_refitted_on_more_samples_are_an_update(rigid):
     assert replaces(same_columns, served, worse, 3000, 2000, holdout, ROWS)
     assert not replaces(same_columns, served, worse, 2000, 2000, holdout, ROWS)
     assert replaces(served, served, math.inf, 0, 2000, holdout, ROWS), "the served model itself passes"
+    vague = TermModel(served.library, served.coefficients, stderr=served.coefficients.abs() * 2.0)
+    assert not replaces(vague, served, integral_rmse(vague, holdout, ROWS), 3000, 2000, holdout, ROWS), \
+        "an ill-determined refit is no update"
     assert replaces(same_columns, None, worse, 0, math.inf, holdout, ROWS), "anything validated replaces nothing"
 
 
