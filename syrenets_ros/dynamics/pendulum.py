@@ -77,8 +77,14 @@ class JointElements:
     rest_angle: JointVector = (0.0, 0.0)  # r [rad]: where the spring is relaxed
     damping: JointVector = (0.0, 0.0)  # b [N·m·s/rad]: viscous
     friction: JointVector = (0.0, 0.0)  # c [N·m]: Coulomb
-    cogging: JointVector = (0.0, 0.0)  # a [J]: detent potential a(1 − cos p·q)
+    cogging: JointVector = ()  # a [J]: detent potential a(1 − cos p·q); () = none on any joint
     cogging_periods: int = 5  # p: detents per revolution, every joint alike
+
+    def __post_init__(self) -> None:
+        # No cogging given: none on each of the joints the springs are given for (a 7-joint
+        # arm's elements written before cogging existed stay 7 joints wide, not zip-cut to 2).
+        if not self.cogging:
+            object.__setattr__(self, "cogging", (0.0,) * len(self.stiffness))
 
     @classmethod
     def rigid(cls, joints: int) -> "JointElements":

@@ -61,3 +61,13 @@ def test_forward_dynamics_inverts_inverse_dynamics_and_energy_holds_the_spring_a
 def test_invalid_elements_are_refused_with_a_reason(changes, reason):
     with pytest.raises(ValueError, match=reason):
         pendulum.JointElements(**changes).validate()
+
+
+def test_elements_without_cogging_keep_the_width_of_their_joints():
+    """A 7-joint arm's springs written without cogging stay 7 joints wide: a two-joint default
+    would cut every per-joint sum to two joints."""
+    arm = pendulum.JointElements(stiffness=(1.0,) * 7, rest_angle=(0.0,) * 7, damping=(0.5,) * 7,
+                                 friction=(0.0,) * 7)
+    arm.validate(7)
+    assert arm.cogging == (0.0,) * 7 and len(arm.torque_at([0.1] * 7, [0.2] * 7)) == 7
+    assert pendulum.JointElements() == pendulum.JointElements(cogging=(0.0, 0.0))
