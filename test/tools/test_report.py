@@ -63,6 +63,8 @@ def test_each_model_served_after_a_change_is_scored_against_the_one_from_before_
     assert [v for _, v in stretches] == pytest.approx([4.0, 6.0, 1e-9])
     assert worse_after_change(stretches) == 1
     assert worse_after_change([]) == 0
-    # A model arriving a moment after the swap (a refit from before it) joins the first stretch.
-    late = served_after_change(errors, [(2.01, "old refit")] + equations, t_swap=2.0, end=6.0)
+    # A model arriving a moment after the swap, or one with the old equation (a refit from
+    # before the change published after it), joins the first stretch.
+    late = served_after_change(errors, [(1.0, "L = 1(±0.1)*q")] + [(2.01, "refit"), (2.5, "L = 1(±0.2)*q")]
+                               + equations[1:], t_swap=2.0, end=6.0)
     assert [t for t, _ in late] == [2.0, 3.0, 4.0]
