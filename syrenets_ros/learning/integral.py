@@ -618,9 +618,9 @@ def missing_structure(model_rows: torch.Tensor, target: torch.Tensor, groups: di
     narrow_width = max((g.shape[-1] for name, g in groups.items() if name not in wide), default=0)
     widest = max(narrow_width, WIDE_TEST_COLUMNS if wide & set(groups) else 0)
 
-    def beyond(columns: torch.Tensor) -> torch.Tensor:
-        """Columns made orthogonal to the model's span and unit-norm (zero when inside it)."""
-        basis = torch.linalg.qr(model_rows.reshape(rows, -1)).Q
+    def beyond(columns: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+        """Columns made orthogonal to the model's span (orthonormal ``basis``) and unit-norm
+        (zero when inside it)."""
         flat = columns.reshape(rows, -1)
         rest = flat - basis @ (basis.T @ flat)
         norms = rest.norm(dim=0)
@@ -632,12 +632,15 @@ def missing_structure(model_rows: torch.Tensor, target: torch.Tensor, groups: di
         if room > 0:
             # Selected by what each column adds beyond the model's own span.
             residual = (target - _fitted(model_rows, target)).reshape(-1)
-            granted = _forward_path(beyond(complement), residual, room)
+            span = torch.linalg.qr(model_rows.reshape(rows, -1)).Q
+            granted = _forward_path(beyond(complement, span), residual, room)
             model_rows = torch.cat((model_rows, complement[..., granted]), -1)
     residual = (target - _fitted(model_rows, target)).reshape(-1)
     searched = {name: columns.shape[-1] for name, columns in groups.items()}
-    groups = {name: columns[..., _forward_path(beyond(columns), residual, WIDE_TEST_COLUMNS)]
-              if name in wide else columns for name, columns in groups.items()}
+    if wide & set(groups):
+        basis = torch.linalg.qr(model_rows.reshape(rows, -1)).Q
+        groups = {name: columns[..., _forward_path(beyond(columns, basis), residual, WIDE_TEST_COLUMNS)]
+                  if name in wide else columns for name, columns in groups.items()}
     everything = torch.cat((model_rows, *groups.values()), -1)
     if rows < 2 * everything.shape[-1]:
         narrow = {name: columns for name, columns in groups.items() if name not in wide}

@@ -31,7 +31,7 @@ from syrenets_ros.online.stream import Batch
 # some noise, but noise it fitted does not recur on the holdout: to lower the RMSE by 1.5x its
 # prediction must correlate 0.75 with held-out noise it never saw, ~3σ on the ~20 independent
 # rows of a 1 s holdout. Structure the served model misses lowers it for good.
-CLEARLY_BETTER = 1.5
+CONSULTED_WHEN_BETTER = 1.5
 SAMPLES = 256  # states the network is frozen at and projected on, spread over the fit data
 
 
@@ -116,7 +116,7 @@ class NetworkProposals:
         ``library_model`` does (else ``library_model``); before a model is ``served``, also the
         raw network ("network"). What the network predicts is the served model plus its
         residual, or itself before one is served; it is consulted only when that predicts the
-        holdout :data:`CLEARLY_BETTER` than the served model (than ``library_model`` before
+        holdout :data:`CONSULTED_WHEN_BETTER` times better than the served model (than ``library_model`` before
         one is served): an untrained network's projection proposes noise, and each proposal
         costs a refit. ``refit`` fits given columns on ``fit``. The admitted terms go to
         ``stats.admitted_terms``, the two held-out RMSEs to ``stats.network_rmse`` and
@@ -128,7 +128,7 @@ class NetworkProposals:
         stats.network_rmse = integral_rmse(predicted, holdout, rows)
         stats.network_rival_rmse = integral_rmse(rival, holdout, rows)
         guided = library_model
-        if CLEARLY_BETTER * stats.network_rmse < stats.network_rival_rmse:
+        if CONSULTED_WHEN_BETTER * stats.network_rmse < stats.network_rival_rmse:
             proposed = propose_terms(frozen.lagrangian_fn(), library, q, qd, qdd, expression=frozen.expression())
             if proposed:
                 grown = refit(list(library.columns) + proposed)

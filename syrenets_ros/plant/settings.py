@@ -203,11 +203,22 @@ def step_load(settings: SimSettings) -> tuple[float, float]:
     (a·p²: the cogging's stiffest slope): the matrix form of 2Δt·b/I + Δt²·k/I, over the
     robot's sampled workspace."""
     dt = settings.time_step
-    cogging = [a * settings.cogging_periods ** 2 for a in settings.joint_cogging]
-    load = np.diag([2 * dt * (damping + kd) + dt * dt * (stiffness + kp + detent) for damping, kd, stiffness, kp, detent
-                    in zip(settings.joint_damping, settings.kd, settings.joint_stiffness, settings.kp, cogging)])
+    load = np.diag([2 * dt * damping + dt * dt * stiffness
+                    for damping, stiffness in zip(_step_damping(settings), _step_stiffness(settings))])
     inverse_mass = settings.robot.inverse_mass_samples
     return matrix_step_load(inverse_mass, load), 1.0 / float(np.linalg.eigvalsh(inverse_mass).max())
+
+
+def _step_damping(settings: SimSettings) -> list[float]:
+    """b + kd per joint: the damping the explicit step integrates."""
+    return [b + kd for b, kd in zip(settings.joint_damping, settings.kd)]
+
+
+def _step_stiffness(settings: SimSettings) -> list[float]:
+    """k + kp + a·p² per joint: the stiffness the explicit step integrates (a·p², the
+    cogging's stiffest slope)."""
+    return [k + kp + a * settings.cogging_periods ** 2
+            for k, kp, a in zip(settings.joint_stiffness, settings.kp, settings.joint_cogging)]
 
 
 def _check_step_stable(settings: SimSettings) -> None:
@@ -215,9 +226,8 @@ def _check_step_stable(settings: SimSettings) -> None:
     are more than the explicit step can integrate for the inertia in force."""
     load, inertia = step_load(settings)
     if load > STEP_BOUND:
-        damping = ", ".join(f"{b + kd:g}" for b, kd in zip(settings.joint_damping, settings.kd))
-        stiffness = ", ".join(f"{k + kp + a * settings.cogging_periods ** 2:g}"
-                              for k, kp, a in zip(settings.joint_stiffness, settings.kp, settings.joint_cogging))
+        damping = ", ".join(f"{value:g}" for value in _step_damping(settings))
+        stiffness = ", ".join(f"{value:g}" for value in _step_stiffness(settings))
         raise ValueError(
             f"the {settings.time_step:g} s step cannot integrate damping b + kd = ({damping}) N·m·s/rad with "
             f"stiffness k + kp + a·p² = ({stiffness}) N·m/rad on these links: M⁻¹(2Δt·D + Δt²·K) reaches "

@@ -88,7 +88,8 @@ def measure(name: str, plant: Plant, stream: Stream, network: bool, change_at: f
             if learner.served is not before and all(learner.served is not m for m in served_after):
                 served_after.append(learner.served)
     # Held out for every model: the whole post-change record (data no fit before its end saw).
-    worse = sum(wide_rmse(m, plant, states) > wide_rmse(before, plant, states) for m in served_after) if before else 0
+    reference = wide_rmse(before, plant, states) if before is not None else math.inf
+    worse = sum(wide_rmse(m, plant, states) > reference for m in served_after)
     adapted = math.nan
     for stamp, rmse in reversed(history):
         if rmse > ADAPTED:
