@@ -103,13 +103,17 @@ def test_forged_stamps_are_refused_and_the_published_model_stays_exact(learner, 
 
 def test_states_sent_while_the_learning_core_loads_are_not_lost(learner, ros_context):
     """The learner subscribes before it imports torch and the learning core (seconds on a
-    loaded machine, issue 20): states streamed meanwhile wait in its queue and all arrive."""
+    loaded machine, issue 20): states streamed meanwhile wait in its queue and all arrive. The
+    burst stays within the queue's depth: beyond it a reliable KEEP_LAST writer waits for the
+    reader, then fails (seen on a loaded machine: "cannot publish data", or a few hundred of 3000
+    states lost)."""
     graph, log = learner
     node = Node("early_streamer", context=ros_context)
     diagnostics = Collector(node, DiagnosticArray, rc.DIAGNOSTICS)
     states = node.create_publisher(JointState, rc.JOINT_STATES, rc.JOINT_STATE_QOS)
     clock = node.create_publisher(Clock, rc.CLOCK, 10)
-    rows = smooth_motion(3000, start=1.0)
+    count = rc.JOINT_STATE_QOS.depth * 9 // 10
+    rows = smooth_motion(count, start=1.0)
     with spinning(ros_context, node):
         assert wait_until(lambda: states.get_subscription_count() >= 1, 90.0)
         for i, (stamp, q, qd, tau) in enumerate(rows):
@@ -118,10 +122,10 @@ def test_states_sent_while_the_learning_core_loads_are_not_lost(learner, ros_con
             if i % 10 == 0:
                 clock.publish(Clock(clock=message.header.stamp))
             states.publish(message)
-        assert wait_until(lambda: diagnostics.newest_status("syrenets_learner").get("samples_received") == "3000",
+        assert wait_until(lambda: diagnostics.newest_status("syrenets_learner").get("samples_received") == str(count),
                           90.0), diagnostics.newest_status("syrenets_learner")
     values = diagnostics.newest_status("syrenets_learner")
-    assert values["samples_accepted"] == "2999" and values["samples_dropped_behind"] == "0", values
+    assert values["samples_accepted"] == str(count - 1) and values["samples_dropped_behind"] == "0", values
 
 
 def test_the_learner_node_subscribes_before_torch_is_imported():
