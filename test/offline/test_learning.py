@@ -63,19 +63,22 @@ def _true_torque_error(model) -> float:
 
 def _online(states, config: LearnerConfig):
     """The learner as the node drives it: samples pushed as they arrive, the worker
-    observing and selecting as time passes (here the stream's own time)."""
+    observing and selecting as time passes (here the stream's own time). Returns the newest
+    publication, as the node serves it: a last selection the served model is as good as
+    publishes nothing."""
     now = [0.0]
     learner = OnlineLearner(config, log=lambda _: None, clock=lambda: now[0])
     assembler = SampleAssembler(config.joint_names, DT)
+    publication = None
     for stamp, names, q, qd, tau in states:
         now[0] = stamp / NANOSECONDS
         sample = assembler.add(now[0], names, q, qd, tau)
         if sample is not None:
             learner.buffer.push(sample)
         learner.observe()
-        learner.maybe_select()
+        publication = learner.maybe_select() or publication
     learner.observe()
-    return learner.select_now()
+    return learner.select_now() or publication
 
 
 def _coefficients(model: TermModel) -> dict[str, float]:
