@@ -581,21 +581,28 @@ def periodic_terms(n_joints: int, known: Sequence[tuple[int, ...]], budget: int)
     q1 + 2q2, q1 − q2 + q3) by total frequency. Bounded because every column costs each
     refit; potentials only, since a kinetic term at a new frequency is a new inertia
     coupling no rigid chain has."""
-    singles = [tuple(k * int(i == j) for i in range(n_joints))
-               for j in range(n_joints) for k in range(3, MAX_FREQUENCY + 1)]
-    combinations = []
-    for width in (2, 3):
-        for joints in itertools.combinations(range(n_joints), width):
-            for entries in itertools.product((1, 2, -1, -2), repeat=width):
-                if entries[0] > 0:
-                    combinations.append(tuple(entries[joints.index(i)] if i in joints else 0
-                                              for i in range(n_joints)))
-    combinations.sort(key=lambda a: (sum(map(abs, a)), [-abs(k) for k in a]))
     known_set = set(map(tuple, known))
-    angles = [a for a in dict.fromkeys(singles + combinations) if a not in known_set]
+    angles = [a for a in (tuple(k * int(i == j) for i in range(n_joints))
+                          for j in range(n_joints) for k in range(3, MAX_FREQUENCY + 1)) if a not in known_set]
+    # Combinations one total frequency at a time, only while the budget has room: a 7-joint
+    # arm's harmonics alone fill it, and its three-joint combinations number over two thousand.
+    for total in range(2, 7):
+        if 2 * len(angles) >= budget:
+            break
+        level = sorted(_combinations_of_total(n_joints, total), key=lambda a: [-abs(k) for k in a])
+        angles += [a for a in level if a not in known_set]
     zero = (0,) * n_joints
     terms = [Term(zero, function, angle) for angle in angles for function in ("cos", "sin")]
     return terms[:max(0, budget)]
+
+
+def _combinations_of_total(n_joints: int, total: int) -> list[tuple[int, ...]]:
+    """Angles with entries within ±2 on two or three joints, the first positive, whose absolute
+    entries sum to ``total`` (in a fixed order: ties in the caller's sort keep it)."""
+    return [tuple(entries[joints.index(i)] if i in joints else 0 for i in range(n_joints))
+            for width in (2, 3) for joints in itertools.combinations(range(n_joints), width)
+            for entries in itertools.product((1, 2, -1, -2), repeat=width)
+            if entries[0] > 0 and sum(map(abs, entries)) == total]
 
 
 def inertia_terms(n_joints: int) -> list[Term]:
