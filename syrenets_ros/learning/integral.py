@@ -375,20 +375,20 @@ def _forward_path(scaled: torch.Tensor, target: torch.Tensor, limit: int) -> lis
 def _backward_path(scaled: torch.Tensor, target: torch.Tensor, support: list[int]) -> list[int]:
     """Backward elimination by the smallest |t| statistic; returns ``support`` ordered from the
     most to the least significant term (the last one eliminated comes first)."""
-    if scaled.shape[0] > len(support):
+    columns = scaled[:, support]
+    if columns.shape[0] > len(support):
         # Only R and Qᵀy of the support enter the t statistics: eliminating on them costs
         # k×k factorisations instead of rows×k ones (the whole library, below, has ~70 columns).
-        q, r = torch.linalg.qr(scaled[:, support])
-        scaled, target = scaled.new_zeros(len(support), scaled.shape[1]), q.T @ target
-        scaled[:, support] = r
-    active = list(support)
+        q, columns = torch.linalg.qr(columns)
+        target = q.T @ target
+    active = list(range(len(support)))  # positions in ``support``
     eliminated: list[int] = []
     while active:
-        q, r = torch.linalg.qr(scaled[:, active])
+        q, r = torch.linalg.qr(columns[:, active])
         coef = torch.linalg.solve_triangular(r, (q.T @ target)[:, None], upper=True)[:, 0]
         inverse = torch.linalg.solve_triangular(r, torch.eye(len(active), dtype=r.dtype), upper=True)
         t = coef.abs() / inverse.square().sum(1).sqrt()
-        eliminated.append(active.pop(int(t.argmin())))
+        eliminated.append(support[active.pop(int(t.argmin()))])
     return eliminated[::-1]
 
 

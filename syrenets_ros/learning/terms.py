@@ -586,7 +586,7 @@ def periodic_terms(n_joints: int, known: Sequence[tuple[int, ...]], budget: int)
                           for j in range(n_joints) for k in range(3, MAX_FREQUENCY + 1)) if a not in known_set]
     # Combinations one total frequency at a time, only while the budget has room: a 7-joint
     # arm's harmonics alone fill it, and its three-joint combinations number over two thousand.
-    for total in range(2, 7):
+    for total in range(2, 7):  # up to three entries of ±2
         if 2 * len(angles) >= budget:
             break
         level = sorted(_combinations_of_total(n_joints, total), key=lambda a: [-abs(k) for k in a])

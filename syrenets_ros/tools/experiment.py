@@ -134,7 +134,7 @@ def run_experiment(timeline: Timeline, run_dir: Path, *, real_time_factor: float
         wait_until(timeline.pd_only, "PD only")
         _set(SIM, {"feedforward_enabled": True})
         t_ff, wall_ff = monitor.sim_time, time.monotonic()
-        cpu_ff = {**graph.cpu_seconds(), OBSERVER: _own_cpu_seconds()}
+        cpu_ff = {**graph.cpu_seconds(), OBSERVER: time.process_time()}
         progress(f"t={t_ff:.1f}s  feed-forward ON")
         if "feedforward_on" in hooks:
             hooks["feedforward_on"](monitor)
@@ -148,7 +148,7 @@ def run_experiment(timeline: Timeline, run_dir: Path, *, real_time_factor: float
         wait_until(t_swap + timeline.after_swap, "after swap")
         sim_seconds = max(monitor.sim_time - t_ff, 1e-9)
         achieved = sim_seconds / max(time.monotonic() - wall_ff, 1e-9)
-        cpu_end = {**graph.cpu_seconds(), OBSERVER: _own_cpu_seconds()}
+        cpu_end = {**graph.cpu_seconds(), OBSERVER: time.process_time()}
         cpu_per_sim_s = {name: (cpu_end[name] - cpu_ff[name]) / sim_seconds for name in cpu_end if name in cpu_ff}
     finally:
         exit_codes = graph.stop()
@@ -200,11 +200,6 @@ def _system(settings: SimSettings) -> dict[str, object]:
 
 OBSERVER = "experiment (monitor)"
 RECORDER_NICENESS = 5  # this process, in the CPU table
-
-
-def _own_cpu_seconds() -> float:
-    times = os.times()
-    return times.user + times.system
 
 
 def _start_recording(bag_dir: Path, log_dir: Path, monitor: Monitor,

@@ -27,12 +27,6 @@ import numpy as np
 BENCH_NAMESPACE = "/syrenets_bench_sim"
 
 
-def _cpu_seconds() -> float:
-    """This process's CPU time at nanosecond resolution: ``os.times`` counts 10 ms clock ticks, so a
-    toy-size run on a fast machine read 0 CPU."""
-    return time.process_time()
-
-
 def bench_core(steps: int, robot_description: str = "") -> dict[str, float]:
     from syrenets_ros.plant.control import pd_torque
     from syrenets_ros.plant.settings import initial_settings
@@ -42,11 +36,12 @@ def bench_core(steps: int, robot_description: str = "") -> dict[str, float]:
     start_pose, _, _ = settings.robot.excitation(0, 1.0, 0.1).sample(0.0)
     rest = (0.0,) * len(start_pose)
     with Simulator(settings.robot, 1.0e-3, start_pose) as sim:
-        start, cpu = time.perf_counter(), _cpu_seconds()
+        # process_time, not os.times: its 10 ms ticks read 0 CPU for a toy run on a fast machine
+        start, cpu = time.perf_counter(), time.process_time()
         for _ in range(steps):
             q, qd = sim.state()
             sim.step(pd_torque(settings, q, qd, start_pose, rest, None))
-        elapsed, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     return {"steps": steps, "seconds": elapsed, "steps_per_s": steps / elapsed, "cpu_ms_per_step": cpu / steps * 1e3}
 
 
@@ -76,10 +71,10 @@ def _run_node(real_time_factor: float, seconds: float, robot_description: str = 
         time.sleep(0.5)  # warm-up: first steps include thread start and first publications
         first_step, first_paced = node.step_count, len(node.lateness_s)
         late_before, paced_before = node.stats.late_steps, node.stats.paced_steps
-        start, cpu = time.monotonic(), _cpu_seconds()
+        start, cpu = time.monotonic(), time.process_time()
         time.sleep(seconds)
         steps = node.step_count - first_step
-        elapsed, cpu = time.monotonic() - start, _cpu_seconds() - cpu
+        elapsed, cpu = time.monotonic() - start, time.process_time() - cpu
         late = node.stats.late_steps - late_before
         paced = node.stats.paced_steps - paced_before
         lateness = np.array(list(node.lateness_s)[first_paced:]) if real_time_factor > 0 else None
